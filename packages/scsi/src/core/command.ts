@@ -1,0 +1,123 @@
+import type { BlockBackend } from './backend.js';
+
+/** One command as an initiator (or a transport such as the TCMU ring) submits it. */
+export interface CommandRequest {
+  /** The CDB bytes exactly as received (may be longer than the command's CDB length). */
+  readonly cdb: Uint8Array;
+  /** Data-Out buffer (writes, parameter lists). Empty or absent when none. */
+  readonly dataOut?: Uint8Array;
+  /** The initiator's Data-In buffer length (bytes it is ready to receive). */
+  readonly dataInLength?: number;
+  /** I_T nexus identifier; unit attentions are reported once per nexus. */
+  readonly nexus?: string;
+  readonly signal?: AbortSignal;
+}
+
+/** What the target answers. */
+export interface CommandResult {
+  /** SAM status (see ScsiStatus). */
+  readonly status: number;
+  /** Sense data (fixed or descriptor format) when status is CHECK CONDITION. */
+  readonly sense?: Uint8Array;
+  /** Bytes for the initiator; never longer than dataInLength. */
+  readonly dataIn?: Uint8Array;
+  /** dataInLength minus the bytes actually returned (SAM-5 residual, underflow). */
+  readonly residual: number;
+}
+
+export type DataDirection = 'none' | 'in' | 'out' | 'bidi';
+
+/** The state of an executing command that a handler sees. */
+export interface CommandContext<F = unknown> {
+  readonly cdb: Uint8Array;
+  /** The decoded CDB fields (the entry's `decode` result). */
+  readonly fields: F;
+  /** Data-Out bytes (zero-length when none). */
+  readonly dataOut: Uint8Array;
+  /** The initiator's Data-In length. */
+  readonly dataInLength: number;
+  readonly nexus: string;
+  readonly signal: AbortSignal | undefined;
+  readonly unit: LogicalUnitState;
+}
+
+/**
+ * A handler returns the whole Data-In response (the executor applies the
+ * allocation-length rules of SPC-5 4.2.5.6) or nothing; it ends a command
+ * with CHECK CONDITION by throwing ScsiCheckCondition.
+ */
+export type CommandHandler<F = unknown> = (
+  ctx: CommandContext<F>,
+) => Uint8Array | undefined | void | Promise<Uint8Array | undefined | void>;
+
+/** One row of the opcode table: drives parsing, dispatch, validation and REPORT SUPPORTED OPERATION CODES. */
+export interface OpcodeEntry<F = unknown> {
+  readonly opcode: number;
+  /** Service action (for opcodes that have one, e.g. 0x9E/0x10 READ CAPACITY(16)). */
+  readonly serviceAction?: number;
+  readonly name: string;
+  /** CDB length in bytes (for 0x7F variable-length CDBs: the full length). */
+  readonly cdbLength: number;
+  readonly direction: DataDirection;
+  /**
+   * SPC-5 6.35.3 CDB usage data: bit set = the field may be non-zero. Byte 0
+   * is the opcode. Bits outside the mask are reserved: INVALID FIELD IN CDB
+   * with a field pointer at the first offending bit.
+   */
+  readonly usage: readonly number[];
+  /** Decode (and validate) the CDB; throws ScsiCheckCondition on bad fields. */
+  readonly decode: (cdb: Uint8Array) => F;
+  /** Encode fields back into CDB bytes (round-trip tests, initiators). */
+  readonly encode?: (fields: F) => Uint8Array;
+  /** The allocation length of commands that return data (truncates the response). */
+  readonly allocationLength?: (fields: F) => number;
+  /** Bytes of Data-Out the command expects (parameter list length / transfer length). */
+  readonly dataOutLength?: (fields: F, unit: LogicalUnitState) => number;
+  readonly handler: CommandHandler<F>;
+  /** Runs while a unit attention is pending (INQUIRY, REPORT LUNS, REQUEST SENSE: SAM-5 5.14). */
+  readonly reportsNoUnitAttention?: boolean;
+  /** Allowed during FORMAT UNIT (INQUIRY, REQUEST SENSE, REPORT LUNS...: SBC-4 4.34). */
+  readonly allowedDuringFormat?: boolean;
+  /** Modifies the medium: refused with WRITE PROTECTED on read-only units. */
+  readonly writes?: boolean;
+  /** Nominal and recommended timeouts in seconds (REPORT SUPPORTED OPERATION CODES, RCTD). */
+  readonly timeouts?: { readonly nominal: number; readonly recommended: number };
+}
+
+/**
+ * What handlers may use of the logical unit. Implemented by LogicalUnit
+ * (core/unit.ts); pieces are their own modules.
+ */
+export interface LogicalUnitState {
+  readonly backend: BlockBackend;
+  readonly config: UnitConfig;
+  /** Current write-cache state (caching mode page WCE). */
+  readonly writeCacheEnabled: boolean;
+  /** Control mode page D_SENSE: descriptor-format sense. */
+  readonly descriptorSense: boolean;
+  readonly readOnly: boolean;
+  /** Queue a unit attention for every nexus except `except`. */
+  raiseUnitAttention(reason: 'CAPACITY_DATA_HAS_CHANGED' | 'MODE_PARAMETERS_CHANGED' | 'INQUIRY_DATA_HAS_CHANGED', except?: string): void;
+}
+
+/** Static description of the unit, set at creation (all optional with defaults). */
+export interface UnitConfig {
+  readonly vendor: string; // 8 chars, T10 vendor identification
+  readonly product: string; // 16 chars
+  readonly revision: string; // 4 chars
+  readonly serial: string; // VPD 0x80
+  /** 16-byte NAA IEEE Registered Extended designator (type 6) for VPD 0x83. */
+  readonly naa: Uint8Array;
+  readonly maxTransferBlocks: number; // VPD 0xB0 MAXIMUM TRANSFER LENGTH
+  readonly optimalTransferBlocks: number;
+  readonly maxCompareAndWriteBlocks: number;
+  readonly maxWriteSameBlocks: number;
+  readonly maxUnmapBlocks: number;
+  readonly maxUnmapDescriptors: number;
+  readonly unmapGranularity: number;
+  readonly rotationRate: number; // VPD 0xB1: 1 = non-rotating
+  /** Relative target port / port designators reported in VPD 0x83 (optional). */
+  readonly targetPort?: { readonly relativePortId: number; readonly name?: string };
+  /** EXTENDED COPY between units registered in one CopyManager. */
+  readonly extendedCopy: boolean;
+}
