@@ -91,11 +91,14 @@ export interface OpcodeEntry<F = unknown> {
 export interface LogicalUnitState {
   readonly backend: BlockBackend;
   readonly config: UnitConfig;
-  /** Current write-cache state (caching mode page WCE). */
-  readonly writeCacheEnabled: boolean;
-  /** Control mode page D_SENSE: descriptor-format sense. */
-  readonly descriptorSense: boolean;
   readonly readOnly: boolean;
+  /** Mode parameters (mode/pages.ts ModePageStore): caching WCE, control D_SENSE, ... */
+  readonly modes: ModeState;
+  /** LBA range locks: reads/writes take 'shared', COMPARE AND WRITE 'exclusive' (sbc/locks.ts). */
+  readonly locks: RangeLockManager;
+  /** FORMAT UNIT state (sbc/format.ts). */
+  readonly format: FormatStatus;
+  readonly logger: Logger;
   /** Queue a unit attention for every nexus except `except`. */
   raiseUnitAttention(reason: 'CAPACITY_DATA_HAS_CHANGED' | 'MODE_PARAMETERS_CHANGED' | 'INQUIRY_DATA_HAS_CHANGED', except?: string): void;
 }
@@ -120,4 +123,33 @@ export interface UnitConfig {
   readonly targetPort?: { readonly relativePortId: number; readonly name?: string };
   /** EXTENDED COPY between units registered in one CopyManager. */
   readonly extendedCopy: boolean;
+}
+
+export interface ModeState {
+  /** Caching mode page WCE: writes may complete before they are durable. */
+  readonly writeCacheEnabled: boolean;
+  /** Control mode page D_SENSE: report descriptor-format sense. */
+  readonly descriptorSense: boolean;
+}
+
+export interface RangeLockManager {
+  /**
+   * Wait until no conflicting holder overlaps [lba, lba+blocks) and take the
+   * range; returns the release function. Uncontended calls return it synchronously.
+   */
+  lock(lba: number, blocks: number, mode: 'shared' | 'exclusive'): (() => void) | Promise<() => void>;
+}
+
+export interface FormatStatus {
+  /** A FORMAT UNIT is running: other commands get NOT READY / FORMAT IN PROGRESS. */
+  readonly active: boolean;
+  /** Progress indication 0..65535 (SPC-5 4.4.2.4.4). */
+  readonly progress: number;
+}
+
+/** Injectable logger (pino-compatible subset). */
+export interface Logger {
+  debug(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
 }
