@@ -1,0 +1,4 @@
+import type { OpcodeEntry } from '../core/command.js';
+
+// biome-ignore lint/suspicious/noExplicitAny: a table mixes entries of different field types
+export const copyCommands: OpcodeEntry<any>[] = [];
