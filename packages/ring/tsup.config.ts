@@ -7,4 +7,6 @@ export default defineConfig({
   clean: true,
   sourcemap: true,
   target: 'node20',
+  // import.meta.url locates the package root (and build/) in the CJS output too.
+  shims: true,
 });

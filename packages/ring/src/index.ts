@@ -1,1 +1,26 @@
-export {};
+export { ABI, commandEntryBaseSize, commandEntrySize, scsiCommandSize, tmrEntrySize } from './abi.js';
+export { RingCommand } from './command.js';
+export {
+  AddonLoadError,
+  CommandAbortedError,
+  CorruptRingError,
+  MailboxError,
+  NativeError,
+  RingClosedError,
+  RingError,
+  RingUsageError,
+} from './errors.js';
+export { loadAddon, mapFd, memfdCreate, mknod, punchHole, socketPair, zeroRange } from './native.js';
+export type { NativeMapping } from './native.js';
+export { readUioMapSize, TcmuRing } from './ring.js';
+export type {
+  CloseOptions,
+  CloseResult,
+  CompletionOptions,
+  FdRingOptions,
+  RingFlags,
+  TcmuRingEvents,
+  TcmuRingOptions,
+  TmrNotice,
+  UioRingOptions,
+} from './ring.js';

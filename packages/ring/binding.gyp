@@ -1,0 +1,11 @@
+{
+  "targets": [
+    {
+      "target_name": "tcmu_ring",
+      "sources": ["src/native/ring.cc"],
+      "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],
+      "cflags_cc": ["-std=c++17", "-O2", "-Wall", "-Wextra"],
+      "defines": ["NAPI_VERSION=8"]
+    }
+  ]
+}
