@@ -1,0 +1,124 @@
+/**
+ * Errors the CLI reports to the user, and the mapping from any thrown value to an exit code.
+ *
+ * Exit codes follow BSD sysexits(3) so scripts can tell a usage mistake from a missing kernel
+ * module or a busy name without parsing messages.
+ */
+export const ExitCode = {
+  ok: 0,
+  /** A bug or an error we did not classify. */
+  internal: 1,
+  /** EX_USAGE: bad arguments or sizes. */
+  usage: 64,
+  /** EX_DATAERR: the image does not fit the request (smaller than --size, size not a block multiple). */
+  badImage: 65,
+  /** EX_NOINPUT: the image is missing or unreadable. */
+  noImage: 66,
+  /** EX_UNAVAILABLE: a kernel module (target_core_user, tcm_loop, ...) is missing. */
+  unavailable: 69,
+  /** EX_OSERR: the kernel or the filesystem refused an operation. */
+  osError: 71,
+  /** EX_CANTCREAT: the image or the device node cannot be created. */
+  cannotCreate: 73,
+  /** EX_TEMPFAIL: the volume name (or HBA/LUN) is already in use. */
+  inUse: 75,
+  /** EX_NOPERM: not running as root. */
+  noPermission: 77,
+  /** EX_CONFIG: configfs is not mounted. */
+  config: 78,
+} as const;
+export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
+
+/** An error meant for the user: a message, an optional fix, and the exit code. */
+export class CliError extends Error {
+  override name = 'CliError';
+  readonly exitCode: ExitCode;
+  readonly fix: string | undefined;
+  constructor(message: string, exitCode: ExitCode, options: { fix?: string; cause?: unknown } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.exitCode = exitCode;
+    this.fix = options.fix;
+  }
+}
+
+/** A command line the CLI cannot accept (unknown option, bad size, bad name...). */
+export class UsageError extends CliError {
+  override name = 'UsageError';
+  constructor(message: string, fix = 'Run `tcmufile --help` for the usage.') {
+    super(message, ExitCode.usage, { fix });
+  }
+}
+
+/** The image file cannot be served as asked. */
+export class ImageError extends CliError {
+  override name = 'ImageError';
+}
+
+/** The machine cannot host a TCMU device (not root, configfs or a module missing). */
+export class EnvironmentError extends CliError {
+  override name = 'EnvironmentError';
+}
+
+interface ErrorLike {
+  code?: unknown;
+  errno?: unknown;
+  name?: unknown;
+  cause?: unknown;
+}
+
+/**
+ * Library errors are classified by their class name and machine-readable code, so this module
+ * needs no import of the libraries; errno codes cover raw node:fs failures. Wrappers such as
+ * DeviceSetupError are looked through via `cause`.
+ */
+const exitCodeByErrorName: Record<string, ExitCode> = {
+  InvalidNameError: ExitCode.usage,
+  InvalidOptionError: ExitCode.usage,
+  InUseError: ExitCode.inUse,
+  AlreadyExistsError: ExitCode.inUse,
+};
+
+const exitCodeByErrno: Record<string, ExitCode> = {
+  EACCES: ExitCode.noPermission,
+  EPERM: ExitCode.noPermission,
+  ENOENT: ExitCode.noImage,
+  EISDIR: ExitCode.noImage,
+  EEXIST: ExitCode.inUse,
+  EBUSY: ExitCode.inUse,
+  ENOSPC: ExitCode.cannotCreate,
+  EROFS: ExitCode.cannotCreate,
+};
+
+/** The process exit code for a thrown value. */
+export function exitCodeFor(error: unknown): ExitCode {
+  let current: unknown = error;
+  // A cause chain is short; the bound only guards against a cycle.
+  for (let depth = 0; depth < 8 && typeof current === 'object' && current !== null; depth++) {
+    if (current instanceof CliError) return current.exitCode;
+    const { code, errno, name, cause } = current as ErrorLike;
+    if (typeof name === 'string' && name in exitCodeByErrorName) return exitCodeByErrorName[name]!;
+    const errnoCode = typeof errno === 'string' ? errno : code;
+    if (typeof errnoCode === 'string' && errnoCode in exitCodeByErrno) return exitCodeByErrno[errnoCode]!;
+    if (name === 'KernelError') return ExitCode.osError;
+    current = cause;
+  }
+  return ExitCode.internal;
+}
+
+/** "tcmufile: <message>" plus the fix on its own line, for stderr. */
+export function describeError(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  const lines = [`tcmufile: ${message}`];
+  const fix = error instanceof CliError ? error.fix : fixOf(error);
+  if (fix) lines.push(`  fix: ${fix}`);
+  if (exitCodeFor(error) === ExitCode.internal && error instanceof Error && error.stack) {
+    lines.push(error.stack.split('\n').slice(1, 6).join('\n'));
+  }
+  return lines.join('\n');
+}
+
+function fixOf(error: unknown): string | undefined {
+  if (typeof error !== 'object' || error === null) return undefined;
+  const fix = (error as { fix?: unknown }).fix;
+  return typeof fix === 'string' ? fix : undefined;
+}

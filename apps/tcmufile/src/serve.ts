@@ -1,0 +1,160 @@
+import type { IscsiPortal, ServeCommand } from './args.js';
+import type { ImageRequest, PreparedImage } from './image.js';
+import type { Logger } from './log.js';
+import { formatBytes } from './size.js';
+import { type CounterSnapshot, formatStatusLine, LiveLine, type Rates, ratesBetween } from './status.js';
+
+/** What serve needs from an open device (a subset of @tcmu/device's Device). */
+export interface ServedDevice {
+  readonly diskPath: string;
+  readonly nodePath?: string | undefined;
+  stats(): CounterSnapshot;
+  close(options?: { drainTimeoutMs?: number }): Promise<void>;
+  on(event: 'error', listener: (error: Error) => void): unknown;
+}
+
+/** Everything serve asks main to open: the image is already checked or created. */
+export interface DeviceRequest {
+  name: string;
+  image: PreparedImage;
+  blockSize: 512 | 4096;
+  readOnly: boolean;
+  nodeDir: string;
+  iscsi: IscsiPortal | undefined;
+  queueDepth: number | undefined;
+  logger: Logger;
+}
+
+export interface ServeDependencies {
+  /** Throws an EnvironmentError naming the first thing missing (root, configfs, modules). */
+  checkEnvironment(): Promise<void>;
+  prepareImage(request: ImageRequest): Promise<PreparedImage>;
+  openDevice(request: DeviceRequest): Promise<ServedDevice>;
+  /** Resolves with the first SIGINT/SIGTERM. */
+  waitForStop(): Promise<string>;
+  /** stdout: gets only the device path line. */
+  writeOut(text: string): void;
+  /** Set on a terminal: the live status line goes here. */
+  writeStatus: ((text: string) => void) | undefined;
+  logger: Logger;
+  /** Status refresh period: ~1 s on a terminal, a log record every 10 s otherwise. */
+  statusIntervalMs: number;
+  now(): number;
+  setInterval(callback: () => void, ms: number): { unref?(): void };
+  clearInterval(handle: unknown): void;
+}
+
+/** How long close() may wait for in-flight commands before aborting them. */
+export const drainTimeoutMs = 10_000;
+
+/**
+ * `tcmufile serve`: check the machine, prepare the image, open the device, print its path,
+ * report activity until a stop signal, then close it. Returns the exit code (0 on a clean stop).
+ */
+export async function serve(command: ServeCommand, deps: ServeDependencies): Promise<number> {
+  const { logger } = deps;
+  await deps.checkEnvironment();
+  const image = await deps.prepareImage({
+    path: command.image,
+    size: command.size,
+    blockSize: command.blockSize,
+    readOnly: command.readOnly,
+  });
+  if (image.created)
+    logger.info({ image: image.path, size: image.size }, `created sparse image ${image.path}`);
+  if (image.fileSize > image.size) {
+    logger.warn(
+      { image: image.path, fileSize: image.fileSize, size: image.size },
+      `serving the first ${formatBytes(image.size)} of the ${formatBytes(image.fileSize)} image`,
+    );
+  }
+  const device = await deps.openDevice({
+    name: command.name,
+    image,
+    blockSize: command.blockSize,
+    readOnly: command.readOnly,
+    nodeDir: command.dir,
+    iscsi: command.iscsi,
+    queueDepth: command.queueDepth,
+    logger,
+  });
+  const path = device.nodePath ?? device.diskPath;
+  deps.writeOut(`${path}\n`);
+  logger.info(
+    {
+      name: command.name,
+      disk: device.diskPath,
+      node: device.nodePath,
+      image: image.path,
+      size: image.size,
+      blockSize: command.blockSize,
+      readOnly: command.readOnly,
+      iscsi: command.iscsi ? `${command.iscsi.host}:${command.iscsi.port}` : undefined,
+    },
+    `serving ${image.path} (${formatBytes(image.size)}, ${command.blockSize}-byte blocks${command.readOnly ? ', read-only' : ''}) as ${describePaths(device)}`,
+  );
+  device.on('error', (error) => logger.error({ err: error }, `device error: ${error.message}`));
+
+  const reporter = startReporter(device, `${device.diskPath} ${command.name}`, deps);
+  const signal = await deps.waitForStop();
+  reporter.stop();
+  logger.info({ signal }, `${signal}: stopping ${command.name}`);
+  await device.close({ drainTimeoutMs });
+  const totals = device.stats();
+  logger.info(
+    {
+      commands: totals.commands,
+      errors: totals.errors,
+      bytesRead: totals.bytesRead,
+      bytesWritten: totals.bytesWritten,
+    },
+    `stopped ${command.name}: ${totals.commands} commands, ${totals.errors} errors`,
+  );
+  return 0;
+}
+
+function describePaths(device: ServedDevice): string {
+  return device.nodePath && device.nodePath !== device.diskPath
+    ? `${device.nodePath} -> ${device.diskPath}`
+    : device.diskPath;
+}
+
+/** Samples the counters on a timer: redraws the live line, or logs a record when there was activity. */
+function startReporter(device: ServedDevice, label: string, deps: ServeDependencies): { stop(): void } {
+  const live = deps.writeStatus ? new LiveLine(deps.writeStatus) : undefined;
+  let previous = device.stats();
+  let previousAt = deps.now();
+  let loggedErrors = previous.errors;
+  const sample = () => {
+    const current = device.stats();
+    const at = deps.now();
+    const rates = ratesBetween(previous, current, at - previousAt);
+    previous = current;
+    previousAt = at;
+    if (live) {
+      live.update(formatStatusLine(label, rates));
+    } else if (rates.commands > 0 || rates.errors !== loggedErrors) {
+      loggedErrors = rates.errors;
+      deps.logger.info(statsRecord(rates), 'activity');
+    }
+  };
+  if (live) live.update(formatStatusLine(label, ratesBetween(previous, previous, 1)));
+  const timer = deps.setInterval(sample, deps.statusIntervalMs);
+  timer.unref?.();
+  return {
+    stop() {
+      deps.clearInterval(timer);
+      live?.finish();
+    },
+  };
+}
+
+function statsRecord(rates: Rates): Record<string, number> {
+  return {
+    iops: Math.round(rates.iops),
+    readMBps: Math.round(rates.readBytesPerSecond / 1e5) / 10,
+    writeMBps: Math.round(rates.writeBytesPerSecond / 1e5) / 10,
+    inFlight: rates.inFlight,
+    errors: rates.errors,
+  };
+}
