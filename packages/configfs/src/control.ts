@@ -3,7 +3,9 @@ import { validateBackingFile, validateDevConfig, validateInteger } from './valid
 
 export type BackstorePlugin = 'user' | 'fileio';
 
-type ControlKeySpec = { readonly kind: 'int'; readonly min: number; readonly max: number } | { readonly kind: 'string' };
+type ControlKeySpec =
+  | { readonly kind: 'int'; readonly min: number; readonly max: number }
+  | { readonly kind: 'string' };
 
 const I32_MAX = 2 ** 31 - 1;
 
@@ -73,7 +75,9 @@ export function parseControl(plugin: BackstorePlugin, text: string): Record<stri
 // Attributes we let callers write (`attrib/<name>`), integers only. TCMU ones are
 // written before `enable` so no netlink RECONFIG is sent; fileio ones after
 // `enable`, because target_configure_device() resets block_size and friends.
-export const WRITABLE_ATTRIBUTES: Readonly<Record<BackstorePlugin, Readonly<Record<string, readonly [number, number]>>>> = {
+export const WRITABLE_ATTRIBUTES: Readonly<
+  Record<BackstorePlugin, Readonly<Record<string, readonly [number, number]>>>
+> = {
   user: {
     cmd_time_out: [0, I32_MAX],
     qfull_time_out: [-1, I32_MAX],

@@ -1,1 +1,50 @@
-export {};
+export {
+  type Attributes,
+  type BackstoreInfo,
+  type BackstorePlugin,
+  CONTROL_KEYS,
+  parseBackstoreInfo,
+  parseControl,
+  renderControl,
+  WRITABLE_ATTRIBUTES,
+} from './control.js';
+export {
+  AlreadyExistsError,
+  ConfigfsError,
+  InUseError,
+  InvalidNameError,
+  InvalidOptionError,
+  KernelError,
+  NotFoundError,
+  RollbackError,
+  TimeoutError,
+} from './errors.js';
+export {
+  DEFAULT_ROOTS,
+  type DirEntry,
+  type EntryKind,
+  type HostFs,
+  NodeHostFs,
+  type Roots,
+  resolveRoots,
+} from './host-fs.js';
+export {
+  OWN_SUBTYPE,
+  randomIqn,
+  randomNaa,
+  relativeBackstore,
+  TargetManager,
+  type TargetManagerOptions,
+} from './manager.js';
+export type * from './model.js';
+export { type OwnerRecord, OwnerRegistry } from './owner.js';
+export {
+  MAX_ISCSI_TPGT,
+  MAX_LOOPBACK_TPGT,
+  MAX_LUN,
+  portalDirName,
+  validateIqn,
+  validateNaaWwn,
+  validateObjectName,
+  validatePortal,
+} from './validate.js';

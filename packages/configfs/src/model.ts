@@ -150,7 +150,11 @@ export interface IscsiExportOptions {
   readonly tpgt?: number;
   /** At least one; `"127.0.0.1:3260"`, `"[::1]:3260"` or `{ ip, port }`. */
   readonly portals: ReadonlyArray<string | { readonly ip: string; readonly port?: number }>;
-  readonly luns: ReadonlyArray<{ readonly backstore: BackstoreRef; readonly lun?: number; readonly alias?: string }>;
+  readonly luns: ReadonlyArray<{
+    readonly backstore: BackstoreRef;
+    readonly lun?: number;
+    readonly alias?: string;
+  }>;
   /** Default: demo mode (any initiator, no CHAP, writable). */
   readonly access?: IscsiAccess;
   /** Default true. */

@@ -35,7 +35,8 @@ export function validateNaaWwn(kind: string, value: unknown): string {
 }
 
 // RFC 3720 3.2.6.3.1: iqn.yyyy-mm.<reversed domain>[:<unique name>], at most 223 bytes.
-const IQN = /^iqn\.(\d{4})-(\d{2})\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*(?::[a-z0-9.:_-]+)?$/;
+const IQN =
+  /^iqn\.(\d{4})-(\d{2})\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*(?::[a-z0-9.:_-]+)?$/;
 export const MAX_IQN = 223;
 
 export function validateIqn(kind: string, value: unknown): string {
@@ -91,7 +92,8 @@ export function validateInteger(option: string, value: unknown, min: number, max
   if (typeof value !== 'number' || !Number.isSafeInteger(value)) {
     throw new InvalidOptionError(option, `must be an integer, got ${JSON.stringify(value)}`);
   }
-  if (value < min || value > max) throw new InvalidOptionError(option, `must be within ${min}..${max}, got ${value}`);
+  if (value < min || value > max)
+    throw new InvalidOptionError(option, `must be within ${min}..${max}, got ${value}`);
   return value;
 }
 
@@ -113,7 +115,10 @@ export function validateBlockSize(option: string, value: unknown): number {
 /** Device size in bytes: a positive whole number of blocks. */
 export function validateSize(option: string, value: unknown, blockSize: number): number {
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0) {
-    throw new InvalidOptionError(option, `must be a positive integer number of bytes, got ${JSON.stringify(value)}`);
+    throw new InvalidOptionError(
+      option,
+      `must be a positive integer number of bytes, got ${JSON.stringify(value)}`,
+    );
   }
   if (value % blockSize !== 0) {
     throw new InvalidOptionError(option, `${value} is not a multiple of the block size ${blockSize}`);
@@ -123,8 +128,15 @@ export function validateSize(option: string, value: unknown, blockSize: number):
 
 // `control` tokens are split on `,` and newlines by the kernel (match_token), so
 // no value we write may contain them.
-const CONTROL_UNSAFE = /[,\n\r\0]/;
-const CONTROL_CHARS = /[\x00-\x1f\x7f]/;
+const CONTROL_UNSAFE = /[,\n\r]/;
+/** True when the string holds an ASCII control character (C0 or DEL). */
+function hasControlChar(value: string): boolean {
+  for (let i = 0; i < value.length; i++) {
+    const code = value.charCodeAt(i);
+    if (code < 0x20 || code === 0x7f) return true;
+  }
+  return false;
+}
 
 /** `dev_config` of a TCMU backstore: `<subtype>/<cfgstring>`, no `:` (rtslib), at most 255 bytes. */
 export function validateDevConfig(value: unknown): string {
@@ -133,7 +145,7 @@ export function validateDevConfig(value: unknown): string {
     throw new InvalidOptionError('devConfig', `"${value}" must look like <subtype>/<config>`);
   }
   if (value.includes(':')) throw new InvalidOptionError('devConfig', 'must not contain ":"');
-  if (CONTROL_UNSAFE.test(value) || CONTROL_CHARS.test(value) || /\s/.test(value)) {
+  if (CONTROL_UNSAFE.test(value) || hasControlChar(value) || /\s/.test(value)) {
     throw new InvalidOptionError('devConfig', 'must not contain ",", whitespace or control characters');
   }
   if (Buffer.byteLength(value) > 255) throw new InvalidOptionError('devConfig', 'longer than 255 bytes');
@@ -145,7 +157,7 @@ export function validateBackingFile(value: unknown): string {
   if (typeof value !== 'string' || !value.startsWith('/')) {
     throw new InvalidOptionError('file', `must be an absolute path, got ${JSON.stringify(value)}`);
   }
-  if (CONTROL_UNSAFE.test(value) || CONTROL_CHARS.test(value) || /\s/.test(value)) {
+  if (CONTROL_UNSAFE.test(value) || hasControlChar(value) || /\s/.test(value)) {
     throw new InvalidOptionError('file', 'must not contain ",", whitespace or control characters');
   }
   if (Buffer.byteLength(value) > 255) throw new InvalidOptionError('file', 'longer than 255 bytes');

@@ -1,0 +1,1 @@
+export { FakeKernel } from './fake-kernel.js';
