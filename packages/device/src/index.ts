@@ -1,1 +1,48 @@
-export {};
+export { Device } from './device.js';
+export type { CloseOptions, CommandEvent, DeviceEvents, DeviceState, Emulation } from './device.js';
+export { createDevice, openDevice, openTarget, Target } from './open.js';
+export type { OpenTargetOptions, TargetDeviceOptions } from './open.js';
+export type { FabricOptions, OpenDeviceOptions, UnitOptions } from './options.js';
+export { DEFAULT_ISCSI_PORTAL, DEFAULT_QUEUE_DEPTH } from './options.js';
+export {
+  collectMetrics,
+  composeHandler,
+  injectFaults,
+  logCommands,
+  silentLogger,
+} from './handler.js';
+export type {
+  DeviceCommand,
+  DeviceLogger,
+  FaultInjectionOptions,
+  Handler,
+  HandlerResult,
+  LogCommandsOptions,
+  Middleware,
+} from './handler.js';
+export { classifyCommand, LatencyHistogram, MetricsCollector } from './metrics.js';
+export type {
+  CommandClass,
+  CommandSample,
+  DeviceStats,
+  HistogramBucket,
+  LatencySummary,
+  MetricsOptions,
+} from './metrics.js';
+export { handleSignals } from './signals.js';
+export type { Closable, HandleSignalsOptions } from './signals.js';
+export { defaultIqn, loopbackWwn, naaFromSerial, resolveIdentity, validateName } from './identity.js';
+export type { DeviceIdentity, IdentityOptions } from './identity.js';
+export { scsiHandler } from './scsi.js';
+export { systemPlatform } from './system.js';
+export type { SystemPlatformOptions } from './system.js';
+export type * from './platform.js';
+export {
+  DeviceClosedError,
+  DeviceError,
+  DeviceSetupError,
+  HandlerError,
+  InvalidOptionError,
+  TeardownError,
+} from './errors.js';
+export type { SetupStep } from './errors.js';

@@ -1,0 +1,71 @@
+const DEVICE_ERROR = Symbol.for('@tcmu/device.error');
+
+/** Base class of every error @tcmu/device throws or emits. */
+export class DeviceError extends Error {
+  readonly [DEVICE_ERROR] = true;
+  override name = 'DeviceError';
+
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+
+  /** Works across duplicated module copies (ESM/CJS), unlike instanceof. */
+  static isInstance(value: unknown): value is DeviceError {
+    return typeof value === 'object' && value !== null && DEVICE_ERROR in value;
+  }
+}
+
+/** An option passed to openDevice (or a Target) is invalid; nothing was touched. */
+export class InvalidOptionError extends DeviceError {
+  override name = 'InvalidOptionError';
+  readonly option: string;
+
+  constructor(option: string, message: string) {
+    super(`invalid option '${option}': ${message}`);
+    this.option = option;
+  }
+}
+
+/** The steps openDevice performs, in order; a failure names the step it happened in. */
+export type SetupStep = 'backstore' | 'uio' | 'ring' | 'target' | 'lun' | 'disk' | 'node' | 'queue-depth';
+
+/**
+ * openDevice failed at `step`; every earlier step was undone. When undoing
+ * also failed, `rollbackErrors` lists what could not be removed.
+ */
+export class DeviceSetupError extends DeviceError {
+  override name = 'DeviceSetupError';
+  readonly step: SetupStep;
+  readonly rollbackErrors: readonly unknown[];
+
+  constructor(step: SetupStep, cause: unknown, rollbackErrors: readonly unknown[] = []) {
+    const reason = cause instanceof Error ? cause.message : String(cause);
+    const leftovers =
+      rollbackErrors.length > 0 ? ` (and ${rollbackErrors.length} rollback step(s) failed)` : '';
+    super(`device setup failed at step '${step}': ${reason}${leftovers}`, { cause });
+    this.step = step;
+    this.rollbackErrors = rollbackErrors;
+  }
+}
+
+/** The device is closed (or closing) and cannot do this. */
+export class DeviceClosedError extends DeviceError {
+  override name = 'DeviceClosedError';
+}
+
+/** close() could not remove everything; `errors` holds each failed teardown step. */
+export class TeardownError extends DeviceError {
+  override name = 'TeardownError';
+  readonly errors: readonly unknown[];
+
+  constructor(errors: readonly unknown[]) {
+    const first = errors[0] instanceof Error ? errors[0].message : String(errors[0]);
+    super(`teardown left ${errors.length} object(s) behind; first: ${first}`, { cause: errors[0] });
+    this.errors = errors;
+  }
+}
+
+/** A handler threw or returned something that is not a CommandResult (a bug in user code). */
+export class HandlerError extends DeviceError {
+  override name = 'HandlerError';
+}

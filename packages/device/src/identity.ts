@@ -1,0 +1,107 @@
+import { createHash } from 'node:crypto';
+import { InvalidOptionError } from './errors.js';
+
+/**
+ * Device names become a configfs directory, part of the UIO name and a file
+ * under nodeDir: a conservative charset keeps every one of them valid.
+ */
+const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+export const MAX_NAME_LENGTH = 64;
+
+export function validateName(name: unknown, option = 'name'): string {
+  if (typeof name !== 'string' || name.length === 0)
+    throw new InvalidOptionError(option, 'must be a non-empty string');
+  if (name.length > MAX_NAME_LENGTH) {
+    throw new InvalidOptionError(
+      option,
+      `'${name.slice(0, 20)}…' is longer than ${MAX_NAME_LENGTH} characters`,
+    );
+  }
+  if (!NAME_PATTERN.test(name)) {
+    throw new InvalidOptionError(
+      option,
+      `'${name}' may only contain letters, digits, '.', '_' and '-', and must start with a letter or digit`,
+    );
+  }
+  return name;
+}
+
+/** The IEEE company id (OUI) LIO uses for its NAA designators (OpenFabrics, 00-14-05). */
+const LIO_OUI = 0x001405;
+
+const digest = (...parts: string[]): Buffer => createHash('sha256').update(parts.join('\0')).digest();
+
+export interface DeviceIdentity {
+  /** VPD 0x80 unit serial number (printable ASCII). */
+  readonly serial: string;
+  /** 16-byte NAA IEEE Registered Extended designator (NAA 6) for VPD 0x83. */
+  readonly naa: Uint8Array;
+}
+
+export interface IdentityOptions {
+  /** Unit serial; default: 32 hex digits derived from the name (stable across runs). */
+  readonly serial?: string;
+  /** NAA designator as 32 hex digits (starting with 6) or 16 bytes; default derived from the serial. */
+  readonly naa?: string | Uint8Array;
+}
+
+// SPC-5 7.7.3.2: the serial is ASCII graphic characters; 255 keeps it inside configfs' limits.
+const SERIAL_PATTERN = /^[\x21-\x7e]{1,255}$/;
+
+/**
+ * NAA 6 = IEEE Registered Extended (SPC-5 7.7.6.6.5): 4-bit NAA, 24-bit OUI,
+ * then 100 vendor-specific bits, here taken from a hash of the serial so
+ * every device gets its own designator.
+ */
+export function naaFromSerial(serial: string): Uint8Array {
+  const hash = digest('tcmu-node naa', serial);
+  const naa = new Uint8Array(16);
+  naa[0] = 0x60 | ((LIO_OUI >>> 20) & 0x0f);
+  naa[1] = (LIO_OUI >>> 12) & 0xff;
+  naa[2] = (LIO_OUI >>> 4) & 0xff;
+  naa[3] = ((LIO_OUI & 0x0f) << 4) | (hash[0]! & 0x0f);
+  naa.set(hash.subarray(1, 13), 4);
+  return naa;
+}
+
+function parseNaa(value: string | Uint8Array): Uint8Array {
+  const bytes =
+    typeof value === 'string'
+      ? /^(0x)?[0-9a-fA-F]{32}$/.test(value)
+        ? Uint8Array.from(Buffer.from(value.replace(/^0x/, ''), 'hex'))
+        : undefined
+      : value.length === 16
+        ? Uint8Array.from(value)
+        : undefined;
+  if (!bytes) throw new InvalidOptionError('identity.naa', 'must be 16 bytes or 32 hex digits');
+  if (bytes[0]! >> 4 !== 6)
+    throw new InvalidOptionError('identity.naa', 'must be an NAA 6 (IEEE Registered Extended) designator');
+  return bytes;
+}
+
+/** The unit serial and NAA designator of a device, from options or derived from its name. */
+export function resolveIdentity(name: string, options: IdentityOptions = {}): DeviceIdentity {
+  const serial = options.serial ?? digest('tcmu-node serial', name).subarray(0, 16).toString('hex');
+  if (!SERIAL_PATTERN.test(serial)) {
+    throw new InvalidOptionError(
+      'identity.serial',
+      'must be 1-255 printable ASCII characters without spaces',
+    );
+  }
+  const naa = options.naa === undefined ? naaFromSerial(serial) : parseNaa(options.naa);
+  return { serial, naa };
+}
+
+/**
+ * A tcm_loop / SAS-style WWN `naa.5001405<9 hex>` derived from a seed, so the
+ * same device name gets the same target port name on every run.
+ */
+export function loopbackWwn(seed: string, role: 'target' | 'initiator'): string {
+  const hash = digest('tcmu-node wwn', role, seed).toString('hex');
+  return `naa.5${LIO_OUI.toString(16).padStart(6, '0')}${hash.slice(0, 9)}`;
+}
+
+/** An iSCSI target IQN for a device name. */
+export function defaultIqn(name: string): string {
+  return `iqn.2003-01.org.linux-iscsi.tcmu-node:${name.toLowerCase().replaceAll('_', '-')}`;
+}

@@ -1,0 +1,301 @@
+/**
+ * Counters and a latency histogram for a device. Recording is a few integer
+ * additions per command (no allocation), so it is always on.
+ */
+
+/** Sub-buckets per power of two: bucket bounds grow by 2^(1/4) ≈ 19 %. */
+const SUB_BUCKETS = 4;
+/** Octaves above 1 µs: 2^36 µs ≈ 19 hours, far beyond any command timeout. */
+const OCTAVES = 36;
+const BUCKET_COUNT = OCTAVES * SUB_BUCKETS + 1;
+
+/** Upper bound (µs, exclusive) of bucket `index`; bucket 0 holds everything below 1 µs. */
+const upperBoundUs = (index: number): number => 2 ** (index / SUB_BUCKETS);
+
+export interface HistogramBucket {
+  /** Exclusive upper bound of the bucket, in milliseconds. */
+  readonly leMs: number;
+  readonly count: number;
+}
+
+export interface LatencySummary {
+  readonly count: number;
+  readonly minMs: number;
+  readonly maxMs: number;
+  readonly meanMs: number;
+  readonly p50Ms: number;
+  readonly p90Ms: number;
+  readonly p99Ms: number;
+  readonly p999Ms: number;
+}
+
+/**
+ * Log-scale latency histogram (4 buckets per octave from 1 µs): percentiles
+ * are accurate to about ±10 %, min, max and mean are exact.
+ */
+export class LatencyHistogram {
+  readonly #counts = new Float64Array(BUCKET_COUNT);
+  #count = 0;
+  #sumUs = 0;
+  #minUs = Number.POSITIVE_INFINITY;
+  #maxUs = 0;
+
+  /** Record one sample in milliseconds (negative or NaN samples count as 0). */
+  record(ms: number): void {
+    const us = ms > 0 ? ms * 1000 : 0;
+    let index = us < 1 ? 0 : Math.ceil(Math.log2(us) * SUB_BUCKETS + 1e-9);
+    // log2 rounding can land one bucket low: the upper bound must exceed the sample.
+    if (index < BUCKET_COUNT - 1 && upperBoundUs(index) <= us) index++;
+    if (index >= BUCKET_COUNT) index = BUCKET_COUNT - 1;
+    this.#counts[index]!++;
+    this.#count++;
+    this.#sumUs += us;
+    if (us < this.#minUs) this.#minUs = us;
+    if (us > this.#maxUs) this.#maxUs = us;
+  }
+
+  get count(): number {
+    return this.#count;
+  }
+
+  /**
+   * The latency (ms) below which `p` percent of the samples fall: the upper
+   * bound of the bucket holding that rank, capped by the exact maximum.
+   */
+  percentile(p: number): number {
+    if (this.#count === 0) return 0;
+    const clamped = Math.min(Math.max(p, 0), 100);
+    const rank = Math.max(1, Math.ceil((clamped / 100) * this.#count));
+    let seen = 0;
+    for (let i = 0; i < BUCKET_COUNT; i++) {
+      seen += this.#counts[i]!;
+      if (seen >= rank) return Math.min(upperBoundUs(i), this.#maxUs) / 1000;
+    }
+    return this.#maxUs / 1000;
+  }
+
+  summary(): LatencySummary {
+    const count = this.#count;
+    return {
+      count,
+      minMs: count === 0 ? 0 : this.#minUs / 1000,
+      maxMs: this.#maxUs / 1000,
+      meanMs: count === 0 ? 0 : this.#sumUs / count / 1000,
+      p50Ms: this.percentile(50),
+      p90Ms: this.percentile(90),
+      p99Ms: this.percentile(99),
+      p999Ms: this.percentile(99.9),
+    };
+  }
+
+  /** Non-empty buckets, ascending (for exporting to Prometheus-style histograms). */
+  buckets(): HistogramBucket[] {
+    const out: HistogramBucket[] = [];
+    for (let i = 0; i < BUCKET_COUNT; i++) {
+      const count = this.#counts[i]!;
+      if (count > 0) out.push({ leMs: upperBoundUs(i) / 1000, count });
+    }
+    return out;
+  }
+
+  reset(): void {
+    this.#counts.fill(0);
+    this.#count = 0;
+    this.#sumUs = 0;
+    this.#minUs = Number.POSITIVE_INFINITY;
+    this.#maxUs = 0;
+  }
+}
+
+/** A snapshot of a device's counters (cumulative since open unless noted). */
+export interface DeviceStats {
+  /** Commands completed (any status). */
+  readonly commands: number;
+  /** READ(6/10/12/16/32) commands completed. */
+  readonly reads: number;
+  /** WRITE(6/10/12/16/32), WRITE AND VERIFY, WRITE SAME, COMPARE AND WRITE completed. */
+  readonly writes: number;
+  /** Completed with a status other than GOOD / CONDITION MET. */
+  readonly errors: number;
+  /** Completed with TASK ABORTED (TMR abort, or close() after the drain timeout). */
+  readonly aborted: number;
+  /** Data-In bytes returned to the initiator. */
+  readonly bytesRead: number;
+  /** Data-Out bytes received by commands that completed GOOD. */
+  readonly bytesWritten: number;
+  /** Commands received and not yet completed. */
+  readonly inFlight: number;
+  /** The highest `inFlight` seen. */
+  readonly maxInFlight: number;
+  /** Commands per second over the last completed second(s) of the rate window. */
+  readonly iops: number;
+  /** Data-In bytes per second over the rate window. */
+  readonly readBytesPerSec: number;
+  /** Data-Out bytes per second over the rate window. */
+  readonly writeBytesPerSec: number;
+  readonly latency: LatencySummary;
+  /** Milliseconds since the collector started. */
+  readonly uptimeMs: number;
+}
+
+/** What one finished command contributes to the counters. */
+export interface CommandSample {
+  readonly opcode: number;
+  /** Service action for 0x7F (variable length) CDBs; ignored otherwise. */
+  readonly serviceAction?: number;
+  readonly status: number;
+  readonly dataInBytes: number;
+  readonly dataOutBytes: number;
+  readonly latencyMs: number;
+}
+
+const READ_OPCODES = new Set([0x08, 0x28, 0xa8, 0x88]);
+// WRITE 6/10/12/16, WRITE AND VERIFY 10/12/16, WRITE SAME 10/16, COMPARE AND WRITE.
+const WRITE_OPCODES = new Set([0x0a, 0x2a, 0xaa, 0x8a, 0x2e, 0xae, 0x8e, 0x41, 0x93, 0x89]);
+const VARIABLE_LENGTH = 0x7f;
+const SA_READ_32 = 0x0009;
+const SA_WRITE_32 = 0x000b;
+const SA_WRITE_SAME_32 = 0x000d;
+const STATUS_GOOD = 0x00;
+const STATUS_CONDITION_MET = 0x04;
+const STATUS_TASK_ABORTED = 0x40;
+
+export type CommandClass = 'read' | 'write' | 'other';
+
+/** Classifies a CDB as a medium read, a medium write or anything else. */
+export function classifyCommand(opcode: number, serviceAction?: number): CommandClass {
+  if (READ_OPCODES.has(opcode)) return 'read';
+  if (WRITE_OPCODES.has(opcode)) return 'write';
+  if (opcode === VARIABLE_LENGTH) {
+    if (serviceAction === SA_READ_32) return 'read';
+    if (serviceAction === SA_WRITE_32 || serviceAction === SA_WRITE_SAME_32) return 'write';
+  }
+  return 'other';
+}
+
+/** Width of one rate bucket; the rate is averaged over the last RATE_BUCKETS complete buckets. */
+const RATE_BUCKET_MS = 250;
+const RATE_BUCKETS = 4;
+
+export interface MetricsOptions {
+  /** Monotonic clock in ms (default performance.now); injectable for tests. */
+  readonly now?: () => number;
+}
+
+/** Counters, rates and the latency histogram of one device (or any handler chain). */
+export class MetricsCollector {
+  readonly latency = new LatencyHistogram();
+  readonly #now: () => number;
+  readonly #startedAt: number;
+  #commands = 0;
+  #reads = 0;
+  #writes = 0;
+  #errors = 0;
+  #aborted = 0;
+  #bytesRead = 0;
+  #bytesWritten = 0;
+  #inFlight = 0;
+  #maxInFlight = 0;
+  // Rate window: per-bucket counts of commands, Data-In bytes, Data-Out bytes.
+  readonly #rateCommands = new Float64Array(RATE_BUCKETS + 1);
+  readonly #rateIn = new Float64Array(RATE_BUCKETS + 1);
+  readonly #rateOut = new Float64Array(RATE_BUCKETS + 1);
+  #rateEpoch: number;
+
+  constructor(options: MetricsOptions = {}) {
+    this.#now = options.now ?? (() => performance.now());
+    this.#startedAt = this.#now();
+    this.#rateEpoch = Math.floor(this.#startedAt / RATE_BUCKET_MS);
+  }
+
+  /** A command arrived. */
+  started(): void {
+    this.#inFlight++;
+    if (this.#inFlight > this.#maxInFlight) this.#maxInFlight = this.#inFlight;
+  }
+
+  /** A command (counted by `started`) completed. */
+  finished(sample: CommandSample): void {
+    if (this.#inFlight > 0) this.#inFlight--;
+    this.record(sample);
+  }
+
+  /** Count a finished command without touching `inFlight` (for middleware). */
+  record(sample: CommandSample): void {
+    this.#commands++;
+    const kind = classifyCommand(sample.opcode, sample.serviceAction);
+    if (kind === 'read') this.#reads++;
+    else if (kind === 'write') this.#writes++;
+    const ok = sample.status === STATUS_GOOD || sample.status === STATUS_CONDITION_MET;
+    if (!ok) this.#errors++;
+    if (sample.status === STATUS_TASK_ABORTED) this.#aborted++;
+    const dataOut = ok ? sample.dataOutBytes : 0;
+    this.#bytesRead += sample.dataInBytes;
+    this.#bytesWritten += dataOut;
+    this.latency.record(sample.latencyMs);
+    const slot = this.#advanceRate();
+    this.#rateCommands[slot]!++;
+    this.#rateIn[slot]! += sample.dataInBytes;
+    this.#rateOut[slot]! += dataOut;
+  }
+
+  /** Rotate the rate ring to the current bucket; returns the current slot. */
+  #advanceRate(): number {
+    const epoch = Math.floor(this.#now() / RATE_BUCKET_MS);
+    const size = RATE_BUCKETS + 1;
+    const steps = Math.min(epoch - this.#rateEpoch, size);
+    for (let i = 1; i <= steps; i++) {
+      const slot = (this.#rateEpoch + i) % size;
+      this.#rateCommands[slot] = 0;
+      this.#rateIn[slot] = 0;
+      this.#rateOut[slot] = 0;
+    }
+    if (epoch > this.#rateEpoch) this.#rateEpoch = epoch;
+    return this.#rateEpoch % size;
+  }
+
+  /** Averages over the complete buckets before the current one. */
+  #rates(): { iops: number; readBytesPerSec: number; writeBytesPerSec: number } {
+    const current = this.#advanceRate();
+    const size = RATE_BUCKETS + 1;
+    const elapsed = this.#now() - this.#startedAt;
+    // While the collector is younger than the window, average over what exists.
+    const buckets = Math.max(1, Math.min(RATE_BUCKETS, Math.floor(elapsed / RATE_BUCKET_MS)));
+    let commands = 0;
+    let bytesIn = 0;
+    let bytesOut = 0;
+    for (let i = 1; i <= buckets; i++) {
+      const slot = (current - i + size) % size;
+      commands += this.#rateCommands[slot]!;
+      bytesIn += this.#rateIn[slot]!;
+      bytesOut += this.#rateOut[slot]!;
+    }
+    const seconds = (buckets * RATE_BUCKET_MS) / 1000;
+    return {
+      iops: commands / seconds,
+      readBytesPerSec: bytesIn / seconds,
+      writeBytesPerSec: bytesOut / seconds,
+    };
+  }
+
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  snapshot(): DeviceStats {
+    return {
+      commands: this.#commands,
+      reads: this.#reads,
+      writes: this.#writes,
+      errors: this.#errors,
+      aborted: this.#aborted,
+      bytesRead: this.#bytesRead,
+      bytesWritten: this.#bytesWritten,
+      inFlight: this.#inFlight,
+      maxInFlight: this.#maxInFlight,
+      ...this.#rates(),
+      latency: this.latency.summary(),
+      uptimeMs: this.#now() - this.#startedAt,
+    };
+  }
+}

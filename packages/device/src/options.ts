@@ -1,0 +1,248 @@
+import type { BlockBackend } from '@tcmu/scsi';
+import { InvalidOptionError } from './errors.js';
+import { type DeviceLogger, type Handler, type Middleware, silentLogger } from './handler.js';
+import {
+  type DeviceIdentity,
+  defaultIqn,
+  type IdentityOptions,
+  loopbackWwn,
+  resolveIdentity,
+  validateName,
+} from './identity.js';
+import type { DevicePlatform, NodeKind, TargetSpec } from './platform.js';
+
+export type FabricOptions =
+  /** tcm_loop: the LUN becomes a local SCSI disk (/dev/sdX). WWNs default to ones derived from the name. */
+  | { readonly type: 'loopback'; readonly wwn?: string; readonly nexusWwn?: string }
+  /** An LIO iSCSI target (demo mode: any initiator, no CHAP) on `portal` (default 127.0.0.1:3260). */
+  | { readonly type: 'iscsi'; readonly portal?: string; readonly iqn?: string }
+  /** No fabric: only the backstore; wire it yourself (backstorePath). */
+  | { readonly type: 'none' };
+
+/** Inquiry strings and cache behaviour of the default emulation. */
+export interface UnitOptions {
+  /** T10 vendor identification, up to 8 ASCII characters. */
+  readonly vendor?: string;
+  /** Product identification, up to 16 ASCII characters. */
+  readonly product?: string;
+  /** Product revision level, up to 4 ASCII characters. */
+  readonly revision?: string;
+  /** Initial WCE (write cache enabled) of the caching mode page. */
+  readonly writeCache?: boolean;
+}
+
+export interface OpenDeviceOptions {
+  /** Volume name: the backstore name, part of the UIO name, the node's file name. */
+  readonly name: string;
+  /** The storage; size and block size come from it. The default handler emulates SCSI over it. */
+  readonly backend?: BlockBackend;
+  /** A custom handler replacing the emulation (then `size` and `blockSize` are needed without a backend). */
+  readonly handler?: Handler;
+  /** Wraps the handler; the first element is the outermost. */
+  readonly middleware?: readonly Middleware[];
+  /** Size in bytes (only without a backend; must then be a multiple of blockSize). */
+  readonly size?: number;
+  /** 512, 1024, 2048 or 4096 (only without a backend). */
+  readonly blockSize?: number;
+  /** The HBA index of `user_<hba>` (default: the lowest free one). */
+  readonly hba?: number;
+  /** LUN number (default 0 on a target of its own, the lowest free one on a shared Target). */
+  readonly lun?: number;
+  readonly identity?: IdentityOptions;
+  /** Make `<nodeDir>/<name>` (like go-tcmu's /dev/<dir>/<name>); loopback fabric only. */
+  readonly nodeDir?: string;
+  /** A block node with the disk's major:minor (default) or a symlink to /dev/sdX. */
+  readonly nodeKind?: NodeKind;
+  /** Loopback by default; several fabrics export the same LUN on each. */
+  readonly fabric?: FabricOptions | readonly FabricOptions[];
+  /** Commands in flight at once (default 128): ring intake bound and kernel queue depth. */
+  readonly queueDepth?: number;
+  readonly logger?: DeviceLogger;
+  /** Inquiry strings and write cache of the default emulation. */
+  readonly unit?: UnitOptions;
+  /** Largest command in blocks the kernel sends (default: 1 MiB worth). */
+  readonly hwMaxSectors?: number;
+  /** Size of the ring's data area in MiB (kernel default 1024 when absent). */
+  readonly maxDataAreaMb?: number;
+  /** Side effects (configfs, ring, device nodes); default: the real system. For tests. */
+  readonly platform?: DevicePlatform;
+}
+
+/** @internal openDevice's options after validation and defaults. */
+export interface ResolvedOptions {
+  readonly name: string;
+  readonly blockSize: number;
+  readonly blockCount: number;
+  readonly identity: DeviceIdentity;
+  readonly queueDepth: number;
+  readonly logger: DeviceLogger;
+  readonly middleware: readonly Middleware[];
+  readonly targets: readonly TargetSpec[];
+  readonly lun: number | undefined;
+  readonly hba: number | undefined;
+  readonly nodeDir: string | undefined;
+  readonly nodeKind: NodeKind;
+  readonly hwMaxSectors: number;
+  readonly maxDataAreaMb: number | undefined;
+  /** I_T nexus id handed to the emulation (unit attentions are per nexus). */
+  readonly nexus: string;
+}
+
+export const DEFAULT_QUEUE_DEPTH = 128;
+/** The ring's command ids are 16-bit and 0 is reserved. */
+const MAX_QUEUE_DEPTH = 65535;
+const BLOCK_SIZES = new Set([512, 1024, 2048, 4096]);
+const DEFAULT_MAX_TRANSFER_BYTES = 1024 * 1024;
+export const DEFAULT_ISCSI_PORTAL = '127.0.0.1:3260';
+
+const isInt = (value: unknown, min: number, max: number): value is number =>
+  typeof value === 'number' && Number.isSafeInteger(value) && value >= min && value <= max;
+
+function checkInt(option: string, value: unknown, min: number, max: number): void {
+  if (!isInt(value, min, max))
+    throw new InvalidOptionError(option, `must be an integer in ${min}..${max}, got ${String(value)}`);
+}
+
+function resolveGeometry(options: OpenDeviceOptions): { blockSize: number; blockCount: number } {
+  const { backend } = options;
+  if (backend) {
+    if (typeof backend.read !== 'function' || typeof backend.write !== 'function') {
+      throw new InvalidOptionError('backend', 'must implement BlockBackend (read, write, flush)');
+    }
+    const { blockSize, blockCount } = backend;
+    if (!BLOCK_SIZES.has(blockSize)) {
+      throw new InvalidOptionError('backend', `block size ${blockSize} is not one of 512, 1024, 2048, 4096`);
+    }
+    checkInt('backend.blockCount', blockCount, 1, Number.MAX_SAFE_INTEGER);
+    if (options.blockSize !== undefined && options.blockSize !== blockSize) {
+      throw new InvalidOptionError(
+        'blockSize',
+        `is ${options.blockSize} but the backend's block size is ${blockSize}`,
+      );
+    }
+    if (options.size !== undefined && options.size !== blockSize * blockCount) {
+      throw new InvalidOptionError(
+        'size',
+        `is ${options.size} but the backend holds ${blockSize * blockCount} bytes`,
+      );
+    }
+    return { blockSize, blockCount };
+  }
+  if (!options.handler) throw new InvalidOptionError('backend', 'a backend or a handler is required');
+  const blockSize = options.blockSize;
+  if (blockSize === undefined || !BLOCK_SIZES.has(blockSize)) {
+    throw new InvalidOptionError('blockSize', 'must be 512, 1024, 2048 or 4096 when there is no backend');
+  }
+  const size = options.size;
+  checkInt('size', size, blockSize, Number.MAX_SAFE_INTEGER);
+  if ((size as number) % blockSize !== 0) {
+    throw new InvalidOptionError('size', `${size} is not a multiple of the block size ${blockSize}`);
+  }
+  return { blockSize, blockCount: (size as number) / blockSize };
+}
+
+function resolveTargets(name: string, fabric: OpenDeviceOptions['fabric']): TargetSpec[] {
+  const list: readonly FabricOptions[] =
+    fabric === undefined
+      ? [{ type: 'loopback' }]
+      : Array.isArray(fabric)
+        ? fabric
+        : [fabric as FabricOptions];
+  const targets: TargetSpec[] = [];
+  const seen = new Set<string>();
+  for (const entry of list) {
+    const type = (entry as { type?: unknown } | undefined)?.type;
+    if (type === 'none') continue;
+    if (type !== 'loopback' && type !== 'iscsi') {
+      throw new InvalidOptionError(
+        'fabric',
+        `type must be 'loopback', 'iscsi' or 'none', got ${String(type)}`,
+      );
+    }
+    if (seen.has(type)) throw new InvalidOptionError('fabric', `'${type}' is listed twice`);
+    seen.add(type);
+    if (entry.type === 'loopback') {
+      targets.push({
+        type: 'loopback',
+        wwn: entry.wwn ?? loopbackWwn(name, 'target'),
+        nexusWwn: entry.nexusWwn ?? loopbackWwn(name, 'initiator'),
+      });
+    } else if (entry.type === 'iscsi') {
+      targets.push({
+        type: 'iscsi',
+        iqn: entry.iqn ?? defaultIqn(name),
+        portal: entry.portal ?? DEFAULT_ISCSI_PORTAL,
+      });
+    }
+  }
+  return targets;
+}
+
+/** Validates everything before any side effect. */
+export function resolveOptions(options: OpenDeviceOptions, shared?: { attached: boolean }): ResolvedOptions {
+  if (typeof options !== 'object' || options === null)
+    throw new InvalidOptionError('options', 'must be an object');
+  const name = validateName(options.name);
+  const { blockSize, blockCount } = resolveGeometry(options);
+  if (options.handler !== undefined && typeof options.handler !== 'function') {
+    throw new InvalidOptionError('handler', 'must be a function');
+  }
+  const middleware = options.middleware ?? [];
+  if (!Array.isArray(middleware) || middleware.some((m) => typeof m !== 'function')) {
+    throw new InvalidOptionError('middleware', 'must be an array of functions');
+  }
+  if (options.hba !== undefined) checkInt('hba', options.hba, 0, 0x7fffffff);
+  if (options.lun !== undefined) checkInt('lun', options.lun, 0, 65535);
+  const queueDepth = options.queueDepth ?? DEFAULT_QUEUE_DEPTH;
+  checkInt('queueDepth', queueDepth, 1, MAX_QUEUE_DEPTH);
+  const hwMaxSectors = options.hwMaxSectors ?? Math.max(1, DEFAULT_MAX_TRANSFER_BYTES / blockSize);
+  checkInt('hwMaxSectors', hwMaxSectors, 1, 65535);
+  if (options.maxDataAreaMb !== undefined) checkInt('maxDataAreaMb', options.maxDataAreaMb, 1, 1 << 20);
+  const nodeKind = options.nodeKind ?? 'block';
+  if (nodeKind !== 'block' && nodeKind !== 'symlink') {
+    throw new InvalidOptionError('nodeKind', `must be 'block' or 'symlink', got ${String(nodeKind)}`);
+  }
+  const nodeDir = options.nodeDir;
+  if (nodeDir !== undefined) {
+    if (typeof nodeDir !== 'string' || !nodeDir.startsWith('/') || nodeDir.includes('\0')) {
+      throw new InvalidOptionError('nodeDir', 'must be an absolute path');
+    }
+  }
+  const targets = shared?.attached
+    ? resolveTargets(name, options.fabric ?? []).filter((t) => t.type !== 'loopback')
+    : resolveTargets(name, options.fabric);
+  if (nodeDir !== undefined && !shared?.attached && !targets.some((t) => t.type === 'loopback')) {
+    throw new InvalidOptionError('nodeDir', 'needs the loopback fabric (there is no local disk otherwise)');
+  }
+  const unit = options.unit ?? {};
+  for (const [key, max] of [
+    ['vendor', 8],
+    ['product', 16],
+    ['revision', 4],
+  ] as const) {
+    const value = unit[key];
+    if (
+      value !== undefined &&
+      (typeof value !== 'string' || value.length > max || !/^[\x20-\x7e]*$/.test(value))
+    ) {
+      throw new InvalidOptionError(`unit.${key}`, `must be at most ${max} printable ASCII characters`);
+    }
+  }
+  return {
+    name,
+    blockSize,
+    blockCount,
+    identity: resolveIdentity(name, options.identity),
+    queueDepth,
+    logger: options.logger ?? silentLogger,
+    middleware,
+    targets,
+    lun: options.lun,
+    hba: options.hba,
+    nodeDir: nodeDir === undefined || nodeDir === '/' ? nodeDir : nodeDir.replace(/\/+$/, ''),
+    nodeKind,
+    hwMaxSectors,
+    maxDataAreaMb: options.maxDataAreaMb,
+    nexus: 'tcmu',
+  };
+}

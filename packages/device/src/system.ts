@@ -1,0 +1,219 @@
+import * as fsp from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { type HostFs, type LoopbackLun, type Roots, TargetManager, type UserBackstore } from '@tcmu/configfs';
+import { mknod, TcmuRing } from '@tcmu/ring';
+import type { DevicePlatform, DiskRef, NodeKind, NodeRef, UioRef } from './platform.js';
+
+export interface SystemPlatformOptions {
+  /** configfs/sysfs access (default: the real filesystem); tests pass @tcmu/configfs's FakeKernel. */
+  readonly fs?: HostFs;
+  readonly roots?: Partial<Roots>;
+  /** How the ring is opened (default TcmuRing.open on the UIO device); tests map it to a simulator. */
+  readonly openRing?: (uio: UioRef, options: { maxInFlight: number }) => TcmuRing;
+  /** Wait for the UIO device after enable (default 10 s). */
+  readonly uioTimeoutMs?: number;
+  /** Wait for the SCSI disk after linking the LUN (default 30 s: the scan is slow under emulation). */
+  readonly diskTimeoutMs?: number;
+}
+
+/** The kernel's fixed TCMU queue depth (tcmu_configure_device sets hw_queue_depth = 128). */
+const TCMU_HW_QUEUE_DEPTH = 128;
+const LOOPBACK_TPGT = 1;
+
+interface IscsiTargetHandle {
+  readonly iqn: string;
+  readonly portal: string;
+}
+
+/**
+ * The real platform: @tcmu/configfs's TargetManager for LIO objects, the
+ * ring addon for the ring and mknod, node:fs for the device node.
+ */
+export function systemPlatform(options: SystemPlatformOptions = {}): DevicePlatform {
+  const manager = new TargetManager({
+    ...(options.fs ? { fs: options.fs } : {}),
+    ...(options.roots ? { roots: options.roots } : {}),
+  });
+  const fs = manager.fs;
+  const uioTimeoutMs = options.uioTimeoutMs ?? 10_000;
+  const diskTimeoutMs = options.diskTimeoutMs ?? 30_000;
+  const openRing =
+    options.openRing ??
+    ((uio: UioRef, ring: { maxInFlight: number }) =>
+      TcmuRing.open({ uioPath: uio.path, mapSize: uio.mapSize, maxInFlight: ring.maxInFlight }));
+
+  const loopbackTpg = (wwn: string) => `${manager.targetRoot}/loopback/${wwn}/tpgt_${LOOPBACK_TPGT}`;
+
+  return {
+    async createBackstore(spec) {
+      const backstore = await manager.createUserBackstore({
+        name: spec.name,
+        size: spec.sizeBytes,
+        blockSize: spec.blockSize,
+        serial: spec.serial,
+        hwMaxSectors: spec.hwMaxSectors,
+        ...(spec.hba !== undefined ? { hba: spec.hba } : {}),
+        ...(spec.maxDataAreaMb !== undefined ? { maxDataAreaMb: spec.maxDataAreaMb } : {}),
+      });
+      return { name: backstore.name, hba: backstore.hba, path: backstore.path, handle: backstore };
+    },
+
+    async findUio(backstore) {
+      const uio = await manager.findUio(backstore.handle as UserBackstore, { timeoutMs: uioTimeoutMs });
+      return { path: uio.devPath, mapSize: uio.mapSize };
+    },
+
+    openRing,
+
+    async setQueueDepth(backstore, depth) {
+      // Writable after enable and before the first export, at most hw_queue_depth.
+      const attrib = `${backstore.path}/attrib`;
+      const hw = Number((await fs.readFile(`${attrib}/hw_queue_depth`).catch(() => '')).trim());
+      const limit = Number.isSafeInteger(hw) && hw > 0 ? hw : TCMU_HW_QUEUE_DEPTH;
+      const wanted = Math.min(depth, limit);
+      try {
+        await fs.writeFile(`${attrib}/queue_depth`, String(wanted));
+        return wanted;
+      } catch {
+        return undefined;
+      }
+    },
+
+    async createTarget(spec) {
+      // The TargetManager creates a target with its first LUN (and a loopback
+      // target goes with its last one), so here only the name is fixed.
+      if (spec.type === 'loopback') {
+        return {
+          type: 'loopback',
+          wwn: spec.wwn,
+          path: `${manager.targetRoot}/loopback/${spec.wwn}`,
+          handle: spec.nexusWwn,
+        };
+      }
+      const handle: IscsiTargetHandle = { iqn: spec.iqn, portal: spec.portal };
+      return { type: 'iscsi', wwn: spec.iqn, path: `${manager.targetRoot}/iscsi/${spec.iqn}`, handle };
+    },
+
+    async usedLuns(target) {
+      if (target.type !== 'loopback') return [];
+      const entries = await fs.readdir(`${loopbackTpg(target.wwn)}/lun`).catch(() => []);
+      const used: number[] = [];
+      for (const entry of entries) {
+        const match = /^lun_(\d+)$/.exec(entry.name);
+        if (match) used.push(Number(match[1]));
+      }
+      return used;
+    },
+
+    async createLun(target, backstore, lun) {
+      const ref = backstore.handle as UserBackstore;
+      if (target.type === 'loopback') {
+        const created = await manager.createLoopbackLun({
+          backstore: ref,
+          wwn: target.wwn,
+          tpgt: LOOPBACK_TPGT,
+          lun,
+          nexus: target.handle as string,
+        });
+        return { target, lun, handle: created };
+      }
+      const { iqn, portal } = target.handle as IscsiTargetHandle;
+      const created = await manager.exportIscsi({ iqn, portals: [portal], luns: [{ backstore: ref, lun }] });
+      return { target, lun, handle: created };
+    },
+
+    async waitForDisk(lun) {
+      const disk = await manager.waitForDisk(lun.handle as LoopbackLun, { timeoutMs: diskTimeoutMs });
+      return { name: disk.name, devPath: disk.devPath, major: disk.major, minor: disk.minor };
+    },
+
+    makeNode(path, disk, kind) {
+      return makeNode(path, disk, kind);
+    },
+
+    removeNode,
+
+    async removeLun(lun) {
+      // An iSCSI LUN goes with its target (removeTarget).
+      if (lun.target.type === 'loopback') await manager.removeLun(lun.handle as LoopbackLun);
+    },
+
+    async removeTarget(target) {
+      await manager.removeTarget(target.type, target.wwn);
+    },
+
+    async removeBackstore(backstore) {
+      await manager.removeBackstore(backstore.handle as UserBackstore);
+    },
+  } satisfies DevicePlatform;
+}
+
+/** mkdir -p that reports which directories it made (so close() removes exactly those). */
+async function makeDirs(dir: string): Promise<string[]> {
+  const missing: string[] = [];
+  let at = dir;
+  while (!(await exists(at))) {
+    missing.unshift(at);
+    const parent = dirname(at);
+    if (parent === at) break;
+    at = parent;
+  }
+  const made: string[] = [];
+  for (const path of missing) {
+    try {
+      await fsp.mkdir(path);
+      made.push(path);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    }
+  }
+  return made;
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await fsp.lstat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export async function makeNode(path: string, disk: DiskRef, kind: NodeKind): Promise<NodeRef> {
+  const createdDirs = await makeDirs(dirname(path));
+  try {
+    if (await exists(path)) {
+      throw Object.assign(new Error(`${path} already exists (another device, or a leftover: remove it)`), {
+        code: 'EEXIST',
+        path,
+      });
+    }
+    if (kind === 'symlink') await fsp.symlink(disk.devPath, path);
+    else mknod(path, disk.major, disk.minor, { type: 'block', permissions: 0o660 });
+  } catch (error) {
+    await removeDirs(createdDirs);
+    throw error;
+  }
+  return { path, createdDirs };
+}
+
+export async function removeNode(node: NodeRef): Promise<void> {
+  try {
+    await fsp.unlink(node.path);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+  }
+  await removeDirs(node.createdDirs);
+}
+
+/** Removes directories we made, innermost first, leaving any that are not empty. */
+async function removeDirs(dirs: readonly string[]): Promise<void> {
+  for (const dir of [...dirs].reverse()) {
+    try {
+      await fsp.rmdir(dir);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code !== 'ENOENT' && code !== 'ENOTEMPTY' && code !== 'EEXIST') throw error;
+    }
+  }
+}
