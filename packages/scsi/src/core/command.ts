@@ -80,6 +80,12 @@ export interface OpcodeEntry<F = unknown> {
   readonly allowedDuringFormat?: boolean;
   /** Modifies the medium: refused with WRITE PROTECTED on read-only units. */
   readonly writes?: boolean;
+  /**
+   * Needs the medium ready: refused with NOT READY / INITIALIZING COMMAND
+   * REQUIRED while the unit is stopped by START STOP UNIT (SBC-4 4.20).
+   * Defaults to `writes`.
+   */
+  readonly mediumAccess?: boolean;
   /** Nominal and recommended timeouts in seconds (REPORT SUPPORTED OPERATION CODES, RCTD). */
   readonly timeouts?: { readonly nominal: number; readonly recommended: number };
 }
@@ -100,7 +106,10 @@ export interface LogicalUnitState {
   readonly format: FormatStatus;
   readonly logger: Logger;
   /** Queue a unit attention for every nexus except `except`. */
-  raiseUnitAttention(reason: 'CAPACITY_DATA_HAS_CHANGED' | 'MODE_PARAMETERS_CHANGED' | 'INQUIRY_DATA_HAS_CHANGED', except?: string): void;
+  raiseUnitAttention(
+    reason: 'CAPACITY_DATA_HAS_CHANGED' | 'MODE_PARAMETERS_CHANGED' | 'INQUIRY_DATA_HAS_CHANGED',
+    except?: string,
+  ): void;
 }
 
 /** Static description of the unit, set at creation (all optional with defaults). */
@@ -123,6 +132,10 @@ export interface UnitConfig {
   readonly targetPort?: { readonly relativePortId: number; readonly name?: string };
   /** EXTENDED COPY between units registered in one CopyManager. */
   readonly extendedCopy: boolean;
+  /** VPD 0xB1 NOMINAL FORM FACTOR (0 = not reported, 1 = 5.25", 2 = 3.5", 3 = 2.5", 4 = 1.8", 5 = < 1.8"). */
+  readonly formFactor?: number;
+  /** READ CAPACITY(16) LOWEST ALIGNED LOGICAL BLOCK ADDRESS (0 unless the backend is misaligned). */
+  readonly lowestAlignedLba?: number;
 }
 
 export interface ModeState {

@@ -1,0 +1,147 @@
+import type { LbaExtent } from './backend.js';
+import type { LogicalUnitState } from './command.js';
+import { ScsiCheckCondition, invalidCdbField } from './errors.js';
+
+/**
+ * Backend access for handlers. Each helper keeps the backend's synchronous
+ * answers synchronous (the hot path awaits nothing) and turns any backend
+ * failure into the MEDIUM ERROR the command reports.
+ */
+
+type Maybe<T> = T | Promise<T>;
+
+export const isPromise = <T>(v: Maybe<T>): v is Promise<T> =>
+  typeof v === 'object' && v !== null && typeof (v as { then?: unknown }).then === 'function';
+
+const lbaOf = (error: unknown): number | undefined => {
+  const lba = (error as { lba?: unknown } | null)?.lba;
+  return typeof lba === 'number' ? lba : undefined;
+};
+
+const readError = (error: unknown) => {
+  if (error instanceof ScsiCheckCondition) return error;
+  const lba = lbaOf(error);
+  return new ScsiCheckCondition(
+    'UNRECOVERED_READ_ERROR',
+    lba === undefined ? { cause: error } : { information: lba, cause: error },
+  );
+};
+
+const writeError = (error: unknown) => {
+  if (error instanceof ScsiCheckCondition) return error;
+  const lba = lbaOf(error);
+  return new ScsiCheckCondition(
+    'WRITE_ERROR',
+    lba === undefined ? { cause: error } : { information: lba, cause: error },
+  );
+};
+
+function guard(run: () => Maybe<void>, wrap: (e: unknown) => ScsiCheckCondition): Maybe<void> {
+  let pending: Maybe<void>;
+  try {
+    pending = run();
+  } catch (error) {
+    throw wrap(error);
+  }
+  if (isPromise(pending)) {
+    return pending.then(undefined, (error: unknown) => {
+      throw wrap(error);
+    });
+  }
+}
+
+/** Read whole blocks; failures become MEDIUM ERROR / UNRECOVERED READ ERROR. */
+export const readBlocks = (
+  unit: LogicalUnitState,
+  lba: number,
+  into: Uint8Array,
+  signal?: AbortSignal,
+): Maybe<void> => guard(() => unit.backend.read(lba, into, signal), readError);
+
+/**
+ * Write whole blocks; failures become MEDIUM ERROR / WRITE ERROR. `fua`, or a
+ * disabled write cache (caching page WCE=0), makes the data durable before the
+ * command completes (SBC-4 4.11, 5.40).
+ */
+export const writeBlocks = (
+  unit: LogicalUnitState,
+  lba: number,
+  data: Uint8Array,
+  fua: boolean,
+  signal?: AbortSignal,
+): Maybe<void> =>
+  guard(
+    () => unit.backend.write(lba, data, { fua: fua || !unit.modes.writeCacheEnabled }, signal),
+    writeError,
+  );
+
+/** Flush the backend's volatile cache; failures become MEDIUM ERROR / WRITE ERROR. */
+export const flushBackend = (unit: LogicalUnitState, signal?: AbortSignal): Maybe<void> =>
+  guard(() => unit.backend.flush(signal), writeError);
+
+/** Mapping status of an extent; failures become MEDIUM ERROR / UNRECOVERED READ ERROR. */
+export function mappingStatusOf(unit: LogicalUnitState, lba: number, maxBlocks: number): Maybe<LbaExtent> {
+  const backend = unit.backend;
+  if (!backend.mappingStatus) return { lba, blocks: maxBlocks, state: 'mapped' };
+  let extent: Maybe<LbaExtent>;
+  try {
+    extent = backend.mappingStatus(lba, maxBlocks);
+  } catch (error) {
+    throw readError(error);
+  }
+  if (isPromise(extent)) {
+    return extent.then(undefined, (error: unknown) => {
+      throw readError(error);
+    });
+  }
+  return extent;
+}
+
+/**
+ * SBC-4 4.5: LBA + number of blocks must stay within the capacity; checked
+ * without overflow (64-bit LBAs above 2^53 arrive as Infinity and fail too).
+ */
+export function checkLbaRange(unit: LogicalUnitState, lba: number, blocks: number): void {
+  const capacity = unit.backend.blockCount;
+  if (!(lba <= capacity) || !(blocks <= capacity - lba)) {
+    throw new ScsiCheckCondition('LBA_OUT_OF_RANGE');
+  }
+}
+
+/**
+ * SBC-4 (Block Limits VPD): a transfer longer than MAXIMUM TRANSFER LENGTH
+ * is INVALID FIELD IN CDB at the TRANSFER LENGTH field.
+ */
+export function checkTransferLength(unit: LogicalUnitState, blocks: number, lengthByte: number): void {
+  const max = unit.config.maxTransferBlocks;
+  if (max > 0 && blocks > max) throw invalidCdbField(lengthByte);
+}
+
+/**
+ * Run `body` holding a range lock; the lock is released when `body` settles.
+ * An uncontended lock and a synchronous body complete synchronously.
+ */
+export function withRangeLock<T>(
+  unit: LogicalUnitState,
+  lba: number,
+  blocks: number,
+  mode: 'shared' | 'exclusive',
+  body: () => Maybe<T>,
+): Maybe<T> {
+  const lock = unit.locks.lock(lba, blocks, mode);
+  if (isPromise(lock)) return lock.then((release) => runLocked(release, body));
+  return runLocked(lock, body);
+}
+
+function runLocked<T>(release: () => void, body: () => Maybe<T>): Maybe<T> {
+  let result: Maybe<T>;
+  try {
+    result = body();
+  } catch (error) {
+    release();
+    throw error;
+  }
+  if (isPromise(result)) return result.finally(release);
+  release();
+  return result;
+}

@@ -1,0 +1,229 @@
+import { ModePageStore } from '../mode/pages.js';
+import { FormatState } from '../sbc/format.js';
+import { RangeLocks } from '../sbc/locks.js';
+import { type SenseReason, SenseReasons } from '../sense/reasons.js';
+import type { BlockBackend } from './backend.js';
+import type { CommandRequest, CommandResult, LogicalUnitState, Logger, UnitConfig } from './command.js';
+import { dispatch, internalFailure } from './dispatch.js';
+import type { AnyOpcodeEntry, OpcodeTable } from '../opcodes/table.js';
+import { defaultOpcodeTable } from '../opcodes/index.js';
+
+/** A step in the command chain: answer the request itself, or pass it on with `next`. */
+export type Middleware = (
+  request: CommandRequest,
+  next: (request: CommandRequest) => Promise<CommandResult>,
+) => CommandResult | Promise<CommandResult>;
+
+export interface LogicalUnitOptions {
+  readonly backend: BlockBackend;
+  readonly config?: Partial<UnitConfig>;
+  readonly logger?: Logger;
+  /** Commands this unit executes (default: every built-in command). Copied; `override` changes only this unit. */
+  readonly table?: OpcodeTable;
+  /** Caching mode page WCE at creation (default true). */
+  readonly writeCacheEnabled?: boolean;
+  /** Control mode page D_SENSE at creation (default false). */
+  readonly descriptorSense?: boolean;
+  /** Refuse writes with DATA PROTECT even if the backend could write. */
+  readonly readOnly?: boolean;
+  /** LUNs REPORT LUNS lists (default [0]); for users without the kernel, which answers REPORT LUNS itself. */
+  readonly luns?: readonly number[];
+  /**
+   * Report POWER ON, RESET, OR BUS DEVICE RESET OCCURRED once to every I_T
+   * nexus (SAM-5 5.14; default true). A transport whose kernel already reports
+   * it (LIO does for TCMU devices) turns it off.
+   */
+  readonly powerOnUnitAttention?: boolean;
+}
+
+const silentLogger: Logger = { debug() {}, warn() {}, error() {} };
+
+let unitCounter = 0;
+
+/** A serial number unique within the process and very likely across processes. */
+function generateSerial(): string {
+  unitCounter = (unitCounter + 1) & 0xffff;
+  const random = Math.floor(Math.random() * 0x1_0000_0000);
+  const time = Date.now() & 0xffff_ffff;
+  return (
+    (time >>> 0).toString(16).padStart(8, '0') +
+    random.toString(16).padStart(8, '0') +
+    unitCounter.toString(16).padStart(4, '0')
+  );
+}
+
+/** FNV-1a over a string with a seed: 32 bits. */
+function fnv1a(text: string, seed: number): number {
+  let h = (0x811c9dc5 ^ seed) >>> 0;
+  for (let i = 0; i < text.length; i++) {
+    h ^= text.charCodeAt(i);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h >>> 0;
+}
+
+/**
+ * NAA IEEE Registered Extended (type 6) designator derived from the serial:
+ * NAA 6, the OUI LIO uses (00:14:05), then 100 bits hashed from the serial, so
+ * every unit with its own serial gets its own identifier (SPC-5 7.7.6.6.4).
+ */
+export function naaFromSerial(serial: string): Uint8Array {
+  const oui = 0x001405;
+  const b = new Uint8Array(16);
+  b[0] = 0x60 | ((oui >>> 20) & 0x0f);
+  b[1] = (oui >>> 12) & 0xff;
+  b[2] = (oui >>> 4) & 0xff;
+  b[3] = (oui & 0x0f) << 4;
+  const words = [fnv1a(serial, 1), fnv1a(serial, 2), fnv1a(serial, 3), fnv1a(serial, 4)];
+  b[3] |= words[0]! & 0x0f;
+  for (let i = 0; i < 12; i++) b[4 + i] = (words[1 + (i >> 2)]! >>> ((3 - (i & 3)) * 8)) & 0xff;
+  return b;
+}
+
+export function defaultUnitConfig(backend: BlockBackend, overrides: Partial<UnitConfig> = {}): UnitConfig {
+  const blockSize = backend.blockSize;
+  const serial = overrides.serial ?? generateSerial();
+  return {
+    vendor: 'TCMU',
+    product: 'node-tcmu disk',
+    revision: '0001',
+    maxTransferBlocks: Math.max(1, Math.floor((8 << 20) / blockSize)),
+    optimalTransferBlocks: Math.max(1, Math.floor((1 << 20) / blockSize)),
+    maxCompareAndWriteBlocks: 16,
+    maxWriteSameBlocks: Math.max(1, Math.floor((64 << 20) / blockSize)),
+    maxUnmapBlocks: 0x40_0000,
+    maxUnmapDescriptors: 256,
+    unmapGranularity: 1,
+    rotationRate: 1,
+    extendedCopy: false,
+    ...overrides,
+    serial,
+    naa: overrides.naa ?? naaFromSerial(serial),
+  };
+}
+
+/** Per-I_T-nexus unit attention queue (SAM-5 5.14). */
+type AttentionQueue = SenseReason[];
+
+/**
+ * A logical unit: the backend, its configuration and the state SCSI commands
+ * change (mode pages, range locks, format, unit attentions, start/stop).
+ */
+export class LogicalUnit implements LogicalUnitState {
+  readonly backend: BlockBackend;
+  readonly config: UnitConfig;
+  readonly readOnly: boolean;
+  readonly modes: ModePageStore;
+  readonly locks: RangeLocks;
+  readonly format: FormatState;
+  readonly logger: Logger;
+  readonly table: OpcodeTable;
+  readonly luns: readonly number[];
+
+  /** START STOP UNIT with START=0 stopped the unit (SBC-4 4.20). */
+  stopped = false;
+  readonly #preventingNexuses = new Set<string>();
+  readonly #attention = new Map<string, AttentionQueue>();
+  readonly #powerOnAttention: boolean;
+  readonly #middleware: Middleware[] = [];
+  #chain: ((request: CommandRequest) => Promise<CommandResult>) | undefined;
+
+  constructor(options: LogicalUnitOptions) {
+    this.backend = options.backend;
+    this.config = defaultUnitConfig(options.backend, options.config);
+    this.readOnly = Boolean(options.readOnly || options.backend.readOnly);
+    this.logger = options.logger ?? silentLogger;
+    this.modes = new ModePageStore({
+      writeCacheEnabled: options.writeCacheEnabled ?? true,
+      descriptorSense: options.descriptorSense ?? false,
+      readOnly: this.readOnly,
+    });
+    this.locks = new RangeLocks();
+    this.format = new FormatState();
+    this.table = (options.table ?? defaultOpcodeTable()).clone();
+    this.luns = options.luns ?? [0];
+    this.#powerOnAttention = options.powerOnUnitAttention ?? true;
+  }
+
+  /** Execute one command. Never rejects: every failure is a SCSI status. */
+  execute(request: CommandRequest): Promise<CommandResult> {
+    if (this.#chain) return this.#chain(request);
+    const result = dispatch(this, request);
+    return result instanceof Promise ? result : Promise.resolve(result);
+  }
+
+  /** Add a middleware in front of the built-in command handling (first added runs first). */
+  use(middleware: Middleware): this {
+    this.#middleware.push(middleware);
+    let next = (request: CommandRequest): Promise<CommandResult> => {
+      const result = dispatch(this, request);
+      return result instanceof Promise ? result : Promise.resolve(result);
+    };
+    for (let i = this.#middleware.length - 1; i >= 0; i--) {
+      const step = this.#middleware[i]!;
+      const inner = next;
+      next = (request) => {
+        try {
+          return Promise.resolve(step(request, inner)).catch((error: unknown) =>
+            internalFailure(this, request, error),
+          );
+        } catch (error) {
+          return Promise.resolve(internalFailure(this, request, error));
+        }
+      };
+    }
+    this.#chain = next;
+    return this;
+  }
+
+  /**
+   * Add a command or replace a built-in one for this unit; it is dispatched,
+   * validated against its usage mask and listed by REPORT SUPPORTED OPERATION CODES.
+   */
+  override(entry: AnyOpcodeEntry): this {
+    this.table.set(entry);
+    return this;
+  }
+
+  /** Queue a unit attention for every known I_T nexus except `except` (SPC-5: the one that caused it). */
+  raiseUnitAttention(
+    reason: 'CAPACITY_DATA_HAS_CHANGED' | 'MODE_PARAMETERS_CHANGED' | 'INQUIRY_DATA_HAS_CHANGED',
+    except?: string,
+  ): void {
+    const sense = SenseReasons[reason];
+    for (const [nexus, queue] of this.#attention) {
+      if (nexus === except || queue.includes(sense)) continue;
+      queue.push(sense);
+    }
+  }
+
+  /** Tell every I_T nexus the capacity changed (after the backend was resized). */
+  capacityChanged(): void {
+    this.raiseUnitAttention('CAPACITY_DATA_HAS_CHANGED');
+  }
+
+  #queueOf(nexus: string): AttentionQueue {
+    let queue = this.#attention.get(nexus);
+    if (!queue) {
+      queue = this.#powerOnAttention ? [SenseReasons.POWER_ON_RESET_OR_BUS_DEVICE_RESET_OCCURRED] : [];
+      this.#attention.set(nexus, queue);
+    }
+    return queue;
+  }
+
+  /** Remove and return the oldest unit attention pending for `nexus`. */
+  takeUnitAttention(nexus: string): SenseReason | undefined {
+    const queue = this.#queueOf(nexus);
+    return queue.length === 0 ? undefined : queue.shift();
+  }
+
+  /** PREVENT ALLOW MEDIUM REMOVAL state per I_T nexus (SPC-5 6.14 / SBC-4 5.13). */
+  setMediumRemovalPrevented(nexus: string, prevent: boolean): void {
+    if (prevent) this.#preventingNexuses.add(nexus);
+    else this.#preventingNexuses.delete(nexus);
+  }
+
+  get mediumRemovalPrevented(): boolean {
+    return this.#preventingNexuses.size > 0;
+  }
+}

@@ -1,0 +1,58 @@
+import { modeCommands } from '../mode/commands.js';
+import { capacityCommands } from '../sbc/capacity.js';
+import { compareAndWriteCommands } from '../sbc/compare-and-write.js';
+import { formatCommands } from '../sbc/format.js';
+import { miscCommands } from '../sbc/misc.js';
+import { provisioningCommands } from '../sbc/provisioning.js';
+import { readWriteCommands } from '../sbc/read-write.js';
+import { syncCacheCommands } from '../sbc/sync-cache.js';
+import { verifyCommands } from '../sbc/verify.js';
+import { inquiryEntry } from '../spc/inquiry.js';
+import { reportOpcodesEntry, reportTaskManagementEntry } from '../spc/maintenance-in.js';
+import { reportLunsEntry } from '../spc/report-luns.js';
+import { requestSenseEntry } from '../spc/request-sense.js';
+import { testUnitReadyEntry } from '../spc/test-unit-ready.js';
+import { copyCommands } from '../xcopy/commands.js';
+import { type AnyOpcodeEntry, OpcodeTable } from './table.js';
+
+export * from './table.js';
+
+/** Every built-in command, SPC then SBC then the copy manager. */
+export function builtinEntries(): AnyOpcodeEntry[] {
+  return [
+    testUnitReadyEntry,
+    requestSenseEntry,
+    inquiryEntry,
+    reportLunsEntry,
+    reportOpcodesEntry,
+    reportTaskManagementEntry,
+    ...modeCommands,
+    ...readWriteCommands,
+    ...verifyCommands,
+    ...syncCacheCommands,
+    ...capacityCommands,
+    ...miscCommands,
+    ...formatCommands,
+    ...provisioningCommands,
+    ...compareAndWriteCommands,
+    ...copyCommands,
+  ] as AnyOpcodeEntry[];
+}
+
+/**
+ * A table of every built-in command plus `extraEntries`, which add commands
+ * or replace built-in ones with the same opcode and service action.
+ */
+export function createOpcodeTable(extraEntries: Iterable<AnyOpcodeEntry> = []): OpcodeTable {
+  const table = new OpcodeTable(builtinEntries());
+  for (const entry of extraEntries) table.set(entry);
+  return table;
+}
+
+let shared: OpcodeTable | undefined;
+
+/** The built-in table (built once; units clone it). */
+export function defaultOpcodeTable(): OpcodeTable {
+  shared ??= createOpcodeTable();
+  return shared;
+}

@@ -1,0 +1,216 @@
+import { be16, putAscii, putBe16, putBe32, putBe64 } from '../core/bytes.js';
+import type { CommandContext, OpcodeEntry } from '../core/command.js';
+import { invalidCdbField } from '../core/errors.js';
+import type { LogicalUnit } from '../core/unit.js';
+
+/** INQUIRY (SPC-5 6.7). */
+export interface InquiryFields {
+  readonly evpd: boolean;
+  readonly pageCode: number;
+  readonly allocationLength: number;
+}
+
+export const INQUIRY = 0x12;
+
+/** VPD pages this unit reports, in VPD 0x00 order. */
+export const VpdPage = {
+  SUPPORTED_PAGES: 0x00,
+  UNIT_SERIAL_NUMBER: 0x80,
+  DEVICE_IDENTIFICATION: 0x83,
+  EXTENDED_INQUIRY: 0x86,
+  BLOCK_LIMITS: 0xb0,
+  BLOCK_DEVICE_CHARACTERISTICS: 0xb1,
+  LOGICAL_BLOCK_PROVISIONING: 0xb2,
+} as const;
+
+const STANDARD_LENGTH = 96;
+/** Version descriptors (SPC-5 Table 148 codes, "no version claimed"). */
+const VERSION_DESCRIPTORS = [0x00a0 /* SAM-5 */, 0x05c0 /* SPC-5 */, 0x0600 /* SBC-4 */];
+
+export const inquiryEntry: OpcodeEntry<InquiryFields> = {
+  opcode: INQUIRY,
+  name: 'INQUIRY',
+  cdbLength: 6,
+  direction: 'in',
+  usage: [INQUIRY, 0x01, 0xff, 0xff, 0xff, 0x00],
+  decode(cdb) {
+    const evpd = (cdb[1]! & 0x01) !== 0;
+    const pageCode = cdb[2]!;
+    // SPC-5 6.7.1: EVPD=0 with a non-zero PAGE CODE is an invalid field.
+    if (!evpd && pageCode !== 0) throw invalidCdbField(2);
+    return { evpd, pageCode, allocationLength: be16(cdb, 3) };
+  },
+  encode(f) {
+    const cdb = new Uint8Array(6);
+    cdb[0] = INQUIRY;
+    cdb[1] = f.evpd ? 1 : 0;
+    cdb[2] = f.pageCode;
+    putBe16(cdb, 3, f.allocationLength);
+    return cdb;
+  },
+  allocationLength: (f) => f.allocationLength,
+  handler: inquiry,
+  reportsNoUnitAttention: true,
+  allowedDuringFormat: true,
+  timeouts: { nominal: 1, recommended: 5 },
+};
+
+function inquiry(ctx: CommandContext<InquiryFields>): Uint8Array {
+  const unit = ctx.unit as LogicalUnit;
+  if (!ctx.fields.evpd) return standardInquiry(unit);
+  const build = VPD_BUILDERS.get(ctx.fields.pageCode);
+  if (!build) throw invalidCdbField(2);
+  return build(unit);
+}
+
+/** Standard INQUIRY data: 96 bytes, SPC-5 6.7.2. */
+export function standardInquiry(unit: LogicalUnit): Uint8Array {
+  const b = new Uint8Array(STANDARD_LENGTH);
+  b[0] = 0x00; // peripheral qualifier 0, direct access block device
+  b[1] = 0x00; // RMB=0: not removable
+  b[2] = 0x07; // VERSION: SPC-5
+  b[3] = 0x10 | 0x02; // HISUP, RESPONSE DATA FORMAT 2
+  b[4] = STANDARD_LENGTH - 5;
+  b[5] = unit.config.extendedCopy ? 0x08 : 0x00; // 3PC
+  b[7] = 0x02; // CMDQUE
+  putAscii(b, 8, 8, unit.config.vendor);
+  putAscii(b, 16, 16, unit.config.product);
+  putAscii(b, 32, 4, unit.config.revision);
+  for (const [i, code] of VERSION_DESCRIPTORS.entries()) putBe16(b, 58 + i * 2, code);
+  return b;
+}
+
+type VpdBuilder = (unit: LogicalUnit) => Uint8Array;
+
+const page = (code: number, length: number): Uint8Array => {
+  const b = new Uint8Array(4 + length);
+  b[1] = code;
+  putBe16(b, 2, length);
+  return b;
+};
+
+const supportedPages: VpdBuilder = () => {
+  const codes = [...VPD_BUILDERS.keys()];
+  const b = page(VpdPage.SUPPORTED_PAGES, codes.length);
+  b.set(codes, 4);
+  return b;
+};
+
+const asciiBytes = (text: string): number[] =>
+  Array.from(text, (c) => {
+    const code = c.charCodeAt(0);
+    return code >= 0x20 && code < 0x7f ? code : 0x20;
+  });
+
+const unitSerialNumber: VpdBuilder = (unit) => {
+  const serial = asciiBytes(unit.config.serial);
+  const b = page(VpdPage.UNIT_SERIAL_NUMBER, serial.length);
+  b.set(serial, 4);
+  return b;
+};
+
+/** SPC-5 7.7.6 designation descriptor. */
+const designator = (
+  codeSet: number,
+  association: number,
+  type: number,
+  body: ArrayLike<number>,
+): number[] => [
+  codeSet & 0x0f,
+  ((association & 0x3) << 4) | (type & 0x0f),
+  0,
+  body.length,
+  ...Array.from(body),
+];
+
+const deviceIdentification: VpdBuilder = (unit) => {
+  const config = unit.config;
+  const vendor = new Uint8Array(8);
+  putAscii(vendor, 0, 8, config.vendor);
+  const descriptors: number[] = [
+    // NAA IEEE Registered Extended, binary, associated with the logical unit.
+    ...designator(1, 0, 3, config.naa),
+    // T10 vendor ID: vendor identification then the unit serial (SPC-5 7.7.6.4).
+    ...designator(2, 0, 1, [...vendor, ...asciiBytes(config.serial)]),
+  ];
+  const port = config.targetPort;
+  if (port) {
+    // Relative target port identifier, associated with the target port.
+    descriptors.push(
+      ...designator(1, 1, 4, [0, 0, (port.relativePortId >>> 8) & 0xff, port.relativePortId & 0xff]),
+    );
+    if (port.name) {
+      // SCSI name string: UTF-8, NUL terminated, padded to a multiple of 4 (SPC-5 7.7.6.11).
+      const name = Array.from(new TextEncoder().encode(port.name));
+      const padded = (name.length + 1 + 3) & ~3;
+      while (name.length < padded) name.push(0);
+      descriptors.push(...designator(3, 1, 8, name));
+    }
+  }
+  const b = page(VpdPage.DEVICE_IDENTIFICATION, descriptors.length);
+  b.set(descriptors, 4);
+  return b;
+};
+
+const extendedInquiry: VpdBuilder = () => {
+  const b = page(VpdPage.EXTENDED_INQUIRY, 0x3c);
+  b[5] = 0x07; // HEADSUP, ORDSUP, SIMPSUP: every task attribute is accepted
+  b[6] = 0x01; // V_SUP: a volatile cache, flushed by SYNCHRONIZE CACHE
+  return b;
+};
+
+const has = (unit: LogicalUnit, opcode: number, serviceAction?: number) =>
+  unit.table.get(opcode, serviceAction) !== undefined;
+
+const canUnmap = (unit: LogicalUnit) => typeof unit.backend.discard === 'function' && !unit.readOnly;
+
+const blockLimits: VpdBuilder = (unit) => {
+  const config = unit.config;
+  const b = page(VpdPage.BLOCK_LIMITS, 0x3c);
+  b[4] = 0x01; // WSNZ: WRITE SAME with NUMBER OF LOGICAL BLOCKS 0 is not supported
+  if (has(unit, 0x89)) b[5] = Math.min(0xff, config.maxCompareAndWriteBlocks);
+  putBe16(b, 6, 1 << (unit.backend.physicalBlockExponent ?? 0));
+  putBe32(b, 8, config.maxTransferBlocks);
+  putBe32(b, 12, config.optimalTransferBlocks);
+  if (canUnmap(unit) && has(unit, 0x42)) {
+    putBe32(b, 20, config.maxUnmapBlocks);
+    putBe32(b, 24, config.maxUnmapDescriptors);
+    putBe32(b, 28, config.unmapGranularity);
+    b[32] = 0x80; // UGAVALID, alignment 0
+  }
+  if (has(unit, 0x93) || has(unit, 0x41)) putBe64(b, 36, config.maxWriteSameBlocks);
+  return b;
+};
+
+const blockDeviceCharacteristics: VpdBuilder = (unit) => {
+  const b = page(VpdPage.BLOCK_DEVICE_CHARACTERISTICS, 0x3c);
+  putBe16(b, 4, unit.config.rotationRate);
+  b[7] = (unit.config.formFactor ?? 0) & 0x0f;
+  return b;
+};
+
+const logicalBlockProvisioning: VpdBuilder = (unit) => {
+  const b = page(VpdPage.LOGICAL_BLOCK_PROVISIONING, 4);
+  const thin = canUnmap(unit);
+  let flags = 0;
+  if (thin && has(unit, 0x42)) flags |= 0x80; // LBPU
+  if (thin && has(unit, 0x93)) flags |= 0x40; // LBPWS
+  if (thin && has(unit, 0x41)) flags |= 0x20; // LBPWS10
+  if (thin && unit.backend.unmappedReadsZero) flags |= 0x01 << 2; // LBPRZ 001b: unmapped blocks read as zeros
+  b[5] = flags;
+  b[6] = thin ? 0x02 : 0x00; // PROVISIONING TYPE: thin, or fully provisioned
+  return b;
+};
+
+const VPD_BUILDERS = new Map<number, VpdBuilder>([
+  [VpdPage.SUPPORTED_PAGES, supportedPages],
+  [VpdPage.UNIT_SERIAL_NUMBER, unitSerialNumber],
+  [VpdPage.DEVICE_IDENTIFICATION, deviceIdentification],
+  [VpdPage.EXTENDED_INQUIRY, extendedInquiry],
+  [VpdPage.BLOCK_LIMITS, blockLimits],
+  [VpdPage.BLOCK_DEVICE_CHARACTERISTICS, blockDeviceCharacteristics],
+  [VpdPage.LOGICAL_BLOCK_PROVISIONING, logicalBlockProvisioning],
+]);
+
+/** VPD page codes INQUIRY answers (docs, tests). */
+export const supportedVpdPages = (): number[] => [...VPD_BUILDERS.keys()];
