@@ -1,0 +1,97 @@
+import { expect } from 'vitest';
+import { MemoryBackend } from '../../backends/memory.js';
+import type { BlockBackend } from '../../core/backend.js';
+import type { CommandResult } from '../../core/command.js';
+import { ScsiStatus } from '../../core/status.js';
+import { LogicalUnit, type LogicalUnitOptions } from '../../core/unit.js';
+import { type SenseReasonName, SenseReasons } from '../../sense/reasons.js';
+import { type DecodedSense, decodeSense } from '../../sense/sense.js';
+
+/** Test helpers for the SBC-extras suites: a unit over a MemoryBackend and one-call command execution. */
+
+export interface TestUnitOptions extends Partial<Omit<LogicalUnitOptions, 'backend'>> {
+  readonly blocks?: number;
+  readonly blockSize?: number;
+  readonly thin?: boolean;
+  readonly backend?: BlockBackend;
+}
+
+export const makeUnit = (options: TestUnitOptions = {}): { unit: LogicalUnit; backend: BlockBackend } => {
+  const backend =
+    options.backend ??
+    new MemoryBackend({
+      blockSize: options.blockSize ?? 512,
+      blockCount: options.blocks ?? 2048,
+      thin: options.thin ?? true,
+      chunkBlocks: 8,
+    });
+  const unit = new LogicalUnit({ powerOnUnitAttention: false, ...options, backend });
+  return { unit, backend };
+};
+
+export interface Outcome extends CommandResult {
+  readonly data: Uint8Array;
+  readonly decoded?: DecodedSense;
+}
+
+export const run = async (
+  unit: LogicalUnit,
+  cdb: Uint8Array | readonly number[],
+  options: { dataOut?: Uint8Array; dataInLength?: number; nexus?: string; signal?: AbortSignal } = {},
+): Promise<Outcome> => {
+  const result = await unit.execute({
+    cdb: cdb instanceof Uint8Array ? cdb : Uint8Array.from(cdb),
+    dataOut: options.dataOut,
+    dataInLength: options.dataInLength ?? 0,
+    nexus: options.nexus,
+    signal: options.signal,
+  });
+  return {
+    ...result,
+    data: result.dataIn ?? new Uint8Array(0),
+    decoded: result.sense === undefined ? undefined : decodeSense(result.sense),
+  };
+};
+
+export const expectGood = (outcome: Outcome): void => {
+  expect(outcome.decoded, 'sense').toBeUndefined();
+  expect(outcome.status).toBe(ScsiStatus.GOOD);
+};
+
+/** Assert CHECK CONDITION with this reason and, when given, field pointer / INFORMATION. */
+export const expectCheck = (
+  outcome: Outcome,
+  reason: SenseReasonName,
+  details: { byte?: number; bit?: number; inCdb?: boolean; information?: number } = {},
+): DecodedSense => {
+  expect(outcome.status).toBe(ScsiStatus.CHECK_CONDITION);
+  const sense = outcome.decoded!;
+  const expected = SenseReasons[reason];
+  expect({ key: sense.key, asc: sense.asc, ascq: sense.ascq }).toEqual({
+    key: expected.key,
+    asc: expected.asc,
+    ascq: expected.ascq,
+  });
+  if (details.byte !== undefined) {
+    const pointer: Record<string, unknown> = { inCdb: details.inCdb ?? true, byte: details.byte };
+    if (details.bit !== undefined) pointer.bit = details.bit;
+    expect(sense.fieldPointer).toEqual(pointer);
+  }
+  if (details.information !== undefined) expect(Number(sense.information)).toBe(details.information);
+  return sense;
+};
+
+/** A block filled with `value` (or a pattern derived from `seed` when value is a function). */
+export const filled = (bytes: number, value: number | ((i: number) => number)): Uint8Array => {
+  const out = new Uint8Array(bytes);
+  if (typeof value === 'number') out.fill(value);
+  else for (let i = 0; i < bytes; i++) out[i] = value(i) & 0xff;
+  return out;
+};
+
+export const readBack = (backend: BlockBackend, lba: number, blocks: number): Uint8Array => {
+  const out = new Uint8Array(blocks * backend.blockSize);
+  const pending = backend.read(lba, out);
+  if (pending instanceof Promise) throw new Error('readBack needs a synchronous backend');
+  return out;
+};
