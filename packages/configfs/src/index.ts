@@ -48,3 +48,17 @@ export {
   validateObjectName,
   validatePortal,
 } from './validate.js';
+export {
+  checkEnvironment,
+  type EnvironmentCheck,
+  type EnvironmentOptions,
+  type EnvironmentReport,
+} from './environment.js';
+export {
+  exportConfig,
+  importConfig,
+  type SaveConfig,
+  type SavedStorageObject,
+  type SavedTarget,
+  type SavedTpg,
+} from './saveconfig.js';

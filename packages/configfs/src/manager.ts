@@ -47,6 +47,7 @@ import type {
   WaitOptions,
 } from './model.js';
 import { type OwnerRecord, OwnerRegistry } from './owner.js';
+import { exportConfig, importConfig, type SaveConfig } from './saveconfig.js';
 import {
   MAX_ISCSI_TPGT,
   MAX_LOOPBACK_TPGT,
@@ -375,8 +376,10 @@ export class TargetManager {
         await this.owners.release(targetRel);
         return;
       }
-      const remaining = await this.listLunDirs(lun.tpgPath);
-      if (remaining.length > 0) return;
+      // LUN dirs without a link are leftovers of a crash, not LUNs in use.
+      for (const lunDir of await this.listLunDirs(lun.tpgPath)) {
+        if ((await this.describeLun(`${lun.tpgPath}/lun/${lunDir}`)).alias !== undefined) return;
+      }
       const owner = await this.owners.read(targetRel);
       if (owner && (owner.pid === this.owners.pid || !(await this.owners.isAlive(owner)))) {
         await this.removeTargetUnlocked('loopback', lun.wwn);
@@ -563,6 +566,16 @@ export class TargetManager {
       }
       return { removed, skipped };
     });
+  }
+
+  /** targetcli-compatible JSON (saveconfig.json) of what exists; see saveconfig.ts. */
+  async exportConfig(options: { ownedOnly?: boolean } = {}): Promise<SaveConfig> {
+    return exportConfig(this, options);
+  }
+
+  /** Recreates a saveconfig.json document, all or nothing; returns the handles. */
+  async importConfig(config: SaveConfig): Promise<Handle[]> {
+    return importConfig(this, config);
   }
 
   // ---------------------------------------------------------------- internals

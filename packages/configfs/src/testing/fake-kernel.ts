@@ -361,6 +361,7 @@ export class FakeKernel implements HostFs {
         const host = this.hostOf(`${dirname(path)}`);
         defaults.address = `${host}:0:${tag}\n`;
         defaults.transport_status = 'online\n';
+        defaults.nexus = '';
         this.tpgs.set(path, { fabric: top, wwn: second!, tag, host, nexus: undefined });
       } else {
         defaults.enable = '0\n';
