@@ -1,0 +1,241 @@
+#!/usr/bin/env node
+// Guest half of `pnpm bench:kernel` (see ./run.mjs): runs as root inside one kernel-vm boot,
+// serves a tmpfs image through ONE backstore on tcm_loop, runs the fio jobs, writes JSON.
+//
+//   node tools/bench-kernel/guest.mjs --backstore fileio|tcmu-runner|tcmufile --out FILE
+//        [--runtime 10] [--size 256M] [--tcmufile source|dist]
+//
+// Plain configfs writes for the baselines, on purpose: the reference setups must not depend on
+// the code under test. tcmu-runner gets its own boot (a daemon that answered netlink once makes
+// later `enable` writes wait for replies: /work/shared/vm/README.md, pitfall 5).
+import { spawn, spawnSync } from 'node:child_process';
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmdirSync,
+  symlinkSync,
+  unlinkSync,
+  writeFileSync,
+} from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { jobs } from './jobs.mjs';
+
+const repo = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const CFS = '/sys/kernel/config/target';
+const IMAGE = '/tmp/bench-kernel.img';
+const NAME = 'bench';
+const WWN = 'naa.5001405be0c00001';
+const NEXUS = 'naa.5001405be0c0000f';
+
+const { values } = parseArgs({
+  options: {
+    backstore: { type: 'string' },
+    out: { type: 'string' },
+    runtime: { type: 'string', default: '10' },
+    size: { type: 'string', default: String(256 << 20) },
+    tcmufile: { type: 'string', default: 'source' },
+  },
+});
+const backstore = values.backstore;
+if (!['fileio', 'tcmu-runner', 'tcmufile'].includes(backstore ?? '') || !values.out) {
+  console.error(
+    'usage: guest.mjs --backstore fileio|tcmu-runner|tcmufile --out FILE [--runtime S] [--size BYTES]',
+  );
+  process.exit(2);
+}
+const runtime = Number(values.runtime);
+const size = Number(values.size);
+
+const log = (message) => console.error(`bench-kernel[${backstore}]: ${message}`);
+const sleep = (ms) => new Promise((done) => setTimeout(done, ms));
+
+function run(command, args) {
+  const result = spawnSync(command, args, { encoding: 'utf8', maxBuffer: 64 << 20 });
+  if (result.error) throw result.error;
+  if (result.status !== 0)
+    throw new Error(`${command} ${args.join(' ')} exited ${result.status}: ${result.stderr}`);
+  return result.stdout;
+}
+
+/** The same bytes for every backstore: random data, so no one reads zero pages. */
+function makeImage() {
+  run('dd', ['if=/dev/urandom', `of=${IMAGE}`, 'bs=1M', `count=${size >> 20}`, 'status=none']);
+}
+
+function write(path, text) {
+  writeFileSync(path, text);
+}
+
+function loopbackLun(backstoreDir) {
+  const tpg = join(CFS, 'loopback', WWN, 'tpgt_1');
+  mkdirSync(tpg, { recursive: true });
+  write(join(tpg, 'nexus'), NEXUS); // nexus before the LUN, or the scan finds no I_T nexus
+  mkdirSync(join(tpg, 'lun', 'lun_0'));
+  symlinkSync(backstoreDir, join(tpg, 'lun', 'lun_0', NAME));
+  return tpg;
+}
+
+function removeLoopbackLun() {
+  const tpg = join(CFS, 'loopback', WWN, 'tpgt_1');
+  if (!existsSync(tpg)) return;
+  unlinkSync(join(tpg, 'lun', 'lun_0', NAME));
+  rmdirSync(join(tpg, 'lun', 'lun_0'));
+  write(join(tpg, 'nexus'), 'NULL');
+  rmdirSync(tpg);
+  rmdirSync(join(CFS, 'loopback', WWN));
+}
+
+/** The disk of LUN 0 of the TPG: address is "<host>:0:<tpgt>". */
+async function waitForDisk(tpg) {
+  const [host, , tpgt] = readFileSync(join(tpg, 'address'), 'utf8').trim().split(':');
+  const dir = `/sys/bus/scsi/devices/${host}:0:${tpgt}:0/block`;
+  for (let i = 0; i < 300; i++) {
+    if (existsSync(dir)) {
+      const [disk] = readdirSync(dir);
+      if (disk && existsSync(`/dev/${disk}`)) return `/dev/${disk}`;
+    }
+    await sleep(100);
+  }
+  throw new Error(`no disk appeared under ${dir} within 30 s`);
+}
+
+async function setUpFileio() {
+  const dir = join(CFS, 'core', 'fileio_1', NAME);
+  mkdirSync(dir, { recursive: true });
+  write(join(dir, 'control'), `fd_dev_name=${IMAGE},fd_dev_size=${size}`);
+  write(join(dir, 'enable'), '1');
+  const disk = await waitForDisk(loopbackLun(dir));
+  const mode = /Mode: (\S+)/.exec(readFileSync(join(dir, 'info'), 'utf8'))?.[1];
+  return {
+    disk,
+    details: { fileioMode: mode },
+    async tearDown() {
+      removeLoopbackLun();
+      rmdirSync(dir);
+      rmdirSync(dirname(dir));
+    },
+  };
+}
+
+async function setUpTcmuRunner() {
+  const dir = join(CFS, 'core', 'user_1', NAME);
+  mkdirSync(dir, { recursive: true });
+  // Debian's tcmu-runner has no file handler; qcow serves a non-qcow image raw, 512-byte blocks only.
+  write(join(dir, 'control'), `dev_config=qcow/${IMAGE},dev_size=${size},hw_block_size=512`);
+  write(join(dir, 'enable'), '1');
+  const runner = spawn('tcmu-runner', ['--tcmu-log-dir', '/tmp'], { stdio: ['ignore', 'ignore', 'inherit'] });
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: dpkg-query's own format syntax
+  const version = run('dpkg-query', ['-W', '-f=${Version}', 'tcmu-runner']);
+  // The runner opens the existing device at start-up; wait until it holds the uio node.
+  await sleep(2000);
+  const disk = await waitForDisk(loopbackLun(dir));
+  return {
+    disk,
+    details: { tcmuRunnerVersion: version, handler: 'qcow (raw image)' },
+    async tearDown() {
+      removeLoopbackLun();
+      runner.kill('SIGTERM');
+      await new Promise((done) => runner.once('exit', done));
+      rmdirSync(dir);
+    },
+  };
+}
+
+async function setUpTcmufile() {
+  const fromDist = values.tcmufile === 'dist';
+  const cli = join(repo, 'apps/tcmufile', fromDist ? 'dist/cli.js' : 'src/cli.ts');
+  const nodeArgs = fromDist ? [cli] : ['--conditions=@tcmu/source', '--import', 'tsx', cli];
+  const args = [...nodeArgs, 'serve', IMAGE, '--name', NAME, '--block-size', '512', '--dir', '/dev/tcmufile'];
+  const child = spawn(process.execPath, args, { cwd: repo, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.setEncoding('utf8');
+  child.stderr.on('data', (chunk) => {
+    stderr += chunk;
+  });
+  const exited = new Promise((done) => child.once('exit', (code, signal) => done({ code, signal })));
+  const disk = await new Promise((done, fail) => {
+    let out = '';
+    child.stdout.setEncoding('utf8');
+    child.stdout.on('data', (chunk) => {
+      out += chunk;
+      const line = out.split('\n');
+      if (line.length > 1) done(line[0]);
+    });
+    exited.then(({ code, signal }) =>
+      fail(new Error(`tcmufile exited (${code ?? signal}) before ready:\n${stderr}`)),
+    );
+    setTimeout(() => fail(new Error(`tcmufile printed no device within 120 s:\n${stderr}`)), 120_000).unref();
+  });
+  return {
+    disk,
+    details: { tcmufile: fromDist ? 'dist (tsup build)' : 'source (tsx)', node: process.version },
+    async tearDown() {
+      child.kill('SIGTERM');
+      const { code, signal } = await exited;
+      if (code !== 0) throw new Error(`tcmufile exited ${code ?? signal} on SIGTERM:\n${stderr}`);
+      const leftovers = readdirSync(join(CFS, 'core')).filter((hba) => hba.startsWith('user_'));
+      if (leftovers.length > 0) throw new Error(`tcmufile left ${leftovers.join(', ')} in configfs`);
+    },
+  };
+}
+
+function fio(disk, job) {
+  const output = run('fio', [
+    `--name=${job.name}`,
+    `--filename=${disk}`,
+    `--rw=${job.rw}`,
+    `--bs=${job.bs}`,
+    `--iodepth=${job.iodepth}`,
+    '--direct=1',
+    '--ioengine=libaio',
+    '--numjobs=1',
+    `--runtime=${runtime}`,
+    '--ramp_time=1',
+    '--time_based',
+    '--randrepeat=0',
+    '--group_reporting',
+    '--output-format=json',
+  ]);
+  const result = JSON.parse(output.slice(output.indexOf('{')));
+  const side = job.rw.includes('read') ? result.jobs[0].read : result.jobs[0].write;
+  return {
+    ...job,
+    iops: side.iops,
+    bytesPerSecond: side.bw_bytes,
+    clatMeanUs: side.clat_ns.mean / 1000,
+    clatP99Us: (side.clat_ns.percentile?.['99.000000'] ?? 0) / 1000,
+    errors: result.jobs[0].error,
+  };
+}
+
+const setUp = { fileio: setUpFileio, 'tcmu-runner': setUpTcmuRunner, tcmufile: setUpTcmufile }[backstore];
+log(`preparing a ${size >> 20} MiB image on tmpfs`);
+makeImage();
+const served = await setUp();
+log(`disk ${served.disk}`);
+const results = [];
+for (const job of jobs) {
+  const result = fio(served.disk, job);
+  log(`${job.name}: ${Math.round(result.iops)} IOPS, ${(result.bytesPerSecond / 1e6).toFixed(1)} MB/s`);
+  results.push(result);
+}
+await served.tearDown();
+const report = {
+  backstore,
+  date: new Date().toISOString(),
+  kernel: run('uname', ['-r']).trim(),
+  fio: run('fio', ['--version']).trim(),
+  cpus: Number(run('nproc', []).trim()),
+  imageBytes: size,
+  blockSize: 512,
+  runtimeSeconds: runtime,
+  ...served.details,
+  jobs: results,
+};
+mkdirSync(dirname(values.out), { recursive: true });
+writeFileSync(values.out, `${JSON.stringify(report, null, 2)}\n`);
+log(`wrote ${values.out}`);

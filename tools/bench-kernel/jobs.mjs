@@ -1,0 +1,12 @@
+// The fio jobs of `pnpm bench:kernel`, shared by the guest runner and the host report.
+export const jobs = [
+  { name: '4k-randread-qd1', rw: 'randread', bs: '4k', iodepth: 1, random: true },
+  { name: '4k-randread-qd16', rw: 'randread', bs: '4k', iodepth: 16, random: true },
+  { name: '4k-randwrite-qd1', rw: 'randwrite', bs: '4k', iodepth: 1, random: true },
+  { name: '4k-randwrite-qd16', rw: 'randwrite', bs: '4k', iodepth: 16, random: true },
+  { name: '128k-read-qd16', rw: 'read', bs: '128k', iodepth: 16, random: false },
+  { name: '128k-write-qd16', rw: 'write', bs: '128k', iodepth: 16, random: false },
+];
+
+/** Backstores in table order: the two references first. */
+export const backstores = ['fileio', 'tcmu-runner', 'tcmufile'];
