@@ -1,0 +1,112 @@
+import { describe, expect, it } from 'vitest';
+import { be16, be32 } from '../core/bytes.js';
+import { expectCheck, expectGood, makeUnit, run } from '../testing/harness.js';
+
+const rsoc = (options: number, opcode = 0, sa = 0, rctd = false) => [
+  0xa3,
+  0x0c,
+  (rctd ? 0x80 : 0) | options,
+  opcode,
+  sa >> 8,
+  sa & 0xff,
+  0,
+  0,
+  0x40,
+  0,
+  0,
+  0,
+];
+
+describe('REPORT SUPPORTED OPERATION CODES (SPC-5 6.35)', () => {
+  it('option 0 lists every table entry: 8-byte descriptors, SERVACTV, CDB length', async () => {
+    const { unit } = makeUnit();
+    const d = expectGood(await run(unit, rsoc(0)));
+    const entries = unit.table.entries();
+    expect(be32(d, 0)).toBe(entries.length * 8);
+    expect(d.length).toBe(4 + entries.length * 8);
+    const listed = new Set<string>();
+    for (let o = 4; o < d.length; o += 8) {
+      const servactv = d[o + 5]! & 1;
+      listed.add(servactv ? `${d[o]}/${be16(d, o + 2)}` : `${d[o]}`);
+      expect(d[o + 5]! & 0x02).toBe(0); // CTDP without RCTD
+      expect(unit.table.get(d[o]!, servactv ? be16(d, o + 2) : undefined)?.cdbLength).toBe(be16(d, o + 6));
+    }
+    // TUR, INQUIRY, REQUEST SENSE, READ(10), READ(32), WRITE(32), RSOC, RSTMF, READ CAPACITY(16)
+    for (const e of ['0', '18', '3', '40', '127/9', '127/11', '163/12', '163/13', '158/16']) {
+      expect(listed.has(e), e).toBe(true);
+    }
+    expect(listed.size).toBe(entries.length);
+  });
+
+  it('RCTD adds a 12-byte command timeouts descriptor to each', async () => {
+    const { unit } = makeUnit();
+    const d = expectGood(await run(unit, rsoc(0, 0, 0, true)));
+    const count = unit.table.entries().length;
+    expect(be32(d, 0)).toBe(count * 20);
+    expect(d[4 + 5]! & 0x02).toBe(0x02);
+    expect(be16(d, 4 + 8)).toBe(0x0a);
+  });
+
+  it('option 1: one command without service actions, with its CDB usage data', async () => {
+    const { unit } = makeUnit();
+    const d = expectGood(await run(unit, rsoc(1, 0x28)));
+    expect([d[0], d[1], be16(d, 2)]).toEqual([0, 0x03, 10]);
+    expect([...d.subarray(4, 14)]).toEqual(unit.table.get(0x28)!.usage);
+  });
+
+  it('option 1 for an opcode with service actions is INVALID FIELD IN CDB', async () => {
+    const { unit } = makeUnit();
+    expectCheck(await run(unit, rsoc(1, 0x9e)), 'INVALID_FIELD_IN_CDB', { byte: 2, bit: 2 });
+  });
+
+  it('option 2: opcode and service action; the service action sits in the usage data', async () => {
+    const { unit } = makeUnit();
+    const d = expectGood(await run(unit, rsoc(2, 0x9e, 0x10)));
+    expect([d[1], be16(d, 2), d[4], d[5]]).toEqual([0x03, 16, 0x9e, 0x10]);
+    const v = expectGood(await run(unit, rsoc(2, 0x7f, 0x09)));
+    expect([be16(v, 2), v[4], v[4 + 7], be16(v, 4 + 8)]).toEqual([32, 0x7f, 0x18, 0x09]);
+  });
+
+  it('option 2 for an opcode without service actions is INVALID FIELD IN CDB', async () => {
+    const { unit } = makeUnit();
+    expectCheck(await run(unit, rsoc(2, 0x28)), 'INVALID_FIELD_IN_CDB', { byte: 2, bit: 2 });
+  });
+
+  it('option 3 answers either kind; unsupported commands get SUPPORT 001b', async () => {
+    const { unit } = makeUnit();
+    expect(expectGood(await run(unit, rsoc(3, 0x28)))[1]).toBe(0x03);
+    expect(expectGood(await run(unit, rsoc(3, 0x9e, 0x10)))[1]).toBe(0x03);
+    expect([...expectGood(await run(unit, rsoc(3, 0x28, 1)))]).toEqual([0, 0x01, 0, 0]);
+    expect([...expectGood(await run(unit, rsoc(1, 0xc0)))]).toEqual([0, 0x01, 0, 0]);
+    expect([...expectGood(await run(unit, rsoc(2, 0x9e, 0x1f)))]).toEqual([0, 0x01, 0, 0]);
+  });
+
+  it('one command with RCTD: CTDP and the timeouts after the usage data', async () => {
+    const { unit } = makeUnit();
+    const d = expectGood(await run(unit, rsoc(1, 0x00, 0, true)));
+    expect(d[1]).toBe(0x83);
+    expect(d.length).toBe(4 + 6 + 12);
+    expect(be32(d, 10 + 4)).toBe(1);
+    expect(be32(d, 10 + 8)).toBe(5);
+  });
+
+  it('reporting options 4-7 are INVALID FIELD IN CDB at byte 2 bit 2', async () => {
+    const { unit } = makeUnit();
+    expectCheck(await run(unit, rsoc(4)), 'INVALID_FIELD_IN_CDB', { byte: 2, bit: 2 });
+  });
+
+  it('a command added with override is reported too', async () => {
+    const { unit } = makeUnit();
+    unit.override({
+      opcode: 0xc9,
+      name: 'VENDOR',
+      cdbLength: 6,
+      direction: 'none',
+      usage: [0xc9, 0x01, 0, 0, 0, 0],
+      decode: () => ({}),
+      handler: () => undefined,
+    });
+    const d = expectGood(await run(unit, rsoc(1, 0xc9)));
+    expect([...d]).toEqual([0, 0x03, 0, 6, 0xc9, 0x01, 0, 0, 0, 0]);
+  });
+});

@@ -1,0 +1,232 @@
+import { describe, expect, it } from 'vitest';
+import { MemoryBackend } from '../backends/memory.js';
+import { be16, be32 } from '../core/bytes.js';
+import { LogicalUnit } from '../core/unit.js';
+import { decodeSense } from '../sense/sense.js';
+import { expectCheck, expectGood, makeUnit, run } from '../testing/harness.js';
+import { encodeLun } from './report-luns.js';
+
+const inquiry = (evpd: number, page: number, alloc = 0xffff) => [0x12, evpd, page, alloc >> 8, alloc & 0xff, 0];
+const ascii = (b: Uint8Array) => String.fromCharCode(...b);
+
+describe('INQUIRY standard data (SPC-5 6.7.2)', () => {
+  it('96 bytes: disk, SPC-5, HiSup, format 2, additional length 91, CmdQue, identification, version descriptors', async () => {
+    const { unit } = makeUnit({ config: { vendor: 'ACME', product: 'Disk', revision: '1.2' } });
+    const d = expectGood(await run(unit, inquiry(0, 0)));
+    expect(d.length).toBe(96);
+    expect([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]]).toEqual([0, 0, 0x07, 0x12, 91, 0, 0, 0x02]);
+    expect(ascii(d.subarray(8, 16))).toBe('ACME    ');
+    expect(ascii(d.subarray(16, 32))).toBe('Disk            ');
+    expect(ascii(d.subarray(32, 36))).toBe('1.2 ');
+    expect([be16(d, 58), be16(d, 60), be16(d, 62), be16(d, 64)]).toEqual([0x00a0, 0x05c0, 0x0600, 0]);
+    expect(d.subarray(66).every((b) => b === 0)).toBe(true);
+  });
+
+  it('3PC is set when extended copy is on', async () => {
+    const { unit } = makeUnit({ config: { extendedCopy: true } });
+    expect(expectGood(await run(unit, inquiry(0, 0)))[5]).toBe(0x08);
+  });
+
+  it('go-tcmu regression: allocation length below 36 returns that many bytes, GOOD', async () => {
+    const { unit } = makeUnit();
+    for (const alloc of [1, 4, 5, 35]) {
+      const d = expectGood(await run(unit, inquiry(0, 0, alloc), { dataInLength: alloc }));
+      expect(d.length).toBe(alloc);
+    }
+  });
+
+  it('EVPD=0 with a page code is INVALID FIELD IN CDB at byte 2', async () => {
+    const { unit } = makeUnit();
+    expectCheck(await run(unit, inquiry(0, 0x80)), 'INVALID_FIELD_IN_CDB', { byte: 2 });
+  });
+
+  it('CMDDT (obsolete, byte 1 bit 1) is INVALID FIELD IN CDB', async () => {
+    const { unit } = makeUnit();
+    expectCheck(await run(unit, inquiry(2, 0)), 'INVALID_FIELD_IN_CDB', { byte: 1, bit: 1 });
+  });
+});
+
+describe('INQUIRY VPD pages', () => {
+  it('0x00 lists every page it answers, in ascending order', async () => {
+    const { unit } = makeUnit();
+    const d = expectGood(await run(unit, inquiry(1, 0)));
+    expect([...d]).toEqual([0, 0, 0, 7, 0x00, 0x80, 0x83, 0x86, 0xb0, 0xb1, 0xb2]);
+    for (const code of d.subarray(4)) expect(expectGood(await run(unit, inquiry(1, code)))[1]).toBe(code);
+  });
+
+  it('unknown VPD page is INVALID FIELD IN CDB at byte 2', async () => {
+    const { unit } = makeUnit();
+    for (const code of [0x01, 0x89, 0xb3, 0xff]) {
+      expectCheck(await run(unit, inquiry(1, code)), 'INVALID_FIELD_IN_CDB', { byte: 2 });
+    }
+  });
+
+  it('0x80 unit serial number', async () => {
+    const { unit } = makeUnit({ config: { serial: 'abc123' } });
+    const d = expectGood(await run(unit, inquiry(1, 0x80)));
+    expect([...d.subarray(0, 4)]).toEqual([0, 0x80, 0, 6]);
+    expect(ascii(d.subarray(4))).toBe('abc123');
+  });
+
+  it('0x83: NAA 6 designator unique per unit and T10 vendor id', async () => {
+    const a = makeUnit().unit;
+    const b = makeUnit().unit;
+    const da = expectGood(await run(a, inquiry(1, 0x83)));
+    const db = expectGood(await run(b, inquiry(1, 0x83)));
+    expect(be16(da, 2)).toBe(da.length - 4);
+    // NAA designator: code set binary, LU association, type 3, 16 bytes, NAA 6.
+    expect([...da.subarray(4, 8)]).toEqual([0x01, 0x03, 0x00, 16]);
+    expect(da[8]! >> 4).toBe(6);
+    expect(Buffer.from(da.subarray(8, 24))).not.toEqual(Buffer.from(db.subarray(8, 24)));
+    // T10 vendor id: ASCII, type 1, vendor then serial.
+    expect([da[24], da[25]]).toEqual([0x02, 0x01]);
+    expect(ascii(da.subarray(28, 28 + da[27]!))).toBe(`TCMU    ${a.config.serial}`);
+  });
+
+  it('0x83: relative target port and SCSI name string when configured', async () => {
+    const { unit } = makeUnit({
+      config: { serial: 's', targetPort: { relativePortId: 3, name: 'naa.5001405abc' } },
+    });
+    const d = expectGood(await run(unit, inquiry(1, 0x83)));
+    let o = 4;
+    const types: number[] = [];
+    while (o < d.length) {
+      types.push(d[o + 1]!);
+      if ((d[o + 1]! & 0x0f) === 4) expect(be16(d, o + 6)).toBe(3);
+      if ((d[o + 1]! & 0x0f) === 8) {
+        const len = d[o + 3]!;
+        expect(len % 4).toBe(0);
+        expect(ascii(d.subarray(o + 4, o + 4 + 14))).toBe('naa.5001405abc');
+        expect(d[o + 4 + 14]).toBe(0);
+      }
+      o += 4 + d[o + 3]!;
+    }
+    expect(o).toBe(d.length);
+    expect(types).toEqual([0x03, 0x01, 0x14, 0x18]);
+  });
+
+  it('0x86 extended INQUIRY: 64 bytes, simple/ordered/head of queue, V_SUP', async () => {
+    const { unit } = makeUnit();
+    const d = expectGood(await run(unit, inquiry(1, 0x86)));
+    expect([d.length, be16(d, 2), d[5], d[6]]).toEqual([64, 0x3c, 0x07, 0x01]);
+  });
+
+  it('0xB0 block limits from the configuration; unmap limits only when the backend can discard', async () => {
+    const config = { maxTransferBlocks: 1024, optimalTransferBlocks: 64, maxUnmapBlocks: 4096, maxUnmapDescriptors: 32 };
+    const thin = expectGood(await run(makeUnit({ config }).unit, inquiry(1, 0xb0)));
+    expect([thin.length, thin[4], thin[5], be16(thin, 6)]).toEqual([64, 0x01, 16, 1]);
+    expect([be32(thin, 8), be32(thin, 12), be32(thin, 20), be32(thin, 24), be32(thin, 28)]).toEqual([
+      1024, 64, 4096, 32, 1,
+    ]);
+    expect(thin[32]).toBe(0x80); // UGAVALID
+    expect(be32(thin, 40)).toBe((64 << 20) / 512); // MAXIMUM WRITE SAME LENGTH (low 32 bits)
+    const thick = expectGood(
+      await run(makeUnit({ config, memory: { thin: false } }).unit, inquiry(1, 0xb0)),
+    );
+    expect([be32(thick, 20), be32(thick, 24), thick[32]]).toEqual([0, 0, 0]);
+  });
+
+  it('0xB1 rotation rate and form factor', async () => {
+    const { unit } = makeUnit({ config: { rotationRate: 7200, formFactor: 2 } });
+    const d = expectGood(await run(unit, inquiry(1, 0xb1)));
+    expect([d.length, be16(d, 4), d[7]]).toEqual([64, 7200, 2]);
+  });
+
+  it('0xB2 provisioning: thin with LBPU/LBPWS/LBPWS10/LBPRZ, or fully provisioned', async () => {
+    const thin = expectGood(await run(makeUnit().unit, inquiry(1, 0xb2)));
+    expect([...thin]).toEqual([0, 0xb2, 0, 4, 0, 0x80 | 0x40 | 0x20 | 0x04, 0x02, 0]);
+    const thick = expectGood(await run(makeUnit({ memory: { thin: false } }).unit, inquiry(1, 0xb2)));
+    expect([...thick]).toEqual([0, 0xb2, 0, 4, 0, 0, 0, 0]);
+  });
+});
+
+describe('TEST UNIT READY', () => {
+  it('GOOD with no data on a ready unit', async () => {
+    const { unit } = makeUnit();
+    expect(await run(unit, [0, 0, 0, 0, 0, 0])).toEqual({ status: 0, residual: 0 });
+  });
+
+  it('NOT READY / INITIALIZING COMMAND REQUIRED while stopped', async () => {
+    const { unit } = makeUnit();
+    unit.stopped = true;
+    expectCheck(await run(unit, [0, 0, 0, 0, 0, 0]), 'NOT_READY_INITIALIZING_COMMAND_REQUIRED');
+  });
+});
+
+describe('REQUEST SENSE (SPC-5 6.39)', () => {
+  it('NO SENSE in fixed format when nothing is pending; 18 bytes', async () => {
+    const { unit } = makeUnit();
+    const d = expectGood(await run(unit, [0x03, 0, 0, 0, 252, 0]));
+    expect(d.length).toBe(18);
+    expect(decodeSense(d)).toEqual({ format: 'fixed', key: 0, asc: 0, ascq: 0 });
+  });
+
+  it('DESC=1 selects descriptor format', async () => {
+    const { unit } = makeUnit();
+    const d = expectGood(await run(unit, [0x03, 1, 0, 0, 252, 0]));
+    expect([...d]).toEqual([0x72, 0, 0, 0, 0, 0, 0, 0]);
+  });
+
+  it('reports the stopped state', async () => {
+    const { unit } = makeUnit();
+    unit.stopped = true;
+    expect(decodeSense(expectGood(await run(unit, [0x03, 0, 0, 0, 252, 0])))).toMatchObject({ key: 2, asc: 4, ascq: 2 });
+  });
+
+  it('the allocation length truncates the sense data', async () => {
+    const { unit } = makeUnit();
+    expect(expectGood(await run(unit, [0x03, 0, 0, 0, 8, 0])).length).toBe(8);
+  });
+});
+
+describe('REPORT LUNS (SPC-5 6.33)', () => {
+  const reportLuns = (select: number, alloc = 4096) => [0xa0, 0, select, 0, 0, 0, alloc >>> 24, (alloc >> 16) & 0xff, (alloc >> 8) & 0xff, alloc & 0xff, 0, 0];
+
+  it('lists the configured LUNs (peripheral addressing below 256, flat above)', async () => {
+    const { unit } = makeUnit({ luns: [0, 5, 300] });
+    const d = expectGood(await run(unit, reportLuns(0)));
+    expect(be32(d, 0)).toBe(24);
+    expect([...d.subarray(8, 16)]).toEqual([0, 0, 0, 0, 0, 0, 0, 0]);
+    expect([...d.subarray(16, 18)]).toEqual([0, 5]);
+    expect([...d.subarray(24, 26)]).toEqual([0x41, 0x2c]);
+    expect([...encodeLun(300).subarray(0, 2)]).toEqual([0x41, 0x2c]);
+  });
+
+  it('SELECT REPORT 1 (well known) and 10h (administrative) are empty; 2 lists all', async () => {
+    const { unit } = makeUnit();
+    expect([...expectGood(await run(unit, reportLuns(1)))]).toEqual([0, 0, 0, 0, 0, 0, 0, 0]);
+    expect(be32(expectGood(await run(unit, reportLuns(0x10))), 0)).toBe(0);
+    expect(be32(expectGood(await run(unit, reportLuns(2))), 0)).toBe(8);
+    expect(be32(expectGood(await run(unit, reportLuns(0x11))), 0)).toBe(8);
+  });
+
+  it('a reserved SELECT REPORT is INVALID FIELD IN CDB at byte 2', async () => {
+    const { unit } = makeUnit();
+    for (const select of [3, 0x0f, 0x13, 0xff]) {
+      expectCheck(await run(unit, reportLuns(select)), 'INVALID_FIELD_IN_CDB', { byte: 2 });
+    }
+  });
+
+  it('the LUN LIST LENGTH is kept when the allocation length truncates', async () => {
+    const { unit } = makeUnit({ luns: [0, 1, 2] });
+    const d = expectGood(await run(unit, reportLuns(0, 16)));
+    expect([d.length, be32(d, 0)]).toEqual([16, 24]);
+  });
+
+  it('rejects LUNs outside the flat space', () => {
+    const backend = new MemoryBackend({ blockSize: 512, blockCount: 8 });
+    expect(() => new LogicalUnit({ backend, luns: [16384] })).toThrow(RangeError);
+    expect(() => new LogicalUnit({ backend, luns: [1.5] })).toThrow(RangeError);
+  });
+});
+
+describe('REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS (SPC-5 6.36)', () => {
+  it('4 bytes; REPD=1 gives 16 bytes with additional length 0Ch', async () => {
+    const { unit } = makeUnit();
+    const short = expectGood(await run(unit, [0xa3, 0x0d, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0]));
+    expect([...short]).toEqual([0xdc, 0x01, 0, 0]);
+    const long = expectGood(await run(unit, [0xa3, 0x0d, 0x80, 0, 0, 0, 0, 0, 1, 0, 0, 0]));
+    expect(long.length).toBe(16);
+    expect(long[3]).toBe(0x0c);
+  });
+});
