@@ -465,7 +465,7 @@ describe('ownership, list and cleanup', () => {
       ['live', true, false],
     ]);
     expect(
-      inventory.targets.map((t) => [t.wwn, t.owned, t.stale, t.tpgs[0].luns[0]!.backstore?.name]),
+      inventory.targets.map((t) => [t.wwn, t.owned, t.stale, t.tpgs[0]?.luns[0]?.backstore?.name]),
     ).toEqual([['naa.5001405000000006', true, true, 'stale']]);
 
     const report = await manager.cleanup();
@@ -543,7 +543,7 @@ describe('saveconfig', () => {
       }),
     );
     expect(saved.storage_objects.find((s) => s.name === 'u')!.control).toContain('hw_block_size=4096');
-    expect(saved.storage_objects.find((s) => s.name === 'u').attributes!.cmd_time_out).toBe(45);
+    expect(saved.storage_objects.find((s) => s.name === 'u')?.attributes?.cmd_time_out).toBe(45);
     expect(saved.storage_objects).toContainEqual(
       expect.objectContaining({ plugin: 'fileio', name: 'f', dev: '/tmp/f', write_back: true }),
     );
