@@ -1,0 +1,199 @@
+import { describe, expect, it, vi } from 'vitest';
+import { MemoryBackend } from '../backends/memory.js';
+import { BackendIoError } from '../core/backend.js';
+import { expectCheck, expectGood, makeUnit, pattern, run } from '../testing/harness.js';
+import { syncCacheCommands } from './sync-cache.js';
+import { type VerifyFields, verifyCommands } from './verify.js';
+
+const entry = (name: string) => verifyCommands.find((e) => e.name === name)!;
+const vf = (lba: number, blocks: number, byteCheck: number, extra: Partial<VerifyFields> = {}): VerifyFields => ({
+  lba,
+  blocks,
+  byteCheck,
+  dpo: false,
+  protect: 0,
+  group: 0,
+  ...extra,
+});
+const cdb = (name: string, f: VerifyFields) => entry(name).encode!(f);
+
+async function unitWithData() {
+  const { unit, backend } = makeUnit();
+  await backend.write(10, pattern(4 * 512, 1), { fua: false });
+  return { unit, backend };
+}
+
+describe('VERIFY(10/16) (SBC-4 5.33-5.34)', () => {
+  for (const name of ['VERIFY(10)', 'VERIFY(16)']) {
+    it(`${name} BYTCHK=0 verifies the medium: GOOD, or MEDIUM ERROR with the failing LBA`, async () => {
+      const { unit, backend } = await unitWithData();
+      expectGood(await run(unit, cdb(name, vf(10, 4, 0))));
+      backend.read = () => {
+        throw new BackendIoError('bad sector', 12);
+      };
+      expectCheck(await run(unit, cdb(name, vf(10, 4, 0))), 'UNRECOVERED_READ_ERROR', { information: 12 });
+    });
+
+    it(`${name} BYTCHK=1 compares the Data-Out blocks; MISCOMPARE gives the byte offset`, async () => {
+      const { unit } = await unitWithData();
+      const same = pattern(4 * 512, 1);
+      expectGood(await run(unit, cdb(name, vf(10, 4, 1)), { dataOut: same }));
+      const differ = same.slice();
+      differ[1500] ^= 0xff;
+      const sense = expectCheck(await run(unit, cdb(name, vf(10, 4, 1)), { dataOut: differ }), 'MISCOMPARE_DURING_VERIFY_OPERATION');
+      expect(sense.information).toBe(1500);
+    });
+  }
+
+  it('BYTCHK=3 compares one Data-Out block with every block', async () => {
+    const { unit, backend } = makeUnit();
+    const block = pattern(512, 4);
+    for (let i = 0; i < 3; i++) await backend.write(i, block, { fua: false });
+    expectGood(await run(unit, cdb('VERIFY(10)', vf(0, 3, 3)), { dataOut: block }));
+    const sense = expectCheck(
+      await run(unit, cdb('VERIFY(16)', vf(0, 4, 3)), { dataOut: block }),
+      'MISCOMPARE_DURING_VERIFY_OPERATION',
+    );
+    expect(sense.information).toBe(3 * 512);
+  });
+
+  it('BYTCHK=2 is reserved: INVALID FIELD IN CDB at byte 1 bit 2', async () => {
+    const { unit } = makeUnit();
+    expectCheck(await run(unit, cdb('VERIFY(10)', vf(0, 1, 2))), 'INVALID_FIELD_IN_CDB', { byte: 1, bit: 2 });
+  });
+
+  it('VRPROTECT non-zero: INVALID FIELD IN CDB at byte 1 bit 7', async () => {
+    const { unit } = makeUnit();
+    expectCheck(await run(unit, cdb('VERIFY(16)', vf(0, 1, 0, { protect: 2 }))), 'INVALID_FIELD_IN_CDB', {
+      byte: 1,
+      bit: 7,
+    });
+  });
+
+  it('range checked; zero blocks is GOOD', async () => {
+    const { unit } = makeUnit({ memory: { blockCount: 8 } });
+    expectCheck(await run(unit, cdb('VERIFY(10)', vf(7, 2, 0))), 'LBA_OUT_OF_RANGE');
+    expectGood(await run(unit, cdb('VERIFY(10)', vf(8, 0, 1))));
+  });
+
+  it('long ranges are verified in chunks', async () => {
+    const backend = new MemoryBackend({ blockSize: 512, blockCount: 8192 });
+    const read = vi.spyOn(backend, 'read');
+    const { unit } = makeUnit({ backend });
+    expectGood(await run(unit, cdb('VERIFY(16)', vf(0, 8192, 0))));
+    expect(read.mock.calls.length).toBe(4);
+  });
+
+  it('round-trips its CDB fields', () => {
+    for (const name of ['VERIFY(10)', 'VERIFY(16)', 'WRITE AND VERIFY(10)', 'WRITE AND VERIFY(16)']) {
+      const f = vf(1234, 56, 1, { dpo: true, group: 3 });
+      expect(entry(name).decode(cdb(name, f))).toEqual(f);
+    }
+  });
+});
+
+describe('WRITE AND VERIFY(10/16) (SBC-4 5.45-5.46)', () => {
+  for (const name of ['WRITE AND VERIFY(10)', 'WRITE AND VERIFY(16)']) {
+    it(`${name} writes durably then verifies`, async () => {
+      const backend = new MemoryBackend({ blockSize: 512, blockCount: 64 });
+      const write = vi.spyOn(backend, 'write');
+      const { unit } = makeUnit({ backend });
+      const data = pattern(2 * 512, 5);
+      expectGood(await run(unit, cdb(name, vf(3, 2, 1)), { dataOut: data }));
+      expectGood(await run(unit, cdb(name, vf(5, 2, 0)), { dataOut: data }));
+      expect(write.mock.calls[0]![2]).toEqual({ fua: true });
+      const back = new Uint8Array(1024);
+      backend.read(3, back);
+      expect(back).toEqual(data);
+    });
+  }
+
+  it('a medium that reads back differently is a MISCOMPARE', async () => {
+    const backend = new MemoryBackend({ blockSize: 512, blockCount: 64 });
+    backend.write = () => {}; // drops the data
+    const { unit } = makeUnit({ backend });
+    const data = pattern(512, 6);
+    const sense = expectCheck(
+      await run(unit, cdb('WRITE AND VERIFY(10)', vf(0, 1, 1)), { dataOut: data }),
+      'MISCOMPARE_DURING_VERIFY_OPERATION',
+    );
+    expect(sense.information).toBe(data.findIndex((b) => b !== 0));
+  });
+
+  it('BYTCHK=3 is not valid for WRITE AND VERIFY; read-only units refuse it', async () => {
+    const { unit } = makeUnit();
+    expectCheck(await run(unit, cdb('WRITE AND VERIFY(16)', vf(0, 1, 3))), 'INVALID_FIELD_IN_CDB', {
+      byte: 1,
+      bit: 2,
+    });
+    const ro = makeUnit({ readOnly: true }).unit;
+    expectCheck(await run(ro, cdb('WRITE AND VERIFY(10)', vf(0, 1, 0)), { dataOut: new Uint8Array(512) }), 'WRITE_PROTECTED');
+  });
+
+  it('write failure: WRITE ERROR', async () => {
+    const backend = new MemoryBackend({ blockSize: 512, blockCount: 64 });
+    backend.write = () => Promise.reject(new BackendIoError('EIO', 1));
+    const { unit } = makeUnit({ backend });
+    expectCheck(await run(unit, cdb('WRITE AND VERIFY(10)', vf(1, 1, 0)), { dataOut: new Uint8Array(512) }), 'WRITE_ERROR', {
+      information: 1,
+    });
+  });
+
+  it('zero blocks is GOOD; out of range is LBA OUT OF RANGE', async () => {
+    const { unit } = makeUnit({ memory: { blockCount: 4 } });
+    expectGood(await run(unit, cdb('WRITE AND VERIFY(10)', vf(0, 0, 0))));
+    expectCheck(await run(unit, cdb('WRITE AND VERIFY(16)', vf(4, 1, 0))), 'LBA_OUT_OF_RANGE');
+  });
+});
+
+describe('SYNCHRONIZE CACHE(10/16) (SBC-4 5.27-5.28)', () => {
+  const sync = (name: string, lba: number, blocks: number, immediate = false) =>
+    syncCacheCommands.find((e) => e.name === name)!.encode!({ lba, blocks, immediate, group: 0 });
+
+  for (const name of ['SYNCHRONIZE CACHE(10)', 'SYNCHRONIZE CACHE(16)']) {
+    it(`${name} flushes the backend, range checked (0 blocks = to the end)`, async () => {
+      const backend = new MemoryBackend({ blockSize: 512, blockCount: 100 });
+      const flush = vi.spyOn(backend, 'flush');
+      const { unit } = makeUnit({ backend });
+      expectGood(await run(unit, sync(name, 0, 0)));
+      expectGood(await run(unit, sync(name, 50, 50)));
+      expectCheck(await run(unit, sync(name, 50, 51)), 'LBA_OUT_OF_RANGE');
+      expectCheck(await run(unit, sync(name, 101, 0)), 'LBA_OUT_OF_RANGE');
+      expect(flush).toHaveBeenCalledTimes(2);
+    });
+  }
+
+  it('a flush failure is MEDIUM ERROR / WRITE ERROR', async () => {
+    const backend = new MemoryBackend({ blockSize: 512, blockCount: 100 });
+    backend.flush = () => Promise.reject(new Error('fsync failed'));
+    const { unit } = makeUnit({ backend });
+    expectCheck(await run(unit, sync('SYNCHRONIZE CACHE(10)', 0, 0)), 'WRITE_ERROR');
+  });
+
+  it('IMMED returns GOOD before the flush ends; a late failure is logged', async () => {
+    const backend = new MemoryBackend({ blockSize: 512, blockCount: 100 });
+    let fail: ((e: Error) => void) | undefined;
+    backend.flush = () =>
+      new Promise<void>((_, reject) => {
+        fail = reject;
+      });
+    const logger = { debug: vi.fn(), warn: vi.fn(), error: vi.fn() };
+    const { unit } = makeUnit({ backend, logger });
+    expectGood(await run(unit, sync('SYNCHRONIZE CACHE(16)', 0, 0, true)));
+    fail!(new Error('late'));
+    await new Promise((r) => setTimeout(r, 0));
+    expect(logger.error).toHaveBeenCalledOnce();
+    backend.flush = () => {
+      throw new Error('sync failure');
+    };
+    expectGood(await run(unit, sync('SYNCHRONIZE CACHE(10)', 0, 0, true)));
+    expect(logger.error).toHaveBeenCalledTimes(2);
+  });
+
+  it('round-trips its CDB fields', () => {
+    for (const e of syncCacheCommands) {
+      const f = { lba: 77, blocks: 9, immediate: true, group: 4 };
+      expect(e.decode(e.encode!(f))).toEqual(f);
+    }
+  });
+});
