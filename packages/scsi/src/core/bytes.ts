@@ -1,7 +1,8 @@
 /** Big-endian field access for CDBs and parameter data (SCSI is big-endian). */
 
 export const be16 = (b: Uint8Array, o: number): number => ((b[o]! << 8) | b[o + 1]!) >>> 0;
-export const be24 = (b: Uint8Array, o: number): number => ((b[o]! << 16) | (b[o + 1]! << 8) | b[o + 2]!) >>> 0;
+export const be24 = (b: Uint8Array, o: number): number =>
+  ((b[o]! << 16) | (b[o + 1]! << 8) | b[o + 2]!) >>> 0;
 export const be32 = (b: Uint8Array, o: number): number =>
   ((b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!) >>> 0;
 

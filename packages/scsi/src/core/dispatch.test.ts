@@ -15,7 +15,10 @@ describe('opcode dispatch', () => {
   it('unknown opcodes (reserved group 3, vendor groups 6 and 7) get INVALID COMMAND OPERATION CODE', async () => {
     const { unit } = makeUnit();
     for (const opcode of [0x02, 0x60, 0x7e, 0xc0, 0xff, 0x3f]) {
-      expectCheck(await run(unit, [opcode, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]), 'INVALID_COMMAND_OPERATION_CODE');
+      expectCheck(
+        await run(unit, [opcode, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+        'INVALID_COMMAND_OPERATION_CODE',
+      );
     }
   });
 
@@ -61,15 +64,24 @@ describe('CDB validation against the usage mask', () => {
   it('NACA=1 is INVALID FIELD IN CDB pointing at the control byte, bit 2', async () => {
     const { unit } = makeUnit();
     expectCheck(await run(unit, [0, 0, 0, 0, 0, 0x04]), 'INVALID_FIELD_IN_CDB', { byte: 5, bit: 2 });
-    expectCheck(await run(unit, [0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0x04]), 'INVALID_FIELD_IN_CDB', { byte: 9, bit: 2 });
+    expectCheck(await run(unit, [0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0x04]), 'INVALID_FIELD_IN_CDB', {
+      byte: 9,
+      bit: 2,
+    });
   });
 
   it('a reserved bit points at its byte and the most significant offending bit', async () => {
     const { unit } = makeUnit();
     expectCheck(await run(unit, [0, 0, 0x30, 0, 0, 0]), 'INVALID_FIELD_IN_CDB', { byte: 2, bit: 5 });
     // READ(10) byte 1 bit 2 (RARC) is not supported, byte 6 bits 7-6 are reserved.
-    expectCheck(await run(unit, [0x28, 0x04, 0, 0, 0, 0, 0, 0, 1, 0]), 'INVALID_FIELD_IN_CDB', { byte: 1, bit: 2 });
-    expectCheck(await run(unit, [0x28, 0, 0, 0, 0, 0, 0x80, 0, 1, 0]), 'INVALID_FIELD_IN_CDB', { byte: 6, bit: 7 });
+    expectCheck(await run(unit, [0x28, 0x04, 0, 0, 0, 0, 0, 0, 1, 0]), 'INVALID_FIELD_IN_CDB', {
+      byte: 1,
+      bit: 2,
+    });
+    expectCheck(await run(unit, [0x28, 0, 0, 0, 0, 0, 0x80, 0, 1, 0]), 'INVALID_FIELD_IN_CDB', {
+      byte: 6,
+      bit: 7,
+    });
   });
 
   it('vendor-specific control bits are rejected (none are defined)', async () => {
@@ -148,13 +160,18 @@ describe('NOT READY and WRITE PROTECTED rules from the entry flags', () => {
 
   it('a read-only unit refuses writes with DATA PROTECT / WRITE PROTECTED', async () => {
     const { unit } = makeUnit({ readOnly: true });
-    expectCheck(await run(unit, [0x2a, 0, 0, 0, 0, 0, 0, 0, 1, 0], { dataOut: new Uint8Array(512) }), 'WRITE_PROTECTED');
+    expectCheck(
+      await run(unit, [0x2a, 0, 0, 0, 0, 0, 0, 0, 1, 0], { dataOut: new Uint8Array(512) }),
+      'WRITE_PROTECTED',
+    );
     expectCheck(await run(unit, [0x0a, 0, 0, 0, 1, 0], { dataOut: new Uint8Array(512) }), 'WRITE_PROTECTED');
     expectGood(await run(unit, [0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0]));
   });
 
   it('a read-only backend makes the unit read-only', async () => {
-    const { unit } = makeUnit({ backend: new MemoryBackend({ blockSize: 512, blockCount: 8, readOnly: true }) });
+    const { unit } = makeUnit({
+      backend: new MemoryBackend({ blockSize: 512, blockCount: 8, readOnly: true }),
+    });
     expect(unit.readOnly).toBe(true);
     expectCheck(await run(unit, [0x2a, 0, 0, 0, 0, 0, 0, 0, 0, 0]), 'WRITE_PROTECTED');
   });
@@ -247,7 +264,14 @@ describe('failures become SCSI status, never exceptions', () => {
   it('a BackendIoError thrown straight from a handler maps by direction', async () => {
     const { unit } = makeUnit();
     const base = { name: 'X', cdbLength: 6, usage: [0xc1, 0, 0, 0, 0, 0], decode: () => ({}) } as const;
-    unit.override({ ...base, opcode: 0xc1, direction: 'in', handler: () => { throw new BackendIoError('x', 3); } });
+    unit.override({
+      ...base,
+      opcode: 0xc1,
+      direction: 'in',
+      handler: () => {
+        throw new BackendIoError('x', 3);
+      },
+    });
     unit.override({
       ...base,
       opcode: 0xc2,

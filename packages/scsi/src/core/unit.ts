@@ -144,7 +144,8 @@ export class LogicalUnit implements LogicalUnitState {
     this.luns = options.luns ?? [0];
     for (const lun of this.luns) {
       // SAM-5 4.7: single level LUNs up to the flat space's 14 bits.
-      if (!Number.isInteger(lun) || lun < 0 || lun > 0x3fff) throw new RangeError(`LUN ${lun} is not in 0..16383`);
+      if (!Number.isInteger(lun) || lun < 0 || lun > 0x3fff)
+        throw new RangeError(`LUN ${lun} is not in 0..16383`);
     }
     this.#powerOnAttention = options.powerOnUnitAttention ?? true;
   }

@@ -76,7 +76,10 @@ describe('START STOP UNIT (SBC-4 5.25)', () => {
     const { unit } = makeUnit({ backend });
     expectGood(await run(unit, startStop(0)));
     expect(flush).toHaveBeenCalledOnce();
-    expectCheck(await run(unit, [0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0]), 'NOT_READY_INITIALIZING_COMMAND_REQUIRED');
+    expectCheck(
+      await run(unit, [0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0]),
+      'NOT_READY_INITIALIZING_COMMAND_REQUIRED',
+    );
     expectCheck(await run(unit, RC10), 'NOT_READY_INITIALIZING_COMMAND_REQUIRED');
     // Non-media commands still run.
     expectGood(await run(unit, [0x12, 0, 0, 0, 36, 0]));
@@ -94,7 +97,10 @@ describe('START STOP UNIT (SBC-4 5.25)', () => {
     expect(unit.stopped).toBe(true);
     unit.stopped = false;
     let release: (() => void) | undefined;
-    backend.flush = () => new Promise<void>((r) => { release = r; });
+    backend.flush = () =>
+      new Promise<void>((r) => {
+        release = r;
+      });
     expectGood(await run(unit, startStop(0, 1)));
     expect(unit.stopped).toBe(true);
     release!();
@@ -131,7 +137,14 @@ describe('START STOP UNIT (SBC-4 5.25)', () => {
 
   it('round-trips its CDB', () => {
     const e = miscCommands[0];
-    const f = { immediate: true, powerConditionModifier: 0, powerCondition: 0, noFlush: true, loadEject: true, start: false };
+    const f = {
+      immediate: true,
+      powerConditionModifier: 0,
+      powerCondition: 0,
+      noFlush: true,
+      loadEject: true,
+      start: false,
+    };
     expect(e.decode(e.encode(f))).toEqual(f);
   });
 });

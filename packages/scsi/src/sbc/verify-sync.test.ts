@@ -6,7 +6,12 @@ import { syncCacheCommands } from './sync-cache.js';
 import { type VerifyFields, verifyCommands } from './verify.js';
 
 const entry = (name: string) => verifyCommands.find((e) => e.name === name)!;
-const vf = (lba: number, blocks: number, byteCheck: number, extra: Partial<VerifyFields> = {}): VerifyFields => ({
+const vf = (
+  lba: number,
+  blocks: number,
+  byteCheck: number,
+  extra: Partial<VerifyFields> = {},
+): VerifyFields => ({
   lba,
   blocks,
   byteCheck,
@@ -40,7 +45,10 @@ describe('VERIFY(10/16) (SBC-4 5.33-5.34)', () => {
       expectGood(await run(unit, cdb(name, vf(10, 4, 1)), { dataOut: same }));
       const differ = same.slice();
       differ[1500] ^= 0xff;
-      const sense = expectCheck(await run(unit, cdb(name, vf(10, 4, 1)), { dataOut: differ }), 'MISCOMPARE_DURING_VERIFY_OPERATION');
+      const sense = expectCheck(
+        await run(unit, cdb(name, vf(10, 4, 1)), { dataOut: differ }),
+        'MISCOMPARE_DURING_VERIFY_OPERATION',
+      );
       expect(sense.information).toBe(1500);
     });
   }
@@ -127,16 +135,23 @@ describe('WRITE AND VERIFY(10/16) (SBC-4 5.45-5.46)', () => {
       bit: 2,
     });
     const ro = makeUnit({ readOnly: true }).unit;
-    expectCheck(await run(ro, cdb('WRITE AND VERIFY(10)', vf(0, 1, 0)), { dataOut: new Uint8Array(512) }), 'WRITE_PROTECTED');
+    expectCheck(
+      await run(ro, cdb('WRITE AND VERIFY(10)', vf(0, 1, 0)), { dataOut: new Uint8Array(512) }),
+      'WRITE_PROTECTED',
+    );
   });
 
   it('write failure: WRITE ERROR', async () => {
     const backend = new MemoryBackend({ blockSize: 512, blockCount: 64 });
     backend.write = () => Promise.reject(new BackendIoError('EIO', 1));
     const { unit } = makeUnit({ backend });
-    expectCheck(await run(unit, cdb('WRITE AND VERIFY(10)', vf(1, 1, 0)), { dataOut: new Uint8Array(512) }), 'WRITE_ERROR', {
-      information: 1,
-    });
+    expectCheck(
+      await run(unit, cdb('WRITE AND VERIFY(10)', vf(1, 1, 0)), { dataOut: new Uint8Array(512) }),
+      'WRITE_ERROR',
+      {
+        information: 1,
+      },
+    );
   });
 
   it('zero blocks is GOOD; out of range is LBA OUT OF RANGE', async () => {
@@ -148,7 +163,7 @@ describe('WRITE AND VERIFY(10/16) (SBC-4 5.45-5.46)', () => {
 
 describe('SYNCHRONIZE CACHE(10/16) (SBC-4 5.27-5.28)', () => {
   const sync = (name: string, lba: number, blocks: number, immediate = false) =>
-    syncCacheCommands.find((e) => e.name === name)!.encode!({ lba, blocks, immediate, group: 0 });
+    syncCacheCommands.find((e) => e.name === name).encode!({ lba, blocks, immediate, group: 0 });
 
   for (const name of ['SYNCHRONIZE CACHE(10)', 'SYNCHRONIZE CACHE(16)']) {
     it(`${name} flushes the backend, range checked (0 blocks = to the end)`, async () => {

@@ -1,7 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { ascText, describedAscCodes, senseKeyText } from './asc-text.js';
 import { SenseKey, SenseReasons } from './reasons.js';
-import { SenseDecodeError, decodeSense, encodeSense, needsDescriptorFormat, progressOf, senseFor } from './sense.js';
+import {
+  SenseDecodeError,
+  decodeSense,
+  encodeSense,
+  needsDescriptorFormat,
+  progressOf,
+  senseFor,
+} from './sense.js';
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 
@@ -15,7 +22,13 @@ describe('fixed format sense (SPC-5 4.4.3)', () => {
     const b = encodeSense({ ...SenseReasons.UNRECOVERED_READ_ERROR, information: 0x01020304 });
     expect(b[0]).toBe(0xf0);
     expect([...b.subarray(3, 7)]).toEqual([1, 2, 3, 4]);
-    expect(decodeSense(b)).toMatchObject({ format: 'fixed', key: 3, asc: 0x11, ascq: 0, information: 0x01020304 });
+    expect(decodeSense(b)).toMatchObject({
+      format: 'fixed',
+      key: 3,
+      asc: 0x11,
+      ascq: 0,
+      information: 0x01020304,
+    });
   });
 
   it('an INFORMATION value wider than 32 bits is not VALID in fixed format', () => {
@@ -25,7 +38,10 @@ describe('fixed format sense (SPC-5 4.4.3)', () => {
   });
 
   it('field pointer: SKSV, C/D, BPV and bit pointer (SPC-5 4.4.2.4.2)', () => {
-    const b = encodeSense({ ...SenseReasons.INVALID_FIELD_IN_CDB, fieldPointer: { inCdb: true, byte: 1, bit: 7 } });
+    const b = encodeSense({
+      ...SenseReasons.INVALID_FIELD_IN_CDB,
+      fieldPointer: { inCdb: true, byte: 1, bit: 7 },
+    });
     expect([...b.subarray(15, 18)]).toEqual([0x80 | 0x40 | 0x08 | 7, 0, 1]);
     expect(decodeSense(b).fieldPointer).toEqual({ inCdb: true, byte: 1, bit: 7 });
   });
@@ -67,7 +83,10 @@ describe('descriptor format sense (SPC-5 4.4.2)', () => {
   });
 
   it('64-bit INFORMATION descriptor (type 00h, VALID)', () => {
-    const b = encodeSense({ ...SenseReasons.UNRECOVERED_READ_ERROR, information: 0x1_0000_0001 }, 'descriptor');
+    const b = encodeSense(
+      { ...SenseReasons.UNRECOVERED_READ_ERROR, information: 0x1_0000_0001 },
+      'descriptor',
+    );
     expect(b[7]).toBe(12);
     expect([...b.subarray(8, 12)]).toEqual([0x00, 0x0a, 0x80, 0x00]);
     expect(decodeSense(b).information).toBe(0x1_0000_0001);
@@ -75,7 +94,10 @@ describe('descriptor format sense (SPC-5 4.4.2)', () => {
 
   it('INFORMATION beyond 2^53 decodes as a bigint', () => {
     const big = 0xffff_ffff_ffff_fff0n;
-    const b = encodeSense({ ...SenseReasons.MISCOMPARE_DURING_VERIFY_OPERATION, information: big }, 'descriptor');
+    const b = encodeSense(
+      { ...SenseReasons.MISCOMPARE_DURING_VERIFY_OPERATION, information: big },
+      'descriptor',
+    );
     expect(decodeSense(b).information).toBe(big);
   });
 

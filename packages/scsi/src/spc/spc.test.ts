@@ -6,7 +6,14 @@ import { decodeSense } from '../sense/sense.js';
 import { expectCheck, expectGood, makeUnit, run } from '../testing/harness.js';
 import { encodeLun } from './report-luns.js';
 
-const inquiry = (evpd: number, page: number, alloc = 0xffff) => [0x12, evpd, page, alloc >> 8, alloc & 0xff, 0];
+const inquiry = (evpd: number, page: number, alloc = 0xffff) => [
+  0x12,
+  evpd,
+  page,
+  alloc >> 8,
+  alloc & 0xff,
+  0,
+];
 const ascii = (b: Uint8Array) => String.fromCharCode(...b);
 
 describe('INQUIRY standard data (SPC-5 6.7.2)', () => {
@@ -112,7 +119,12 @@ describe('INQUIRY VPD pages', () => {
   });
 
   it('0xB0 block limits from the configuration; unmap limits only when the backend can discard', async () => {
-    const config = { maxTransferBlocks: 1024, optimalTransferBlocks: 64, maxUnmapBlocks: 4096, maxUnmapDescriptors: 32 };
+    const config = {
+      maxTransferBlocks: 1024,
+      optimalTransferBlocks: 64,
+      maxUnmapBlocks: 4096,
+      maxUnmapDescriptors: 32,
+    };
     const thin = expectGood(await run(makeUnit({ config }).unit, inquiry(1, 0xb0)));
     expect([thin.length, thin[4], thin[5], be16(thin, 6)]).toEqual([64, 0x01, 16, 1]);
     expect([be32(thin, 8), be32(thin, 12), be32(thin, 20), be32(thin, 24), be32(thin, 28)]).toEqual([
@@ -120,9 +132,7 @@ describe('INQUIRY VPD pages', () => {
     ]);
     expect(thin[32]).toBe(0x80); // UGAVALID
     expect(be32(thin, 40)).toBe((64 << 20) / 512); // MAXIMUM WRITE SAME LENGTH (low 32 bits)
-    const thick = expectGood(
-      await run(makeUnit({ config, memory: { thin: false } }).unit, inquiry(1, 0xb0)),
-    );
+    const thick = expectGood(await run(makeUnit({ config, memory: { thin: false } }).unit, inquiry(1, 0xb0)));
     expect([be32(thick, 20), be32(thick, 24), thick[32]]).toEqual([0, 0, 0]);
   });
 
@@ -170,7 +180,11 @@ describe('REQUEST SENSE (SPC-5 6.39)', () => {
   it('reports the stopped state', async () => {
     const { unit } = makeUnit();
     unit.stopped = true;
-    expect(decodeSense(expectGood(await run(unit, [0x03, 0, 0, 0, 252, 0])))).toMatchObject({ key: 2, asc: 4, ascq: 2 });
+    expect(decodeSense(expectGood(await run(unit, [0x03, 0, 0, 0, 252, 0])))).toMatchObject({
+      key: 2,
+      asc: 4,
+      ascq: 2,
+    });
   });
 
   it('the allocation length truncates the sense data', async () => {
@@ -180,7 +194,20 @@ describe('REQUEST SENSE (SPC-5 6.39)', () => {
 });
 
 describe('REPORT LUNS (SPC-5 6.33)', () => {
-  const reportLuns = (select: number, alloc = 4096) => [0xa0, 0, select, 0, 0, 0, alloc >>> 24, (alloc >> 16) & 0xff, (alloc >> 8) & 0xff, alloc & 0xff, 0, 0];
+  const reportLuns = (select: number, alloc = 4096) => [
+    0xa0,
+    0,
+    select,
+    0,
+    0,
+    0,
+    alloc >>> 24,
+    (alloc >> 16) & 0xff,
+    (alloc >> 8) & 0xff,
+    alloc & 0xff,
+    0,
+    0,
+  ];
 
   it('lists the configured LUNs (peripheral addressing below 256, flat above)', async () => {
     const { unit } = makeUnit({ luns: [0, 5, 300] });

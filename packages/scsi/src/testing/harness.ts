@@ -47,7 +47,11 @@ export function expectCheck(
 ): DecodedSense {
   const sense = senseOf(result);
   const r = SenseReasons[reason];
-  expect({ key: sense.key, asc: sense.asc, ascq: sense.ascq }).toEqual({ key: r.key, asc: r.asc, ascq: r.ascq });
+  expect({ key: sense.key, asc: sense.asc, ascq: sense.ascq }).toEqual({
+    key: r.key,
+    asc: r.asc,
+    ascq: r.ascq,
+  });
   if (extra.byte !== undefined) {
     expect(sense.fieldPointer?.byte).toBe(extra.byte);
     expect(sense.fieldPointer?.inCdb).toBe(extra.inCdb ?? true);
@@ -61,7 +65,9 @@ export function expectCheck(
 export function expectGood(result: CommandResult): Uint8Array {
   if (result.status !== ScsiStatus.GOOD && result.sense) {
     const s = decodeSense(result.sense);
-    throw new Error(`expected GOOD, got CHECK CONDITION ${s.key}/${s.asc.toString(16)}/${s.ascq.toString(16)}`);
+    throw new Error(
+      `expected GOOD, got CHECK CONDITION ${s.key}/${s.asc.toString(16)}/${s.ascq.toString(16)}`,
+    );
   }
   expect(result.status).toBe(ScsiStatus.GOOD);
   return result.dataIn ?? new Uint8Array(0);
