@@ -101,7 +101,7 @@ describe('WRITE SAME', () => {
         .subarray(0, 16 * 512)
         .every((b) => b === 0),
     ).toBe(true);
-    expect(backend.mappingStatus!(8, 8).state).toBe('deallocated');
+    expect((backend as MemoryBackend).mappingStatus!(8, 8).state).toBe('deallocated');
   });
 
   it('a zero block is written with writeZeroes when the backend is not thin', async () => {
