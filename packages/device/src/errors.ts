@@ -5,10 +5,6 @@ export class DeviceError extends Error {
   readonly [DEVICE_ERROR] = true;
   override name = 'DeviceError';
 
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-  }
-
   /** Works across duplicated module copies (ESM/CJS), unlike instanceof. */
   static isInstance(value: unknown): value is DeviceError {
     return typeof value === 'object' && value !== null && DEVICE_ERROR in value;

@@ -146,7 +146,7 @@ describe('injectFaults', () => {
     try {
       const handler = composeHandler([injectFaults({ delayMs: 100 })], good);
       let settled = false;
-      const pending = handler(command()).then((r) => {
+      const pending = Promise.resolve(handler(command())).then((r) => {
         settled = true;
         return r;
       });

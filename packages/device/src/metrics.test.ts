@@ -105,7 +105,12 @@ describe('classifyCommand', () => {
 describe('MetricsCollector', () => {
   const clock = () => {
     let t = 1000;
-    return { now: () => t, advance: (ms: number) => (t += ms) };
+    return {
+      now: () => t,
+      advance: (ms: number) => {
+        t += ms;
+      },
+    };
   };
 
   it('counts commands, reads, writes, errors, aborted and bytes', () => {

@@ -1,0 +1,376 @@
+/**
+ * @tcmu/device end to end on the real kernel (run in the VM by `pnpm test:kernel`):
+ * a Node process serves /dev/sdX through target_core_user + tcm_loop, and the
+ * standard tools (sg3_utils, dd, mkfs/fsck, fio, libiscsi) use it.
+ *
+ * Every external command runs asynchronously: this very process answers the
+ * SCSI commands, so a synchronous spawn would deadlock.
+ */
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { type Device, openDevice } from '@tcmu/device';
+import { MemoryBackend } from '@tcmu/scsi';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const CONFIGFS = '/sys/kernel/config/target';
+const NODE_DIR = '/dev/tcmu-e2e';
+
+interface Run {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** Runs a command without blocking the event loop; never rejects on a non-zero exit. */
+function run(command: string, args: readonly string[], timeoutMs = 240_000): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    execFile(
+      command,
+      args,
+      { timeout: timeoutMs, maxBuffer: 64 << 20, encoding: 'utf8' },
+      (error, stdout, stderr) => {
+        if (error && typeof error.code !== 'number') {
+          reject(new Error(`${command} ${args.join(' ')} failed to run: ${error.message}\n${stderr}`));
+          return;
+        }
+        resolve({ code: error ? Number(error.code) : 0, stdout, stderr });
+      },
+    );
+  });
+}
+
+/** Like run(), but a non-zero exit fails the test with the tool's output. */
+async function ok(command: string, args: readonly string[], timeoutMs?: number): Promise<string> {
+  const result = await run(command, args, timeoutMs);
+  if (result.code !== 0) {
+    throw new Error(`${command} ${args.join(' ')} exited ${result.code}\n${result.stdout}\n${result.stderr}`);
+  }
+  return result.stdout;
+}
+
+const sh = (script: string, timeoutMs?: number) => ok('bash', ['-euo', 'pipefail', '-c', script], timeoutMs);
+
+interface Footprint {
+  readonly name: string;
+  readonly hba: number | undefined;
+  readonly luns: readonly { readonly fabric: string; readonly wwn: string }[];
+  readonly uioPath: string | undefined;
+  readonly diskName: string | undefined;
+}
+
+/** What close() must remove: the backstore, its HBA directory, targets, UIO device, disk and node. */
+async function leftovers(device: Footprint): Promise<string[]> {
+  const found: string[] = [];
+  if (device.hba !== undefined && existsSync(`${CONFIGFS}/core/user_${device.hba}`)) {
+    found.push(`core/user_${device.hba}`);
+  }
+  for (const lun of device.luns) {
+    if (existsSync(`${CONFIGFS}/${lun.fabric}/${lun.wwn}`)) found.push(`${lun.fabric}/${lun.wwn}`);
+  }
+  if (existsSync(join(NODE_DIR, device.name))) found.push(join(NODE_DIR, device.name));
+  if (device.uioPath && existsSync(device.uioPath)) found.push(device.uioPath);
+  if (device.diskName && existsSync(`/sys/block/${device.diskName}`))
+    found.push(`/sys/block/${device.diskName}`);
+  return found;
+}
+
+async function closeAndCheck(device: Device): Promise<void> {
+  const footprint: Footprint = {
+    name: device.name,
+    hba: device.hba,
+    luns: device.luns,
+    uioPath: device.uioPath,
+    diskName: device.disk?.name,
+  };
+  expect(await leftovers(footprint)).not.toEqual([]); // sanity: the check sees a live device
+  await device.close({ drainTimeoutMs: 10_000 });
+  expect(await leftovers(footprint)).toEqual([]);
+}
+
+/** Runs a command and returns its stdout as bytes (for --raw output). */
+function runRaw(command: string, args: readonly string[]): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    execFile(command, args, { encoding: 'buffer', maxBuffer: 1 << 20 }, (error, stdout, stderr) => {
+      if (error) reject(new Error(`${command} ${args.join(' ')}: ${error.message}\n${stderr.toString()}`));
+      else resolve(stdout);
+    });
+  });
+}
+
+const serve = (
+  name: string,
+  blockSize: number,
+  bytes: number,
+  extra: Partial<Parameters<typeof openDevice>[0]> = {},
+) =>
+  openDevice({
+    name,
+    backend: new MemoryBackend({ blockSize, blockCount: bytes / blockSize }),
+    nodeDir: NODE_DIR,
+    ...extra,
+  });
+
+let scratch: string;
+beforeAll(async () => {
+  scratch = await mkdtemp('/tmp/device-e2e-');
+});
+afterAll(async () => {
+  await rm(scratch, { recursive: true, force: true });
+});
+
+describe('sg3_utils against a 512-byte device', () => {
+  let device: Device;
+  let disk: string;
+  beforeAll(async () => {
+    device = await serve('e2e-sg', 512, 64 << 20);
+    disk = device.diskPath!;
+  });
+  afterAll(async () => {
+    await closeAndCheck(device);
+  });
+
+  it('makes the node with the disk numbers', async () => {
+    const out = await ok('stat', ['-c', '%F %t:%T', device.nodePath!]);
+    expect(out.trim()).toBe(
+      `block special file ${device.disk!.major.toString(16)}:${device.disk!.minor.toString(16)}`,
+    );
+  });
+
+  it('sg_inq: a direct-access SPC disk', async () => {
+    const out = await ok('sg_inq', [disk]);
+    expect(out).toMatch(/PDT=0/);
+    expect(out).toMatch(/Vendor identification:\s+\S+/);
+    expect(out).toMatch(/CmdQue=1/);
+  });
+
+  it('sg_vpd: every page listed in VPD 0x00 decodes', async () => {
+    const bytes = await runRaw('sg_vpd', ['--page=0', '--raw', disk]);
+    expect(bytes[1]).toBe(0x00);
+    const length = bytes.readUInt16BE(2);
+    const pages = [...bytes.subarray(4, 4 + length)];
+    expect(pages).toContain(0x00);
+    expect(pages).toContain(0x80);
+    expect(pages).toContain(0x83);
+    for (const page of pages) {
+      const out = await ok('sg_vpd', [`--page=0x${page.toString(16)}`, disk]);
+      expect(out.length).toBeGreaterThan(0);
+    }
+    const serial = await ok('sg_vpd', ['--page=0x80', disk]);
+    expect(serial).toContain(device.identity.serial);
+  });
+
+  it('sg_readcap -l: size and block length', async () => {
+    const out = await ok('sg_readcap', ['-l', disk]);
+    expect(out).toMatch(/Last LBA=131071 \(0x1ffff\)/);
+    expect(out).toMatch(/Logical block length=512 bytes/);
+  });
+
+  it('sg_modes -a: every mode page', async () => {
+    const out = await ok('sg_modes', ['-a', disk]);
+    expect(out).toMatch(/Caching/i);
+    expect(out).toMatch(/Control/i);
+  });
+
+  it('sg_opcodes: the supported operation codes', async () => {
+    const out = await ok('sg_opcodes', [disk]);
+    expect(out).toMatch(/Read\(10\)/i);
+    expect(out).toMatch(/Write\(16\)/i);
+  });
+
+  it('sg_sync: SYNCHRONIZE CACHE', async () => {
+    await ok('sg_sync', [disk]);
+  });
+
+  it('sg_requests: no sense pending', async () => {
+    const out = await run('sg_requests', [disk]);
+    expect(out.code).toBe(0);
+  });
+
+  it('sg_write_same then sg_unmap: the range holds the pattern, then zeros', async () => {
+    const block = Buffer.alloc(512, 0xa5);
+    const file = join(scratch, 'ws-block');
+    await writeFile(file, block);
+    await ok('sg_write_same', [`--in=${file}`, '--lba=1000', '--num=64', disk]);
+    const back = join(scratch, 'ws-back');
+    await sh(`dd if=${disk} of=${back} bs=512 skip=1000 count=64 iflag=direct status=none`);
+    expect((await readFile(back)).equals(Buffer.alloc(64 * 512, 0xa5))).toBe(true);
+
+    await ok('sg_unmap', ['--lba=1000', '--num=64', disk]);
+    await sh(`dd if=${disk} of=${back} bs=512 skip=1000 count=64 iflag=direct status=none`);
+    expect((await readFile(back)).equals(Buffer.alloc(64 * 512))).toBe(true);
+  });
+
+  it('sg_compare_and_write: a match writes, a miscompare does not (exit 14)', async () => {
+    const current = Buffer.alloc(512, 0x11);
+    await writeFile(join(scratch, 'caw-current'), current);
+    await sh(`dd if=${join(scratch, 'caw-current')} of=${disk} bs=512 seek=2000 oflag=direct status=none`);
+    const next = Buffer.alloc(512, 0x22);
+    await writeFile(join(scratch, 'caw-match'), Buffer.concat([current, next]));
+    await ok('sg_compare_and_write', [`--in=${join(scratch, 'caw-match')}`, '--lba=2000', '--num=1', disk]);
+
+    await writeFile(join(scratch, 'caw-miss'), Buffer.concat([current, Buffer.alloc(512, 0x33)]));
+    const miss = await run('sg_compare_and_write', [
+      `--in=${join(scratch, 'caw-miss')}`,
+      '--lba=2000',
+      '--num=1',
+      disk,
+    ]);
+    expect(miss.code).toBe(14); // SG_LIB_CAT_MISCOMPARE
+
+    await sh(
+      `dd if=${disk} of=${join(scratch, 'caw-back')} bs=512 skip=2000 count=1 iflag=direct status=none`,
+    );
+    expect((await readFile(join(scratch, 'caw-back'))).equals(next)).toBe(true);
+  });
+
+  it('sg_raw: invalid CDBs get the right sense', async () => {
+    const cases: Array<[string[], RegExp]> = [
+      [['c0', '00', '00', '00', '00', '00'], /Invalid command operation code/i], // vendor-specific opcode
+      [['12', '00', '80', '00', '60', '00'], /Invalid field in cdb/i], // INQUIRY page code without EVPD
+      [['12', '01', 'fe', '00', '60', '00'], /Invalid field in cdb/i], // unknown VPD page
+      [['28', '00', '00', '02', '00', '00', '00', '00', '01', '00'], /Logical block address out of range/i], // READ(10) past the end
+      [['28', '00', '00', '00', '00', '00', '00', '00', '01', '04'], /Invalid field in cdb/i], // NACA=1
+    ];
+    for (const [cdb, sense] of cases) {
+      const result = await run('sg_raw', ['-r', '512', disk, ...cdb]);
+      const text = `${result.stdout}\n${result.stderr}`;
+      expect(text, `sg_raw ${cdb.join(' ')}`).toMatch(/Check Condition/i);
+      expect(text, `sg_raw ${cdb.join(' ')}`).toMatch(sense);
+    }
+  });
+
+  it('O_DIRECT dd of a random pattern reads back identical', async () => {
+    const pattern = join(scratch, 'pattern512');
+    await sh(`head -c $((8 << 20)) /dev/urandom > ${pattern}`);
+    await sh(`dd if=${pattern} of=${disk} bs=1M oflag=direct status=none`);
+    await sh(`dd if=${disk} of=${pattern}.back bs=1M count=8 iflag=direct status=none`);
+    await ok('cmp', [pattern, `${pattern}.back`]);
+    // an odd size and offset too
+    await sh(`dd if=${pattern} of=${disk} bs=512 count=37 seek=9999 oflag=direct status=none`);
+    await sh(`dd if=${disk} of=${pattern}.odd bs=512 count=37 skip=9999 iflag=direct status=none`);
+    await ok('cmp', ['-n', String(37 * 512), pattern, `${pattern}.odd`]);
+  });
+});
+
+describe('a 4096-byte device', () => {
+  it('O_DIRECT dd of a random pattern reads back identical', async () => {
+    const device = await serve('e2e-4k', 4096, 64 << 20);
+    try {
+      const disk = device.diskPath!;
+      expect((await ok('blockdev', ['--getss', disk])).trim()).toBe('4096');
+      const pattern = join(scratch, 'pattern4k');
+      await sh(`head -c $((8 << 20)) /dev/urandom > ${pattern}`);
+      await sh(`dd if=${pattern} of=${disk} bs=1M oflag=direct status=none`);
+      await sh(`dd if=${disk} of=${pattern}.back bs=1M count=8 iflag=direct status=none`);
+      await ok('cmp', [pattern, `${pattern}.back`]);
+    } finally {
+      await closeAndCheck(device);
+    }
+  });
+});
+
+describe('a filesystem', () => {
+  it('mkfs.ext4, mount, write, umount, fsck -fn clean, remount, verify', async () => {
+    const device = await serve('e2e-fs', 4096, 128 << 20);
+    const mnt = join(scratch, 'mnt');
+    await mkdir(mnt, { recursive: true });
+    try {
+      const disk = device.diskPath!;
+      await ok('mkfs.ext4', ['-q', '-F', disk]);
+      await ok('mount', [disk, mnt]);
+      await sh(`head -c $((5 << 20)) /dev/urandom > ${scratch}/fs-a && cp ${scratch}/fs-a ${mnt}/a`);
+      await sh(`mkdir -p ${mnt}/d/e && for i in $(seq 1 50); do echo "file $i" > ${mnt}/d/e/f$i; done`);
+      await ok('umount', [mnt]);
+      await ok('fsck.ext4', ['-fn', disk]);
+      await ok('mount', [disk, mnt]);
+      await ok('cmp', [`${scratch}/fs-a`, `${mnt}/a`]);
+      expect((await readFile(`${mnt}/d/e/f37`, 'utf8')).trim()).toBe('file 37');
+      await ok('umount', [mnt]);
+    } finally {
+      await run('umount', [mnt]);
+      await closeAndCheck(device);
+    }
+  });
+});
+
+describe('fio', () => {
+  it('random writes and reads over 256 MiB verify with crc32c, zero errors', async () => {
+    const device = await serve('e2e-fio', 4096, 256 << 20);
+    try {
+      const out = await ok(
+        'fio',
+        [
+          '--name=verify',
+          `--filename=${device.diskPath}`,
+          '--rw=randwrite',
+          '--bs=64k',
+          '--size=256M',
+          '--direct=1',
+          '--ioengine=libaio',
+          '--iodepth=16',
+          '--verify=crc32c',
+          '--do_verify=1',
+          '--verify_fatal=1',
+          '--output-format=json',
+        ],
+        600_000,
+      );
+      const job = JSON.parse(out.slice(out.indexOf('{'))).jobs[0];
+      expect(job.error).toBe(0);
+      expect(job.write.io_bytes).toBe(256 * 1024 * 1024);
+      expect(job.read.io_bytes).toBe(256 * 1024 * 1024); // the verify pass read everything back
+      expect(device.stats().errors).toBe(0);
+    } finally {
+      await closeAndCheck(device);
+    }
+  });
+});
+
+describe('several devices', () => {
+  it('two devices at once serve independent data; close leaves nothing behind', async () => {
+    const a = await serve('e2e-two-a', 512, 32 << 20);
+    const b = await serve('e2e-two-b', 4096, 32 << 20);
+    try {
+      expect(a.diskPath).not.toBe(b.diskPath);
+      await sh(
+        `head -c $((4 << 20)) /dev/urandom > ${scratch}/two-a; head -c $((4 << 20)) /dev/urandom > ${scratch}/two-b`,
+      );
+      await Promise.all([
+        sh(`dd if=${scratch}/two-a of=${a.diskPath} bs=1M oflag=direct status=none`),
+        sh(`dd if=${scratch}/two-b of=${b.diskPath} bs=1M oflag=direct status=none`),
+      ]);
+      await Promise.all([
+        sh(`dd if=${a.diskPath} of=${scratch}/two-a.back bs=1M count=4 iflag=direct status=none`),
+        sh(`dd if=${b.diskPath} of=${scratch}/two-b.back bs=1M count=4 iflag=direct status=none`),
+      ]);
+      await ok('cmp', [`${scratch}/two-a`, `${scratch}/two-a.back`]);
+      await ok('cmp', [`${scratch}/two-b`, `${scratch}/two-b.back`]);
+    } finally {
+      await closeAndCheck(a);
+      await closeAndCheck(b);
+    }
+  });
+});
+
+describe('iSCSI', () => {
+  it('the same LUN on 127.0.0.1:3260 answers iscsi-inq and iscsi-readcapacity16', async () => {
+    const device = await serve('e2e-iscsi', 512, 32 << 20, {
+      fabric: [{ type: 'loopback' }, { type: 'iscsi', portal: '127.0.0.1:3260' }],
+    });
+    try {
+      const iqn = device.luns.find((l) => l.fabric === 'iscsi')!.wwn;
+      const url = `iscsi://127.0.0.1/${iqn}/0`;
+      const inq = await ok('iscsi-inq', [url]);
+      expect(inq).toMatch(/Peripheral Device Type/i);
+      const cap = await ok('iscsi-readcapacity16', [url]);
+      expect(cap).toMatch(/Logical block length:\s*512/i);
+      expect(cap).toMatch(/Last LBA:\s*65535/i);
+      // the loopback disk of the same LUN still works
+      await ok('sg_inq', [device.diskPath!]);
+    } finally {
+      await closeAndCheck(device);
+    }
+  });
+});
