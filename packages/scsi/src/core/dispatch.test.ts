@@ -424,6 +424,6 @@ describe('concurrency', () => {
     const reads = await Promise.all(
       Array.from({ length: 16 }, (_, i) => run(unit, [0x28, 0, 0, 0, 0, i, 0, 0, 1, 0])),
     );
-    reads.forEach((result, i) => expect(expectGood(result).every((b) => b === i + 1)).toBe(true));
+    for (const [i, result] of reads.entries()) expect(expectGood(result).every((b) => b === i + 1)).toBe(true);
   });
 });
