@@ -6,8 +6,8 @@ import { type CounterSnapshot, formatStatusLine, LiveLine, type Rates, ratesBetw
 
 /** What serve needs from an open device (a subset of @tcmu/device's Device). */
 export interface ServedDevice {
-  readonly diskPath: string;
-  readonly nodePath?: string | undefined;
+  readonly diskPath: string | undefined;
+  readonly nodePath: string | undefined;
   stats(): CounterSnapshot;
   close(options?: { drainTimeoutMs?: number }): Promise<void>;
   on(event: 'error', listener: (error: Error) => void): unknown;
@@ -79,6 +79,12 @@ export async function serve(command: ServeCommand, deps: ServeDependencies): Pro
     logger,
   });
   const path = device.nodePath ?? device.diskPath;
+  if (path === undefined) {
+    await device.close({ drainTimeoutMs });
+    throw new Error(
+      `device ${command.name} opened without a disk: is tcm_loop working? (run \`tcmufile doctor\`)`,
+    );
+  }
   deps.writeOut(`${path}\n`);
   logger.info(
     {
@@ -95,7 +101,7 @@ export async function serve(command: ServeCommand, deps: ServeDependencies): Pro
   );
   device.on('error', (error) => logger.error({ err: error }, `device error: ${error.message}`));
 
-  const reporter = startReporter(device, `${device.diskPath} ${command.name}`, deps);
+  const reporter = startReporter(device, `${device.diskPath ?? path} ${command.name}`, deps);
   const signal = await deps.waitForStop();
   reporter.stop();
   logger.info({ signal }, `${signal}: stopping ${command.name}`);
@@ -114,9 +120,9 @@ export async function serve(command: ServeCommand, deps: ServeDependencies): Pro
 }
 
 function describePaths(device: ServedDevice): string {
-  return device.nodePath && device.nodePath !== device.diskPath
-    ? `${device.nodePath} -> ${device.diskPath}`
-    : device.diskPath;
+  const { nodePath, diskPath } = device;
+  if (nodePath && diskPath && nodePath !== diskPath) return `${nodePath} -> ${diskPath}`;
+  return nodePath ?? diskPath ?? '?';
 }
 
 /** Samples the counters on a timer: redraws the live line, or logs a record when there was activity. */

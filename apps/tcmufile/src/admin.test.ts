@@ -1,0 +1,136 @@
+import { type EnvironmentReport, TargetManager } from '@tcmu/configfs';
+// @tcmu/configfs does not export ./testing yet; switch to '@tcmu/configfs/testing' once it does.
+import { FakeKernel } from '../../../packages/configfs/src/testing/index.js';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import {
+  environmentError,
+  formatCleanup,
+  formatDoctor,
+  formatDryRun,
+  formatInventory,
+  missingModules,
+  staleObjects,
+} from './admin.js';
+import { ExitCode } from './errors.js';
+
+function report(failing: Record<string, string> = {}, optionalFailing: string[] = []): EnvironmentReport {
+  const ids = [
+    'root',
+    'modprobe',
+    'module:target_core_user',
+    'module:tcm_loop',
+    'module:iscsi_target_mod',
+    'configfs',
+  ];
+  const optional = new Set(['modprobe', 'module:iscsi_target_mod']);
+  const checks = ids.map((id) => {
+    const failed = id in failing || optionalFailing.includes(id);
+    return {
+      id,
+      ok: !failed,
+      required: !optional.has(id),
+      detail: failed ? `${id} is missing` : `${id} fine`,
+      fix: failed ? (failing[id] ?? `fix ${id}`) : undefined,
+    };
+  });
+  return { ok: checks.every((c) => c.ok || !c.required), checks };
+}
+
+describe('environment', () => {
+  it('is ready when every required check passes, even with optional failures', () => {
+    expect(environmentError(report({}, ['module:iscsi_target_mod']))).toBeUndefined();
+  });
+
+  it('names the most basic failure first, with its fix and exit code', () => {
+    const notRoot = environmentError(
+      report({ 'module:tcm_loop': 'modprobe tcm_loop', root: 'sudo -E tcmufile' }),
+    )!;
+    expect(notRoot.message).toBe('root is missing (and 1 more: run `tcmufile doctor`)');
+    expect(notRoot.fix).toBe('sudo -E tcmufile');
+    expect(notRoot.exitCode).toBe(ExitCode.noPermission);
+    expect(
+      environmentError(report({ configfs: 'mount -t configfs none /sys/kernel/config' }))!.exitCode,
+    ).toBe(ExitCode.config);
+    const module = environmentError(report({ 'module:target_core_user': 'modprobe target_core_user' }))!;
+    expect(module.exitCode).toBe(ExitCode.unavailable);
+    expect(module.fix).toBe('modprobe target_core_user');
+  });
+
+  it('lists the required modules to load', () => {
+    expect(
+      missingModules(report({ 'module:tcm_loop': 'x', root: 'y' }, ['module:iscsi_target_mod'])),
+    ).toEqual(['tcm_loop']);
+  });
+
+  it('doctor prints each check, the fix under each failure, and exits non-zero on a required failure', () => {
+    const failed = formatDoctor(report({ 'module:tcm_loop': 'modprobe tcm_loop' }, ['modprobe']));
+    expect(failed.exitCode).toBe(ExitCode.unavailable);
+    expect(failed.text).toContain('FAIL  module:tcm_loop is missing\n      fix: modprobe tcm_loop\n');
+    expect(failed.text).toContain('warn  modprobe is missing\n      fix: fix modprobe\n');
+    expect(failed.text).toContain('ok    root fine\n');
+    expect(failed.text).toMatch(/cannot serve TCMU devices yet/);
+    const ready = formatDoctor(report());
+    expect(ready.exitCode).toBe(0);
+    expect(ready.text).toMatch(/Ready/);
+    expect(ready.text).not.toContain('fix:');
+  });
+});
+
+describe('list and cleanup over a fake kernel', () => {
+  let kernel: FakeKernel;
+  let manager: TargetManager;
+  beforeEach(async () => {
+    kernel = await FakeKernel.create();
+    manager = new TargetManager({ fs: kernel, roots: kernel.roots });
+  });
+  afterEach(async () => {
+    await kernel.dispose();
+  });
+
+  it('says when there is nothing', async () => {
+    expect(formatInventory(await manager.list())).toBe('No LIO backstores or targets.\n');
+    expect(formatDryRun(staleObjects(await manager.list()))).toBe('Nothing to clean up.\n');
+  });
+
+  it('marks ours, live and stale, and cleanup removes only the stale ones', async () => {
+    await kernel.spawnProcess(4242);
+    const crashed = new TargetManager({ fs: kernel, roots: kernel.roots, ownerPid: 4242 });
+    const stale = await crashed.createUserBackstore({ name: 'crashed', size: 1 << 20 });
+    await crashed.createLoopbackLun({ backstore: stale, wwn: 'naa.5001405000000006' });
+    await manager.createUserBackstore({ name: 'live', size: 4 << 20, blockSize: 4096 });
+    await kernel.killProcess(4242);
+
+    const text = formatInventory(await manager.list());
+    expect(text).toContain('Backstores (2):');
+    expect(text).toMatch(
+      /user_\d+\/crashed {2}1 MiB, 512-byte blocks {2}tcmu-node\/crashed {2}\[ours, stale \(pid 4242 gone\)\]/,
+    );
+    expect(text).toMatch(
+      new RegExp(
+        `user_\\d+/live {2}4 MiB, 4096-byte blocks {2}tcmu-node/live {2}\\[ours, pid ${process.pid}\\]`,
+      ),
+    );
+    expect(text).toMatch(/loopback\/naa\.5001405000000006 {2}\[ours, stale/);
+    expect(text).toMatch(/lun_0 -> user_\d+\/crashed/);
+    expect(text).toContain('2 stale object(s) of ours: `tcmufile cleanup` removes them.');
+
+    const wouldRemove = staleObjects(await manager.list());
+    expect(wouldRemove).toEqual([
+      'loopback/naa.5001405000000006',
+      expect.stringMatching(/^core\/user_\d+\/crashed$/),
+    ]);
+    expect(formatDryRun(wouldRemove)).toMatch(/^Would remove 2 stale object\(s\):\n {2}loopback/);
+
+    const cleaned = await manager.cleanup();
+    expect(cleaned.removed).toEqual(wouldRemove);
+    expect(formatCleanup(cleaned)).toMatch(/^Removed 2 stale object\(s\):\n/);
+    expect(formatCleanup(await manager.cleanup())).toBe('Nothing to clean up.\n');
+    expect(formatInventory(await manager.list())).toContain('Backstores (1):');
+  });
+
+  it('reports what cleanup left in place', () => {
+    expect(
+      formatCleanup({ removed: [], skipped: [{ path: 'core/user_1/x', reason: 'still linked by y' }] }),
+    ).toBe('Nothing to clean up.\nLeft 1 in place:\n  core/user_1/x: still linked by y\n');
+  });
+});

@@ -1,0 +1,142 @@
+import type {
+  BackstoreEntry,
+  CleanupReport,
+  EnvironmentCheck,
+  EnvironmentReport,
+  Inventory,
+  TargetEntry,
+} from '@tcmu/configfs';
+import { EnvironmentError, ExitCode } from './errors.js';
+import { formatBytes } from './size.js';
+
+/** Exit code for the first failed required check: the most basic problem wins. */
+function exitCodeOfCheck(check: EnvironmentCheck): ExitCode {
+  if (check.id === 'root') return ExitCode.noPermission;
+  if (check.id === 'configfs') return ExitCode.config;
+  return ExitCode.unavailable;
+}
+
+/** Checks that must pass before anything is tried, in the order a person would fix them. */
+const checkOrder = ['root', 'configfs', 'configfs:target'];
+
+function failedRequired(report: EnvironmentReport): EnvironmentCheck[] {
+  const failed = report.checks.filter((check) => check.required && !check.ok);
+  const rank = (check: EnvironmentCheck) => {
+    const index = checkOrder.indexOf(check.id);
+    return index === -1 ? checkOrder.length : index;
+  };
+  return failed.sort((a, b) => rank(a) - rank(b));
+}
+
+/** The error serve (and list/cleanup) stop with, or undefined when the machine is ready. */
+export function environmentError(report: EnvironmentReport): EnvironmentError | undefined {
+  const failed = failedRequired(report);
+  const first = failed[0];
+  if (!first) return undefined;
+  const others = failed.length > 1 ? ` (and ${failed.length - 1} more: run \`tcmufile doctor\`)` : '';
+  return new EnvironmentError(`${first.detail}${others}`, exitCodeOfCheck(first), {
+    fix: first.fix ?? 'Run `tcmufile doctor`.',
+  });
+}
+
+/** Modules a required check found missing: `modprobe` may load them. */
+export function missingModules(report: EnvironmentReport): string[] {
+  return report.checks
+    .filter((check) => check.required && !check.ok && check.id.startsWith('module:'))
+    .map((check) => check.id.slice('module:'.length));
+}
+
+/** `tcmufile doctor`: one line per check, the fix under each failure; exit 0 only if all required pass. */
+export function formatDoctor(report: EnvironmentReport): { text: string; exitCode: ExitCode } {
+  const lines = report.checks.map((check) => {
+    const mark = check.ok ? 'ok  ' : check.required ? 'FAIL' : 'warn';
+    const line = `${mark}  ${check.detail}`;
+    return check.ok || !check.fix ? line : `${line}\n      fix: ${check.fix}`;
+  });
+  const error = environmentError(report);
+  lines.push(
+    '',
+    error
+      ? 'This machine cannot serve TCMU devices yet: apply the fixes above, then run `tcmufile doctor` again.'
+      : 'Ready: `tcmufile serve IMAGE --size 1G` will work here.',
+  );
+  return { text: `${lines.join('\n')}\n`, exitCode: error ? error.exitCode : ExitCode.ok };
+}
+
+function ownershipOf(entry: { owned: boolean; ownerPid: number | undefined; stale: boolean }): string {
+  if (!entry.owned) return 'other';
+  if (entry.stale)
+    return entry.ownerPid === undefined ? 'ours, stale' : `ours, stale (pid ${entry.ownerPid} gone)`;
+  return entry.ownerPid === undefined ? 'ours' : `ours, pid ${entry.ownerPid}`;
+}
+
+function describeBackstore(entry: BackstoreEntry): string {
+  const size = entry.info.size === undefined ? '?' : formatBytes(entry.info.size);
+  const block = entry.info.sectorSize === undefined ? '' : `, ${entry.info.sectorSize}-byte blocks`;
+  const source = entry.info.config ?? entry.info.file ?? '';
+  const state = entry.enabled ? '' : ', disabled';
+  return `  ${entry.plugin}_${entry.hba}/${entry.name}  ${size}${block}${state}  ${source}  [${ownershipOf(entry)}]`;
+}
+
+function describeTarget(target: TargetEntry): string[] {
+  const lines = [`  ${target.fabric}/${target.wwn}  [${ownershipOf(target)}]`];
+  for (const tpg of target.tpgs) {
+    const extras = [
+      tpg.address && `address ${tpg.address}`,
+      tpg.nexus && `nexus ${tpg.nexus}`,
+      tpg.portals.length > 0 &&
+        `portals ${tpg.portals.map((p) => `${p.ip.includes(':') ? `[${p.ip}]` : p.ip}:${p.port}`).join(', ')}`,
+    ].filter(Boolean);
+    lines.push(`    tpgt_${tpg.tag}${extras.length > 0 ? `  ${extras.join(', ')}` : ''}`);
+    for (const lun of tpg.luns) {
+      const to = lun.backstore
+        ? `${lun.backstore.plugin}_${lun.backstore.hba}/${lun.backstore.name}`
+        : '(no link)';
+      lines.push(`      lun_${lun.index} -> ${to}`);
+    }
+  }
+  return lines;
+}
+
+/** `tcmufile list`: backstores then targets, ours marked. */
+export function formatInventory(inventory: Inventory): string {
+  if (inventory.backstores.length === 0 && inventory.targets.length === 0)
+    return 'No LIO backstores or targets.\n';
+  const lines: string[] = [];
+  lines.push(`Backstores (${inventory.backstores.length}):`);
+  lines.push(...inventory.backstores.map(describeBackstore));
+  lines.push(`Targets (${inventory.targets.length}):`);
+  for (const target of inventory.targets) lines.push(...describeTarget(target));
+  const stale = [...inventory.backstores, ...inventory.targets].filter((entry) => entry.stale).length;
+  if (stale > 0) lines.push('', `${stale} stale object(s) of ours: \`tcmufile cleanup\` removes them.`);
+  return `${lines.join('\n')}\n`;
+}
+
+/** What `cleanup --dry-run` would remove: our stale targets, then our stale backstores. */
+export function staleObjects(inventory: Inventory): string[] {
+  return [
+    ...inventory.targets.filter((t) => t.stale).map((t) => `${t.fabric}/${t.wwn}`),
+    ...inventory.backstores.filter((b) => b.stale).map((b) => `core/${b.plugin}_${b.hba}/${b.name}`),
+  ];
+}
+
+export function formatCleanup(report: CleanupReport): string {
+  const lines = [
+    report.removed.length === 0
+      ? 'Nothing to clean up.'
+      : `Removed ${report.removed.length} stale object(s):`,
+    ...report.removed.map((path) => `  ${path}`),
+  ];
+  if (report.skipped.length > 0) {
+    lines.push(
+      `Left ${report.skipped.length} in place:`,
+      ...report.skipped.map((s) => `  ${s.path}: ${s.reason}`),
+    );
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+export function formatDryRun(paths: readonly string[]): string {
+  if (paths.length === 0) return 'Nothing to clean up.\n';
+  return `Would remove ${paths.length} stale object(s):\n${paths.map((path) => `  ${path}`).join('\n')}\n`;
+}
