@@ -1,0 +1,3 @@
+export { FaultInjectionBackend, type FaultInjectionOptions, type LbaSelector } from './fault-injection.js';
+export { MemoryBackend, MemoryBackendConfigError, type MemoryBackendOptions } from './memory.js';
+export { ReadOnlyBackend } from './read-only.js';
