@@ -1,1 +1,7 @@
-export {};
+export {
+  FileBackend,
+  FileBackendError,
+  type FileBackendErrorCode,
+  type FileBackendOptions,
+  type PunchHole,
+} from './node/file-backend.js';

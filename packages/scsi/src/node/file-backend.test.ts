@@ -1,0 +1,150 @@
+import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { BackendIoError } from '../core/backend.js';
+import { LogicalUnit } from '../core/unit.js';
+import { FileBackend, FileBackendError } from './file-backend.js';
+
+let dir: string;
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'tcmu-scsi-file-'));
+});
+afterEach(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('FileBackend', () => {
+  it('create makes a file of the given size; blocks read as zeros; writes read back', async () => {
+    const path = join(dir, 'disk.img');
+    const backend = await FileBackend.open(path, { blockSize: 512, create: { size: 512 * 64 } });
+    expect(backend.blockCount).toBe(64);
+    expect((await stat(path)).size).toBe(512 * 64);
+    const zero = new Uint8Array(1024).fill(1);
+    await backend.read(0, zero);
+    expect(zero.every((b) => b === 0)).toBe(true);
+    const data = Uint8Array.from({ length: 1024 }, (_, i) => i & 0xff);
+    await backend.write(10, data, { fua: true });
+    const back = new Uint8Array(1024);
+    await backend.read(10, back);
+    expect(back).toEqual(data);
+    await backend.flush();
+    await backend.close();
+  });
+
+  it('create on an existing file keeps it (and its size)', async () => {
+    const path = join(dir, 'disk.img');
+    await writeFile(path, new Uint8Array(4096).fill(3));
+    const backend = await FileBackend.open(path, { blockSize: 512, create: { size: 512 * 64 } });
+    expect(backend.blockCount).toBe(8);
+    await backend.close();
+  });
+
+  it('discard without punchHole writes zeroes; with punchHole it calls it with byte offsets', async () => {
+    const path = join(dir, 'disk.img');
+    await writeFile(path, new Uint8Array(8192).fill(9));
+    const plain = await FileBackend.open(path, { blockSize: 512 });
+    expect(plain.unmappedReadsZero).toBe(true);
+    await plain.discard(2, 3);
+    const out = new Uint8Array(8192);
+    await plain.read(0, out);
+    expect(out.subarray(0, 1024).every((b) => b === 9)).toBe(true);
+    expect(out.subarray(1024, 2560).every((b) => b === 0)).toBe(true);
+    expect(out.subarray(2560).every((b) => b === 9)).toBe(true);
+    await plain.close();
+    const calls: number[][] = [];
+    const punching = await FileBackend.open(path, {
+      blockSize: 512,
+      punchHole: (fd, offset, length) => calls.push([typeof fd === 'number' ? 1 : 0, offset, length]),
+    });
+    await punching.discard(4, 2);
+    expect(calls).toEqual([[1, 2048, 1024]]);
+    await punching.close();
+    const failing = await FileBackend.open(path, {
+      blockSize: 512,
+      punchHole: () => {
+        throw new Error('EOPNOTSUPP');
+      },
+    });
+    await expect(failing.writeZeroes(1, 1)).rejects.toMatchObject({ name: 'BackendIoError', lba: 1 });
+    await failing.close();
+  });
+
+  it('readOnly opens the file read-only and refuses writes with BackendIoError', async () => {
+    const path = join(dir, 'disk.img');
+    await writeFile(path, new Uint8Array(1024));
+    const backend = await FileBackend.open(path, { blockSize: 512, readOnly: true });
+    expect(backend.readOnly).toBe(true);
+    await expect(backend.write(1, new Uint8Array(512), { fua: false })).rejects.toMatchObject({ lba: 1 });
+    await backend.close();
+  });
+
+  it('reading past the end of a file that shrank is a BackendIoError with the LBA', async () => {
+    const path = join(dir, 'disk.img');
+    await writeFile(path, new Uint8Array(2048));
+    const backend = await FileBackend.open(path, { blockSize: 512 });
+    await writeFile(path, new Uint8Array(512));
+    await expect(backend.read(0, new Uint8Array(2048))).rejects.toMatchObject({
+      name: 'BackendIoError',
+      lba: 1,
+    });
+    await backend.close();
+  });
+
+  it.each([
+    ['a size that is not a multiple of the block size', 1000, 'SIZE_NOT_BLOCK_MULTIPLE'],
+    ['an empty file', 0, 'EMPTY'],
+  ])('%s is a FileBackendError', async (_name, size, code) => {
+    const path = join(dir, 'disk.img');
+    await writeFile(path, new Uint8Array(size));
+    await expect(FileBackend.open(path, { blockSize: 512 })).rejects.toMatchObject({
+      name: 'FileBackendError',
+      code,
+    });
+  });
+
+  it('a missing file, a directory and bad options are typed errors', async () => {
+    await expect(FileBackend.open(join(dir, 'none'), { blockSize: 512 })).rejects.toMatchObject({
+      code: 'NOT_FOUND',
+    });
+    await expect(FileBackend.open(dir, { blockSize: 512 })).rejects.toBeInstanceOf(FileBackendError);
+    await expect(FileBackend.open(join(dir, 'x'), { blockSize: 0 })).rejects.toMatchObject({
+      code: 'INVALID_OPTIONS',
+    });
+    await expect(
+      FileBackend.open(join(dir, 'x'), { blockSize: 512, create: { size: 100 } }),
+    ).rejects.toMatchObject({
+      code: 'INVALID_OPTIONS',
+    });
+    await expect(
+      FileBackend.open(join(dir, 'x'), { blockSize: 512, readOnly: true, create: { size: 512 } }),
+    ).rejects.toMatchObject({ code: 'INVALID_OPTIONS' });
+  });
+
+  it('flush after close is a BackendIoError', async () => {
+    const path = join(dir, 'disk.img');
+    const backend = await FileBackend.open(path, { blockSize: 4096, create: { size: 4096 } });
+    await backend.close();
+    await expect(backend.flush()).rejects.toBeInstanceOf(BackendIoError);
+    await expect(backend.write(0, new Uint8Array(4096), { fua: false })).rejects.toBeInstanceOf(
+      BackendIoError,
+    );
+  });
+
+  it('serves SCSI commands through a LogicalUnit (WRITE SAME then READ)', async () => {
+    const backend = await FileBackend.open(join(dir, 'disk.img'), {
+      blockSize: 512,
+      create: { size: 512 * 16 },
+    });
+    const unit = new LogicalUnit({ backend, powerOnUnitAttention: false });
+    const ws = Uint8Array.from([0x41, 0, 0, 0, 0, 2, 0, 0, 3, 0]);
+    const write = await unit.execute({ cdb: ws, dataOut: new Uint8Array(512).fill(0x42) });
+    expect(write.status).toBe(0);
+    const read = await unit.execute({
+      cdb: Uint8Array.from([0x28, 0, 0, 0, 0, 2, 0, 0, 3, 0]),
+      dataInLength: 1536,
+    });
+    expect(read.dataIn?.every((b) => b === 0x42)).toBe(true);
+    await backend.close();
+  });
+});

@@ -1,0 +1,211 @@
+import { constants } from 'node:fs';
+import { type FileHandle, open } from 'node:fs/promises';
+import { BackendIoError, type BlockBackend, type WriteOptions } from '../core/backend.js';
+
+/** Deallocates a byte range of an open file (fallocate PUNCH_HOLE | KEEP_SIZE), e.g. the ring addon's. */
+export type PunchHole = (fd: number, offset: number, length: number) => void;
+
+export interface FileBackendOptions {
+  /** Logical block size in bytes; the file size must be a multiple of it. */
+  readonly blockSize: number;
+  /** Open read-only (writes are refused with DATA PROTECT at the SCSI layer). */
+  readonly readOnly?: boolean;
+  /** Create the file with this size in bytes if it does not exist (an existing file is used as is). */
+  readonly create?: { readonly size: number };
+  /** Deallocate ranges on discard; without it, discard writes zeroes. */
+  readonly punchHole?: PunchHole;
+}
+
+export type FileBackendErrorCode =
+  | 'INVALID_OPTIONS'
+  | 'NOT_FOUND'
+  | 'OPEN_FAILED'
+  | 'NOT_A_FILE'
+  | 'EMPTY'
+  | 'SIZE_NOT_BLOCK_MULTIPLE';
+
+/** Opening a FileBackend failed; `code` says why. */
+export class FileBackendError extends Error {
+  override readonly name = 'FileBackendError';
+  constructor(
+    readonly code: FileBackendErrorCode,
+    message: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
+}
+
+const ZERO_CHUNK_BYTES = 1024 * 1024;
+
+/**
+ * A block device stored in a regular file (an image), through positional
+ * reads and writes. FUA writes and flush use fdatasync.
+ */
+export class FileBackend implements BlockBackend {
+  readonly blockSize: number;
+  readonly blockCount: number;
+  readonly readOnly: boolean;
+  /** Discarded ranges read as zeros: punched holes, or zeroes written. */
+  readonly unmappedReadsZero = true;
+  readonly path: string;
+  readonly #handle: FileHandle;
+  readonly #punchHole: PunchHole | undefined;
+  #zeros: Uint8Array | undefined;
+
+  private constructor(path: string, handle: FileHandle, blockCount: number, options: FileBackendOptions) {
+    this.path = path;
+    this.#handle = handle;
+    this.blockSize = options.blockSize;
+    this.blockCount = blockCount;
+    this.readOnly = options.readOnly ?? false;
+    this.#punchHole = options.punchHole;
+  }
+
+  static async open(path: string, options: FileBackendOptions): Promise<FileBackend> {
+    const { blockSize, create, readOnly = false } = options;
+    if (!Number.isSafeInteger(blockSize) || blockSize < 1) {
+      throw new FileBackendError('INVALID_OPTIONS', `blockSize must be a positive integer, got ${blockSize}`);
+    }
+    if (create !== undefined) {
+      if (readOnly) throw new FileBackendError('INVALID_OPTIONS', 'create and readOnly exclude each other');
+      if (!Number.isSafeInteger(create.size) || create.size <= 0 || create.size % blockSize !== 0) {
+        throw new FileBackendError(
+          'INVALID_OPTIONS',
+          `create.size must be a positive multiple of ${blockSize}, got ${create.size}`,
+        );
+      }
+    }
+    const handle = await FileBackend.#openHandle(path, readOnly, create?.size);
+    try {
+      const stat = await handle.stat();
+      if (!stat.isFile()) throw new FileBackendError('NOT_A_FILE', `${path} is not a regular file`);
+      if (stat.size === 0) throw new FileBackendError('EMPTY', `${path} is empty`);
+      if (stat.size % blockSize !== 0) {
+        throw new FileBackendError(
+          'SIZE_NOT_BLOCK_MULTIPLE',
+          `${path} is ${stat.size} bytes, not a multiple of the ${blockSize}-byte block`,
+        );
+      }
+      return new FileBackend(path, handle, stat.size / blockSize, options);
+    } catch (error) {
+      await handle.close();
+      throw error;
+    }
+  }
+
+  static async #openHandle(
+    path: string,
+    readOnly: boolean,
+    createSize: number | undefined,
+  ): Promise<FileHandle> {
+    try {
+      if (createSize !== undefined) {
+        try {
+          const created = await open(path, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL, 0o644);
+          await created.truncate(createSize);
+          return created;
+        } catch (error) {
+          if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+        }
+      }
+      return await open(path, readOnly ? 'r' : 'r+');
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT')
+        throw new FileBackendError('NOT_FOUND', `${path} does not exist`, { cause: error });
+      throw new FileBackendError('OPEN_FAILED', `cannot open ${path}: ${(error as Error).message}`, {
+        cause: error,
+      });
+    }
+  }
+
+  /** The file descriptor (for punch-hole helpers). */
+  get fd(): number {
+    return this.#handle.fd;
+  }
+
+  async read(lba: number, into: Uint8Array): Promise<void> {
+    const position = lba * this.blockSize;
+    let done = 0;
+    try {
+      while (done < into.length) {
+        const { bytesRead } = await this.#handle.read(into, done, into.length - done, position + done);
+        if (bytesRead === 0) throw new Error(`unexpected end of file at byte ${position + done}`);
+        done += bytesRead;
+      }
+    } catch (error) {
+      throw new BackendIoError(
+        `read at LBA ${lba} failed: ${(error as Error).message}`,
+        this.#lbaAt(position + done),
+        {
+          cause: error,
+        },
+      );
+    }
+  }
+
+  async write(lba: number, data: Uint8Array, options: WriteOptions): Promise<void> {
+    await this.#writeAt(lba * this.blockSize, data);
+    if (options.fua) await this.flush();
+  }
+
+  async flush(): Promise<void> {
+    try {
+      await this.#handle.datasync();
+    } catch (error) {
+      throw new BackendIoError(`fdatasync failed: ${(error as Error).message}`, undefined, { cause: error });
+    }
+  }
+
+  /** Deallocate by punching a hole when a punchHole helper was given, else write zeroes. */
+  async discard(lba: number, blocks: number): Promise<void> {
+    await this.writeZeroes(lba, blocks);
+  }
+
+  async writeZeroes(lba: number, blocks: number): Promise<void> {
+    const offset = lba * this.blockSize;
+    const length = blocks * this.blockSize;
+    if (this.#punchHole !== undefined) {
+      try {
+        this.#punchHole(this.#handle.fd, offset, length);
+        return;
+      } catch (error) {
+        throw new BackendIoError(`punching a hole at LBA ${lba} failed: ${(error as Error).message}`, lba, {
+          cause: error,
+        });
+      }
+    }
+    this.#zeros ??= new Uint8Array(Math.min(ZERO_CHUNK_BYTES, Math.max(length, this.blockSize)));
+    const chunk = Math.floor(ZERO_CHUNK_BYTES / this.blockSize) * this.blockSize || this.blockSize;
+    for (let at = 0; at < length; at += chunk) {
+      const n = Math.min(chunk, length - at);
+      if (this.#zeros.length < n) this.#zeros = new Uint8Array(n);
+      await this.#writeAt(offset + at, this.#zeros.subarray(0, n));
+    }
+  }
+
+  close(): Promise<void> {
+    return this.#handle.close();
+  }
+
+  async #writeAt(position: number, data: Uint8Array): Promise<void> {
+    if (this.readOnly) throw new BackendIoError('the file is open read-only', this.#lbaAt(position));
+    let done = 0;
+    try {
+      while (done < data.length) {
+        const { bytesWritten } = await this.#handle.write(data, done, data.length - done, position + done);
+        if (bytesWritten === 0) throw new Error(`no progress writing at byte ${position + done}`);
+        done += bytesWritten;
+      }
+    } catch (error) {
+      throw new BackendIoError(`write failed: ${(error as Error).message}`, this.#lbaAt(position + done), {
+        cause: error,
+      });
+    }
+  }
+
+  #lbaAt(position: number): number {
+    return Math.floor(position / this.blockSize);
+  }
+}
