@@ -335,7 +335,7 @@ describe('abort (AbortSignal)', () => {
   it('a command aborted while its backend works is TASK ABORTED, whether it fails or completes', async () => {
     const backend = new MemoryBackend({ blockSize: 512, blockCount: 64 });
     let finish: (() => void) | undefined;
-    backend.read = (_lba, _into, signal) =>
+    backend.read = (_lba: number, _into: Uint8Array, signal?: AbortSignal): Promise<void> =>
       new Promise<void>((resolve, reject) => {
         finish = resolve;
         signal?.addEventListener('abort', () => reject(new Error('aborted')));

@@ -43,72 +43,73 @@ function readCapacity16(ctx: CommandContext<ReadCapacity16Fields>): Uint8Array {
   return b;
 }
 
-export const capacityCommands = [
-  {
-    opcode: READ_CAPACITY_10,
-    name: 'READ CAPACITY(10)',
-    cdbLength: 10,
-    direction: 'in',
-    usage: [READ_CAPACITY_10, 0x00, 0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x01, 0x00],
-    decode(cdb) {
-      const lba = be32(cdb, 2);
-      const pmi = (cdb[8]! & 0x01) !== 0;
-      if (!pmi && lba !== 0) throw invalidCdbField(2);
-      return { lba, pmi };
-    },
-    encode(f) {
-      const cdb = new Uint8Array(10);
-      cdb[0] = READ_CAPACITY_10;
-      putBe32(cdb, 2, f.lba);
-      cdb[8] = f.pmi ? 1 : 0;
-      return cdb;
-    },
-    handler: readCapacity10,
-    mediumAccess: true,
-    timeouts: { nominal: 1, recommended: 5 },
-  } satisfies OpcodeEntry<ReadCapacity10Fields>,
-  {
-    opcode: SERVICE_ACTION_IN_16,
-    serviceAction: READ_CAPACITY_16_SERVICE_ACTION,
-    name: 'READ CAPACITY(16)',
-    cdbLength: 16,
-    direction: 'in',
-    usage: [
-      SERVICE_ACTION_IN_16,
-      READ_CAPACITY_16_SERVICE_ACTION,
-      0xff,
-      0xff,
-      0xff,
-      0xff,
-      0xff,
-      0xff,
-      0xff,
-      0xff,
-      0xff,
-      0xff,
-      0xff,
-      0xff,
-      0x01,
-      0x00,
-    ],
-    decode(cdb) {
-      const lba = be64(cdb, 2);
-      const pmi = (cdb[14]! & 0x01) !== 0;
-      if (!pmi && lba !== 0) throw invalidCdbField(2);
-      return { lba, pmi, allocationLength: be32(cdb, 10) };
-    },
-    encode(f) {
-      const cdb = new Uint8Array(16);
-      cdb[0] = SERVICE_ACTION_IN_16;
-      cdb[1] = READ_CAPACITY_16_SERVICE_ACTION;
-      putBe64(cdb, 2, f.lba);
-      putBe32(cdb, 10, f.allocationLength);
-      cdb[14] = f.pmi ? 1 : 0;
-      return cdb;
-    },
-    allocationLength: (f) => f.allocationLength,
-    handler: readCapacity16,
-    mediumAccess: true,
-    timeouts: { nominal: 1, recommended: 5 },
-  } satisfies OpcodeEntry<ReadCapacity16Fields>,
-];
+export const readCapacity10Entry: OpcodeEntry<ReadCapacity10Fields> = {
+  opcode: READ_CAPACITY_10,
+  name: 'READ CAPACITY(10)',
+  cdbLength: 10,
+  direction: 'in',
+  usage: [READ_CAPACITY_10, 0x00, 0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x01, 0x00],
+  decode(cdb) {
+    const lba = be32(cdb, 2);
+    const pmi = (cdb[8]! & 0x01) !== 0;
+    if (!pmi && lba !== 0) throw invalidCdbField(2);
+    return { lba, pmi };
+  },
+  encode(f) {
+    const cdb = new Uint8Array(10);
+    cdb[0] = READ_CAPACITY_10;
+    putBe32(cdb, 2, f.lba);
+    cdb[8] = f.pmi ? 1 : 0;
+    return cdb;
+  },
+  handler: readCapacity10,
+  mediumAccess: true,
+  timeouts: { nominal: 1, recommended: 5 },
+};
+
+export const readCapacity16Entry: OpcodeEntry<ReadCapacity16Fields> = {
+  opcode: SERVICE_ACTION_IN_16,
+  serviceAction: READ_CAPACITY_16_SERVICE_ACTION,
+  name: 'READ CAPACITY(16)',
+  cdbLength: 16,
+  direction: 'in',
+  usage: [
+    SERVICE_ACTION_IN_16,
+    READ_CAPACITY_16_SERVICE_ACTION,
+    0xff,
+    0xff,
+    0xff,
+    0xff,
+    0xff,
+    0xff,
+    0xff,
+    0xff,
+    0xff,
+    0xff,
+    0xff,
+    0xff,
+    0x01,
+    0x00,
+  ],
+  decode(cdb) {
+    const lba = be64(cdb, 2);
+    const pmi = (cdb[14]! & 0x01) !== 0;
+    if (!pmi && lba !== 0) throw invalidCdbField(2);
+    return { lba, pmi, allocationLength: be32(cdb, 10) };
+  },
+  encode(f) {
+    const cdb = new Uint8Array(16);
+    cdb[0] = SERVICE_ACTION_IN_16;
+    cdb[1] = READ_CAPACITY_16_SERVICE_ACTION;
+    putBe64(cdb, 2, f.lba);
+    putBe32(cdb, 10, f.allocationLength);
+    cdb[14] = f.pmi ? 1 : 0;
+    return cdb;
+  },
+  allocationLength: (f) => f.allocationLength,
+  handler: readCapacity16,
+  mediumAccess: true,
+  timeouts: { nominal: 1, recommended: 5 },
+};
+
+export const capacityCommands = [readCapacity10Entry, readCapacity16Entry] as const;

@@ -44,7 +44,7 @@ describe('VERIFY(10/16) (SBC-4 5.33-5.34)', () => {
       const same = pattern(4 * 512, 1);
       expectGood(await run(unit, cdb(name, vf(10, 4, 1)), { dataOut: same }));
       const differ = same.slice();
-      differ[1500] ^= 0xff;
+      differ[1500] = differ[1500]! ^ 0xff;
       const sense = expectCheck(
         await run(unit, cdb(name, vf(10, 4, 1)), { dataOut: differ }),
         'MISCOMPARE_DURING_VERIFY_OPERATION',
@@ -111,7 +111,7 @@ describe('WRITE AND VERIFY(10/16) (SBC-4 5.45-5.46)', () => {
       expectGood(await run(unit, cdb(name, vf(5, 2, 0)), { dataOut: data }));
       expect(write.mock.calls[0]![2]).toEqual({ fua: true });
       const back = new Uint8Array(1024);
-      backend.read(3, back);
+      await backend.read(3, back);
       expect(back).toEqual(data);
     });
   }
@@ -162,8 +162,11 @@ describe('WRITE AND VERIFY(10/16) (SBC-4 5.45-5.46)', () => {
 });
 
 describe('SYNCHRONIZE CACHE(10/16) (SBC-4 5.27-5.28)', () => {
-  const sync = (name: string, lba: number, blocks: number, immediate = false) =>
-    syncCacheCommands.find((e) => e.name === name).encode!({ lba, blocks, immediate, group: 0 });
+  const sync = (name: string, lba: number, blocks: number, immediate = false) => {
+    const e = syncCacheCommands.find((c) => c.name === name);
+    if (!e?.encode) throw new Error(`no ${name}`);
+    return e.encode({ lba, blocks, immediate, group: 0 });
+  };
 
   for (const name of ['SYNCHRONIZE CACHE(10)', 'SYNCHRONIZE CACHE(16)']) {
     it(`${name} flushes the backend, range checked (0 blocks = to the end)`, async () => {
