@@ -95,3 +95,7 @@ export const readBack = (backend: BlockBackend, lba: number, blocks: number): Ui
   if (pending instanceof Promise) throw new Error('readBack needs a synchronous backend');
   return out;
 };
+
+/** Byte equality without the cost of a deep-equality diff on large buffers. */
+export const sameBytes = (a: Uint8Array, b: Uint8Array): boolean =>
+  a.length === b.length && a.every((value, i) => value === b[i]);
