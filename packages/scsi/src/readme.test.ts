@@ -71,7 +71,8 @@ describe('README example', () => {
 
   it('is the code block in packages/scsi/README.md, verbatim', () => {
     const source = readFileSync(fileURLToPath(import.meta.url), 'utf8');
-    const region = (source.split('// #region readme\n')[1] ?? '').split('      // #endregion readme')[0] ?? '';
+    const region =
+      (source.split('// #region readme\n')[1] ?? '').split('      // #endregion readme')[0] ?? '';
     const body = region
       .split('\n')
       .map((line) => line.replace(/^ {6}/, ''))
