@@ -37,7 +37,10 @@ chroot $R /sbin/modprobe -a $MODS ||
 mount -t configfs configfs $R/sys/kernel/config || die "cannot mount configfs"
 if [ "$SHARE" != / ]; then
   mkdir -p "$R$SHARE"                        # a share under /tmp needs its mount point back
-  mount -t 9p -o "$P9,cache=mmap" work "$R$SHARE" || die "cannot mount the work share"
+  # cache=loose: node_modules is read over and over (vitest workers); without a
+  # page cache every read is a 9p round trip under TCG. Writes still reach the
+  # host (flushed by the final sync).
+  mount -t 9p -o "$P9,cache=${SHARE_CACHE:-loose}" work "$R$SHARE" || die "cannot mount the work share"
 fi
 hostname kernel-vm; ip link set lo up
 echo "command starts at guest uptime $(cut -d' ' -f1 /proc/uptime)s" > /ctl/boot

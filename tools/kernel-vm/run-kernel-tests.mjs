@@ -42,7 +42,19 @@ const vitestArgs = [
 
 const child = spawn(
   join(here, 'vm'),
-  ['--timeout', timeoutS, '--share', repo, '--env', 'CI=1', '--env', 'NO_COLOR=1', '--', 'node', ...vitestArgs],
+  [
+    '--timeout',
+    timeoutS,
+    '--share',
+    repo,
+    '--env',
+    'CI=1',
+    '--env',
+    'NO_COLOR=1',
+    '--',
+    'node',
+    ...vitestArgs,
+  ],
   { cwd: repo, stdio: ['ignore', 'inherit', 'inherit'] },
 );
 const vmStatus = await new Promise((done) => {

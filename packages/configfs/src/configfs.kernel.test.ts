@@ -163,8 +163,9 @@ describe('iSCSI', () => {
     const inq = await run('iscsi-inq', [...initiator, url]);
     expect(inq.stdout).toMatch(/LIO-ORG/);
     const cap = await run('iscsi-readcapacity16', [...initiator, url]);
-    expect(cap.stdout).toMatch(/Logical Block Length:\s*512|Block length:\s*512|block length:\s*512/i);
-    expect(cap.stdout).toMatch(/16383/); // last LBA of 8 MiB in 512-byte blocks
+    // 8 MiB in 512-byte blocks: last LBA 16383.
+    expect(cap.stdout).toMatch(/RETURNED LOGICAL BLOCK ADDRESS:16383\b/);
+    expect(cap.stdout).toMatch(/LOGICAL BLOCK LENGTH IN BYTES:512\b/);
   });
 });
 

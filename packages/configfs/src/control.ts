@@ -25,7 +25,7 @@ export const CONTROL_KEYS: Readonly<Record<BackstorePlugin, Readonly<Record<stri
   fileio: {
     fd_dev_name: { kind: 'string' },
     fd_dev_size: { kind: 'int', min: 1, max: Number.MAX_SAFE_INTEGER },
-    fd_buffered_io: { kind: 'int', min: 0, max: 1 },
+    fd_buffered_io: { kind: 'int', min: 1, max: 1 },
   },
 };
 

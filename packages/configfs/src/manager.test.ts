@@ -166,7 +166,7 @@ describe('fileio backstores', () => {
       .filter((l) => l.startsWith(`write ${bs.path}`))
       .map((l) => l.slice(bs.path.length + 7));
     expect(writes).toEqual([
-      'control=fd_dev_name=/tmp/f.img,fd_dev_size=8388608,fd_buffered_io=0',
+      'control=fd_dev_name=/tmp/f.img,fd_dev_size=8388608',
       expect.stringMatching(/^wwn\/vpd_unit_serial=[0-9a-f-]{36}$/),
       'enable=1',
       'attrib/block_size=4096',

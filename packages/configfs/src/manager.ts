@@ -188,10 +188,11 @@ export class TargetManager {
     const hba = options.hba === undefined ? undefined : validateInteger('hba', options.hba, 0, MAX_HBA);
     const serial = options.serial === undefined ? randomUUID() : validateSerial(options.serial);
     const buffered = options.buffered ?? false;
+    // fd_set_configfs_dev_params only accepts fd_buffered_io=1; O_DSYNC is the default.
     const control = renderControl('fileio', {
       fd_dev_name: options.file,
       fd_dev_size: size,
-      fd_buffered_io: buffered ? 1 : 0,
+      ...(buffered ? { fd_buffered_io: 1 } : {}),
     });
     const attributes = validateAttributes('fileio', options.attributes);
     if (attributes.block_size !== undefined && attributes.block_size !== blockSize) {

@@ -489,6 +489,7 @@ export class FakeKernel implements HostFs {
       if (/(_size|_mb|_blk|_sectors|_supported|_io)$/.test(key) && !/^-?\d+$/.test(value)) {
         fail('EINVAL', `${key}: not a number`);
       }
+      if (key === 'fd_buffered_io' && value !== '1') fail('EINVAL', 'bogus fd_buffered_io value');
       bs.control.set(key, value); // unknown keys are silently kept and ignored, like the kernel
     }
   }
