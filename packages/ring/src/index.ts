@@ -10,7 +10,7 @@ export {
   RingError,
   RingUsageError,
 } from './errors.js';
-export { loadAddon, mapFd, memfdCreate, mknod, punchHole, socketPair, zeroRange } from './native.js';
+export { closeFd, loadAddon, mapFd, memfdCreate, mknod, punchHole, socketPair, zeroRange } from './native.js';
 export type { NativeMapping } from './native.js';
 export { readUioMapSize, TcmuRing } from './ring.js';
 export type {

@@ -28,6 +28,7 @@ export interface NativeAddon {
   openUio(path: string): number;
   memfdCreate(name: string): number;
   socketPair(): [number, number];
+  closeFd(fd: number): void;
   kick(fd: number): boolean;
   /** Events drained, or -1 at end of file. */
   drainEvents(fd: number): number;
@@ -42,6 +43,7 @@ const EXPECTED_FUNCTIONS = [
   'openUio',
   'memfdCreate',
   'socketPair',
+  'closeFd',
   'kick',
   'drainEvents',
   'punchHole',
@@ -128,6 +130,11 @@ export function memfdCreate(name: string): number {
 /** A non-blocking AF_UNIX SOCK_SEQPACKET pair: stands in for a UIO fd. */
 export function socketPair(): [number, number] {
   return callNative(() => loadAddon().socketPair());
+}
+
+/** close(2) on an fd this package created (no fs bookkeeping, safe in worker threads). */
+export function closeFd(fd: number): void {
+  callNative(() => loadAddon().closeFd(fd));
 }
 
 /** Maps `length` bytes of `fd` shared, read/write. */

@@ -138,6 +138,13 @@ Napi::Value DrainEvents(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), result);
 }
 
+// close(2) for fds this package created (memfd, socketpair): fs.closeSync warns
+// when a worker thread closes an fd Node's fs did not open.
+Napi::Value CloseFd(const Napi::CallbackInfo& info) {
+  if (close(IntArg(info, 0, "fd")) < 0 && errno != EINTR) throw ErrnoError(info.Env(), errno, "close");
+  return info.Env().Undefined();
+}
+
 Napi::Value Fallocate(const Napi::CallbackInfo& info, int mode, const char* what) {
   int fd = IntArg(info, 0, "fd");
   uint64_t offset = SizeArg(info, 1, "offset");
@@ -372,6 +379,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("openUio", Napi::Function::New<OpenUio>(env, "openUio"));
   exports.Set("memfdCreate", Napi::Function::New<MemfdCreate>(env, "memfdCreate"));
   exports.Set("socketPair", Napi::Function::New<SocketPair>(env, "socketPair"));
+  exports.Set("closeFd", Napi::Function::New<CloseFd>(env, "closeFd"));
   exports.Set("kick", Napi::Function::New<Kick>(env, "kick"));
   exports.Set("drainEvents", Napi::Function::New<DrainEvents>(env, "drainEvents"));
   exports.Set("punchHole", Napi::Function::New<PunchHole>(env, "punchHole"));

@@ -1,8 +1,8 @@
-import { closeSync, ftruncateSync } from 'node:fs';
+import { ftruncateSync } from 'node:fs';
 import { ABI, commandEntryBaseSize, roundUp, scsiCommandSize, tmrEntrySize } from '../abi.js';
 import { RingError, RingUsageError } from '../errors.js';
 import type { FdRingOptions } from '../ring.js';
-import { callNative, loadAddon, type NativeMapping, type NativePoller } from '../native.js';
+import { callNative, closeFd, loadAddon, type NativeMapping, type NativePoller } from '../native.js';
 
 /** Mailbox capability presets: the current kernel, a 4.x kernel, a very old one. */
 export const KERNEL_FLAGS = {
@@ -24,6 +24,11 @@ export interface SimulatorOptions {
   startOffset?: number;
   /** Mailbox version to advertise (tests of the version check). Default 2. */
   version?: number;
+  /**
+   * Skip copying Data-In back at completion (results carry an empty dataIn).
+   * For benchmarks that measure the consumer, not the simulated kernel.
+   */
+  discardDataIn?: boolean;
 }
 
 export interface SimulatedRequest {
@@ -108,6 +113,7 @@ export class KernelSimulator {
   #notifyScheduled = false;
   #broken: RingBrokenError | undefined;
   #closed = false;
+  readonly #discardDataIn: boolean;
 
   constructor(options: SimulatorOptions = {}) {
     const cmdrSize = options.cmdrSize ?? 65536 - ABI.mailbox.size;
@@ -127,6 +133,7 @@ export class KernelSimulator {
     this.dataOffset = this.cmdrOffset + cmdrSize;
     this.mapSize = this.dataOffset + dataSize;
     this.#blockUsed = new Uint8Array(this.blockCount);
+    this.#discardDataIn = options.discardDataIn ?? false;
     const addon = loadAddon();
     this.memoryFd = callNative(() => addon.memfdCreate('tcmu-simulator'));
     ftruncateSync(this.memoryFd, this.mapSize);
@@ -220,7 +227,7 @@ export class KernelSimulator {
     if (this.#kernelFdOpen) {
       this.#poller?.close();
       this.#poller = undefined;
-      closeSync(this.#kernelFd);
+      closeFd(this.#kernelFd);
       this.#kernelFdOpen = false;
     }
   }
@@ -234,8 +241,8 @@ export class KernelSimulator {
     for (const queued of this.#qfull.splice(0)) queued.reject(error);
     this.#commands.clear();
     this.#mapping.unmap();
-    closeSync(this.eventFd);
-    closeSync(this.memoryFd);
+    closeFd(this.eventFd);
+    closeFd(this.memoryFd);
   }
 
   // --------------------------------------------------------- queue_cmd_ring
@@ -497,7 +504,7 @@ export class KernelSimulator {
         );
         copy = readLenValid;
       }
-      if (copy) {
+      if (copy && !this.#discardDataIn) {
         const blocks = bidi ? command.blocks.slice(command.mainBlockCount) : command.blocks;
         if (bidi) {
           const iov = this.#iovecs(blocks, command.bidiLength);
