@@ -131,6 +131,10 @@ describe('sg3_utils against a 512-byte device', () => {
     await closeAndCheck(device);
   });
 
+  it('asks the kernel for the queue depth', async () => {
+    expect((await readFile(`${device.backstorePath}/attrib/queue_depth`, 'utf8')).trim()).toBe('128');
+  });
+
   it('makes the node with the disk numbers', async () => {
     const out = await ok('stat', ['-c', '%F %t:%T', device.nodePath!]);
     expect(out.trim()).toBe(

@@ -1,7 +1,6 @@
 import { lstat, readdir, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { type BlockBackend, decodeSense } from '@tcmu/scsi';
-import { MemoryBackend } from '../../scsi/src/backends/memory.js'; // TEMP
+import { type BlockBackend, decodeSense, MemoryBackend } from '@tcmu/scsi';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { CommandEvent } from './device.js';
 import { DeviceSetupError, HandlerError, InvalidOptionError, TeardownError } from './errors.js';
@@ -19,6 +18,9 @@ const TASK_ABORTED = 0x40;
 const inquiry = (page?: number, length = 255) =>
   page === undefined ? Uint8Array.of(0x12, 0, 0, 0, length, 0) : Uint8Array.of(0x12, 1, page, 0, length, 0);
 const readCapacity16 = Uint8Array.of(0x9e, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 32, 0, 0);
+/** Assertion message: the decoded sense of a failed command. */
+const explain = (result: { status: number; sense: Uint8Array }) =>
+  result.sense.length > 0 ? JSON.stringify(decodeSense(result.sense)) : `status ${result.status}`;
 const ascii = (bytes: Uint8Array) => Buffer.from(bytes).toString('latin1');
 const pattern = (length: number, seed: number) =>
   Uint8Array.from({ length }, (_, i) => (i * 31 + seed) & 0xff);
@@ -136,9 +138,9 @@ describe('data path', () => {
     try {
       const data = pattern(8 * 512, 3);
       const write = await harness.submit(device, { cdb: rw10(0x2a, 100, 8), dataOut: data });
-      expect(write.status).toBe(GOOD);
+      expect(write.status, explain(write)).toBe(GOOD);
       const read = await harness.submit(device, { cdb: rw10(0x28, 100, 8), dataInLength: 8 * 512 });
-      expect(read.status).toBe(GOOD);
+      expect(read.status, explain(read)).toBe(GOOD);
       expect(Buffer.from(read.dataIn).equals(Buffer.from(data))).toBe(true);
 
       const capacity = await harness.submit(device, { cdb: readCapacity16, dataInLength: 32 });
@@ -194,7 +196,7 @@ describe('data path', () => {
           harness.submit(device, { cdb: rw10(0x28, i, 1), dataInLength: 512 }),
         ),
       );
-      expect(results.every((r) => r.status === GOOD)).toBe(true);
+      for (const result of results) expect(result.status, explain(result)).toBe(GOOD);
       expect(peak).toBeGreaterThan(1);
       expect(peak).toBeLessThanOrEqual(4);
       expect(device.stats().maxInFlight).toBeLessThanOrEqual(4);
@@ -438,6 +440,17 @@ describe('close', () => {
     await device.close();
     expect(device.state).toBe('closed');
     expect(await leftovers()).toEqual([]);
+  });
+
+  it('waits for a setup in progress, then tears it down (a signal during open)', async () => {
+    const device = createDevice({ name: 'vol0', backend: memory(), platform: harness.platform });
+    const opening = device.open();
+    const closing = device.close();
+    await opening;
+    await closing;
+    expect(device.state).toBe('closed');
+    expect(await leftovers()).toEqual([]);
+    await expect(device.open()).rejects.toThrow(/already opened/);
   });
 
   it('reports objects it could not remove with TeardownError, after trying the rest', async () => {

@@ -133,6 +133,7 @@ export class Device extends EventEmitter<DeviceEvents> {
   #luns: LunRef[] = [];
   #disk: DiskRef | undefined;
   #node: NodeRef | undefined;
+  #opening: Promise<void> | undefined;
   #closing: Promise<void> | undefined;
   #drainWaiters: Array<() => void> = [];
   #onRelease: (() => void) | undefined;
@@ -212,10 +213,16 @@ export class Device extends EventEmitter<DeviceEvents> {
    * Emits 'ready' at the end. openDevice() calls it; call it yourself on a
    * device from createDevice() to subscribe to events first.
    */
-  async open(): Promise<void> {
-    const attach = this.#attach;
-    if (this.#state !== 'new') throw new DeviceError(`device '${this.name}' was already opened`);
+  open(): Promise<void> {
+    if (this.#state !== 'new')
+      return Promise.reject(new DeviceError(`device '${this.name}' was already opened`));
     this.#state = 'opening';
+    this.#opening = this.#open();
+    return this.#opening;
+  }
+
+  async #open(): Promise<void> {
+    const attach = this.#attach;
     const platform = this.#platform;
     const options = this.#options;
     let step: SetupStep = 'backstore';
@@ -301,9 +308,16 @@ export class Device extends EventEmitter<DeviceEvents> {
       return this.#closing;
     }
     if (this.#state === 'opening') {
-      return Promise.reject(
-        new DeviceError(`device '${this.name}' is still opening; close it after open settles`),
+      // e.g. SIGTERM during setup: let open() finish (or roll back), then close.
+      const opening = this.#opening ?? Promise.resolve();
+      this.#closing = opening.then(
+        () => {
+          this.#closing = undefined;
+          return this.close(options);
+        },
+        () => undefined,
       );
+      return this.#closing;
     }
     this.#state = 'closing';
     const drainTimeoutMs = options.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS;

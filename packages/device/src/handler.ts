@@ -120,7 +120,7 @@ export function logCommands(logger: DeviceLogger, options: LogCommandsOptions = 
   };
 }
 
-export interface FaultInjectionOptions {
+export interface InjectFaultsOptions {
   /** Which commands to affect (default: all). */
   readonly match?: (cmd: DeviceCommand) => boolean;
   /** Added latency in ms before the command runs (a number or per command). */
@@ -156,7 +156,7 @@ const sleep = (ms: number, signal: AbortSignal): Promise<boolean> =>
  * filesystems, databases and initiators cope. (Media errors at chosen LBAs
  * are better injected under the emulation: FaultInjectionBackend.)
  */
-export function injectFaults(options: FaultInjectionOptions): Middleware {
+export function injectFaults(options: InjectFaultsOptions): Middleware {
   const rate = options.failureRate ?? 0;
   if (!(rate >= 0 && rate <= 1)) throw new RangeError('failureRate must be within 0..1');
   const random = options.random ?? Math.random;

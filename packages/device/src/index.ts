@@ -14,7 +14,7 @@ export {
 export type {
   DeviceCommand,
   DeviceLogger,
-  FaultInjectionOptions,
+  InjectFaultsOptions,
   Handler,
   HandlerResult,
   LogCommandsOptions,
@@ -46,3 +46,17 @@ export {
   TeardownError,
 } from './errors.js';
 export type { SetupStep } from './errors.js';
+export {
+  FaultInjectionBackend,
+  FileBackend,
+  FileBackendError,
+  MemoryBackend,
+  ReadOnlyBackend,
+} from './backends.js';
+export type {
+  FaultInjectionOptions,
+  FileBackendOptions,
+  LbaSelector,
+  MemoryBackendOptions,
+} from './backends.js';
+export type { BlockBackend } from '@tcmu/scsi';
