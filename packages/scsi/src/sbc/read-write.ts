@@ -2,6 +2,7 @@ import { be16, be32, be64, putBe16, putBe32, putBe64 } from '../core/bytes.js';
 import type { CommandContext, CommandHandler, LogicalUnitState, OpcodeEntry } from '../core/command.js';
 import { invalidCdbField } from '../core/errors.js';
 import {
+  allocateDataIn,
   checkLbaRange,
   checkTransferLength,
   isPromise,
@@ -74,7 +75,17 @@ const layout10: Layout = {
   length: 10,
   flagsByte: 1,
   lengthByte: 7,
-  decode: (cdb) => ({ lba: be32(cdb, 2), blocks: be16(cdb, 7), group: cdb[6]! & 0x3f, ...flags(cdb[1]!) }),
+  decode: (cdb) => {
+    const b1 = cdb[1]!;
+    return {
+      lba: be32(cdb, 2),
+      blocks: be16(cdb, 7),
+      dpo: (b1 & 0x10) !== 0,
+      fua: (b1 & 0x08) !== 0,
+      protect: b1 >>> 5,
+      group: cdb[6]! & 0x3f,
+    };
+  },
   encode(cdb, f) {
     cdb[1] = flagByte(f);
     putBe32(cdb, 2, f.lba);
@@ -170,7 +181,7 @@ const readHandler =
     checkTransferLength(unit, blocks, layout.lengthByte);
     checkLbaRange(unit, lba, blocks);
     if (blocks === 0) return undefined;
-    const data = new Uint8Array(blocks * unit.backend.blockSize);
+    const data = allocateDataIn(blocks * unit.backend.blockSize);
     const done = withRangeLock(unit, lba, blocks, 'shared', () => readBlocks(unit, lba, data, ctx.signal));
     return isPromise(done) ? done.then(() => data) : data;
   };
