@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { MemoryBackend } from '../backends/memory.js';
+import { BackendIoError } from '../core/backend.js';
 import { putBe16, putBe32, putBe64 } from '../core/bytes.js';
 import { compareAndWriteCommands, firstDifference } from './compare-and-write.js';
 import { expectCheck, expectGood, filled, makeUnit, readBack, run } from './testing/harness.js';
@@ -103,7 +104,7 @@ describe('COMPARE AND WRITE', () => {
     const backend = {
       blockSize: 512,
       blockCount: 64,
-      read: () => Promise.reject(new Error('bad sector')),
+      read: (lba: number) => Promise.reject(new BackendIoError('bad sector', lba)),
       write: () => {},
       flush: () => {},
     };

@@ -1,7 +1,7 @@
 import type { CommandContext, OpcodeEntry } from '../core/command.js';
 import { be64, putBe64 } from '../core/bytes.js';
 import { invalidCdbField, ScsiCheckCondition } from '../core/errors.js';
-import { checkLbaRange, readMedium, writeMedium } from './medium-access.js';
+import { checkLbaRange, readBlocks, writeBlocks } from '../core/io.js';
 
 const CONTROL = 0x00;
 
@@ -58,12 +58,12 @@ const compareAndWrite = async (ctx: CommandContext<CompareAndWriteFields>): Prom
   const release = await unit.locks.lock(f.lba, f.blocks, 'exclusive');
   try {
     const current = new Uint8Array(bytes);
-    await readMedium(unit, f.lba, current, signal);
+    await readBlocks(unit, f.lba, current, signal);
     const offset = firstDifference(current, verify);
     // INFORMATION = offset in bytes of the first miscompare within the verify data.
     if (offset >= 0)
       throw new ScsiCheckCondition('MISCOMPARE_DURING_VERIFY_OPERATION', { information: offset });
-    await writeMedium(unit, f.lba, write, f.fua, signal);
+    await writeBlocks(unit, f.lba, write, f.fua, signal);
   } finally {
     release();
   }

@@ -1,7 +1,8 @@
 import type { CommandContext, FormatStatus, LogicalUnitState, OpcodeEntry } from '../core/command.js';
 import { be16, be32 } from '../core/bytes.js';
 import { invalidCdbField, invalidParameterField, ScsiCheckCondition } from '../core/errors.js';
-import { chunkBlocks, flushMedium, zeroMedium } from './medium-access.js';
+import { flushBackend } from '../core/io.js';
+import { chunkBlocks, zeroMedium } from './medium-access.js';
 
 const CONTROL = 0x00;
 
@@ -136,7 +137,7 @@ const formatMedium = async (
       await zeroMedium(unit, at, n, { deallocate: true, fua: false, signal });
       state.advance(at + n, total);
     }
-    await flushMedium(unit, 0, signal);
+    await flushBackend(unit, signal);
   } finally {
     release();
   }

@@ -1,19 +1,11 @@
 import type { LogicalUnitState } from '../core/command.js';
 import { ScsiCheckCondition } from '../core/errors.js';
+import { flushBackend, writeBlocks } from '../core/io.js';
 
 /**
- * Medium access shared by the SBC extras (WRITE SAME, UNMAP, COMPARE AND
- * WRITE, FORMAT UNIT, EXTENDED COPY): range checks, durability and the
- * mapping of backend failures to MEDIUM ERROR sense.
+ * Medium access the SBC extras (WRITE SAME, UNMAP, FORMAT UNIT, EXTENDED COPY)
+ * add to core/io.ts: zeroing, deallocation and chunking.
  */
-
-/** SBC-4 4.5: [lba, lba + blocks) must lie on the medium; overflow-safe. */
-export const checkLbaRange = (unit: LogicalUnitState, lba: number, blocks: number): void => {
-  const capacity = unit.backend.blockCount;
-  if (!(lba >= 0) || lba > capacity || blocks > capacity - lba) {
-    throw new ScsiCheckCondition('LBA_OUT_OF_RANGE');
-  }
-};
 
 /** FUA, or a disabled write cache (WCE=0), require the data to be durable before GOOD. */
 export const mustPersist = (unit: LogicalUnitState, fua: boolean): boolean =>
@@ -24,57 +16,7 @@ const lbaOf = (error: unknown, fallback: number): number => {
   return typeof lba === 'number' ? lba : fallback;
 };
 
-const asMediumError = (
-  error: unknown,
-  reason: 'UNRECOVERED_READ_ERROR' | 'WRITE_ERROR',
-  lba: number,
-  signal: AbortSignal | undefined,
-): unknown => {
-  if (error instanceof ScsiCheckCondition || signal?.aborted) return error;
-  return new ScsiCheckCondition(reason, { information: lbaOf(error, lba), cause: error });
-};
-
-export const readMedium = async (
-  unit: LogicalUnitState,
-  lba: number,
-  into: Uint8Array,
-  signal?: AbortSignal,
-): Promise<void> => {
-  try {
-    await unit.backend.read(lba, into, signal);
-  } catch (error) {
-    throw asMediumError(error, 'UNRECOVERED_READ_ERROR', lba, signal);
-  }
-};
-
-export const writeMedium = async (
-  unit: LogicalUnitState,
-  lba: number,
-  data: Uint8Array,
-  fua: boolean,
-  signal?: AbortSignal,
-): Promise<void> => {
-  try {
-    await unit.backend.write(lba, data, { fua: mustPersist(unit, fua) }, signal);
-  } catch (error) {
-    throw asMediumError(error, 'WRITE_ERROR', lba, signal);
-  }
-};
-
-/** Make completed writes durable (after discard / write-zeroes, which carry no FUA). */
-export const flushMedium = async (
-  unit: LogicalUnitState,
-  lba: number,
-  signal?: AbortSignal,
-): Promise<void> => {
-  try {
-    await unit.backend.flush(signal);
-  } catch (error) {
-    throw asMediumError(error, 'WRITE_ERROR', lba, signal);
-  }
-};
-
-/** Run a backend operation that modifies the medium (discard, write zeroes). */
+/** Run a backend call that modifies the medium (discard, write zeroes); failures become WRITE ERROR. */
 export const modifyMedium = async (
   lba: number,
   signal: AbortSignal | undefined,
@@ -83,7 +25,8 @@ export const modifyMedium = async (
   try {
     await operation();
   } catch (error) {
-    throw asMediumError(error, 'WRITE_ERROR', lba, signal);
+    if (error instanceof ScsiCheckCondition || signal?.aborted) throw error;
+    throw new ScsiCheckCondition('WRITE_ERROR', { information: lbaOf(error, lba), cause: error });
   }
 };
 
@@ -120,9 +63,9 @@ export const zeroMedium = async (
     const zeros = new Uint8Array(Math.min(step, blocks) * backend.blockSize);
     for (let at = lba; at < lba + blocks; at += step) {
       const n = Math.min(step, lba + blocks - at);
-      await writeMedium(unit, at, zeros.subarray(0, n * backend.blockSize), options.fua, signal);
+      await writeBlocks(unit, at, zeros.subarray(0, n * backend.blockSize), options.fua, signal);
     }
-    return; // writeMedium already honoured FUA / WCE=0
+    return; // writeBlocks already honoured FUA / WCE=0
   }
-  if (mustPersist(unit, options.fua)) await flushMedium(unit, lba, signal);
+  if (mustPersist(unit, options.fua)) await flushBackend(unit, signal);
 };

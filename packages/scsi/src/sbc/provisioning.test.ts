@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { MemoryBackend } from '../backends/memory.js';
+import { BackendIoError } from '../core/backend.js';
 import { be32, be64, putBe16, putBe32, putBe64 } from '../core/bytes.js';
 import { encodeUnmapParameterList, parseUnmapParameterList, provisioningCommands } from './provisioning.js';
 import { expectCheck, expectGood, filled, makeUnit, readBack, run } from './testing/harness.js';
@@ -187,13 +188,13 @@ describe('WRITE SAME', () => {
       blockSize: 512,
       blockCount: 64,
       read: inner.read.bind(inner),
-      write: () => {
-        throw new Error('disk on fire');
+      write: (lba: number) => {
+        throw new BackendIoError('disk on fire', lba + 1);
       },
       flush: () => {},
     };
     const { unit } = makeUnit({ backend: failing });
-    expectCheck(await run(unit, ws10(5, 2), { dataOut: filled(512, 1) }), 'WRITE_ERROR', { information: 5 });
+    expectCheck(await run(unit, ws10(5, 2), { dataOut: filled(512, 1) }), 'WRITE_ERROR', { information: 6 });
   });
 });
 
@@ -334,7 +335,7 @@ describe('UNMAP', () => {
     const list = encodeUnmapParameterList([{ lba: 3, blocks: 1 }]);
     expectGood(await run(unit, unmapCdb(list.length), { dataOut: list }));
     expect(flushes).toBe(1);
-    expectCheck(await run(unit, unmapCdb(list.length), { dataOut: list }), 'WRITE_ERROR', { information: 3 });
+    expectCheck(await run(unit, unmapCdb(list.length), { dataOut: list }), 'WRITE_ERROR');
   });
 
   it('parseUnmapParameterList skips zero-length descriptors', () => {

@@ -2,16 +2,8 @@ import type { LbaExtent } from '../core/backend.js';
 import type { CommandContext, OpcodeEntry } from '../core/command.js';
 import { be16, be32, be64, putBe16, putBe32, putBe64 } from '../core/bytes.js';
 import { invalidCdbField, invalidParameterField, ScsiCheckCondition } from '../core/errors.js';
-import {
-  checkLbaRange,
-  chunkBlocks,
-  flushMedium,
-  isZero,
-  modifyMedium,
-  mustPersist,
-  writeMedium,
-  zeroMedium,
-} from './medium-access.js';
+import { checkLbaRange, flushBackend, writeBlocks } from '../core/io.js';
+import { chunkBlocks, isZero, modifyMedium, mustPersist, zeroMedium } from './medium-access.js';
 
 const CONTROL = 0x00;
 
@@ -146,7 +138,7 @@ const writeSame = async (ctx: CommandContext<WriteSameFields>, l: WriteSameLayou
     const end = f.lba + f.blocks;
     for (let at = f.lba; at < end; at += step) {
       const n = Math.min(step, end - at);
-      await writeMedium(unit, at, pattern.subarray(0, n * blockSize), false, signal);
+      await writeBlocks(unit, at, pattern.subarray(0, n * blockSize), false, signal);
     }
     return undefined;
   } finally {
@@ -346,8 +338,7 @@ const unmap = async (ctx: CommandContext<UnmapFields>): Promise<undefined> => {
       release();
     }
   }
-  if (descriptors.length > 0 && mustPersist(unit, false))
-    await flushMedium(unit, descriptors[0]!.lba, signal);
+  if (descriptors.length > 0 && mustPersist(unit, false)) await flushBackend(unit, signal);
   return undefined;
 };
 

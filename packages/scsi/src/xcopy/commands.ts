@@ -1,7 +1,8 @@
 import type { CommandContext, LogicalUnitState, OpcodeEntry } from '../core/command.js';
 import { be32, putBe16, putBe32 } from '../core/bytes.js';
 import { invalidCdbField, invalidParameterField, ScsiCheckCondition } from '../core/errors.js';
-import { checkLbaRange, CHUNK_BYTES, readMedium, writeMedium } from '../sbc/medium-access.js';
+import { checkLbaRange, readBlocks, writeBlocks } from '../core/io.js';
+import { CHUNK_BYTES } from '../sbc/medium-access.js';
 import { resolveCopyTarget } from './manager.js';
 import {
   BLOCK_SEGMENT_DESCRIPTOR_LENGTH,
@@ -113,7 +114,7 @@ const copySegment = async (plan: PlannedSegment, status: CopyStatus, signal?: Ab
     const destinationLba = segment.destinationLba + done / destinationBlockSize;
     const releaseSource = await source.locks.lock(sourceLba, n / sourceBlockSize, 'shared');
     try {
-      await readMedium(source, sourceLba, data, signal);
+      await readBlocks(source, sourceLba, data, signal);
     } finally {
       releaseSource();
     }
@@ -123,7 +124,7 @@ const copySegment = async (plan: PlannedSegment, status: CopyStatus, signal?: Ab
       'shared',
     );
     try {
-      await writeMedium(destination, destinationLba, data, false, signal);
+      await writeBlocks(destination, destinationLba, data, false, signal);
     } finally {
       releaseDestination();
     }
