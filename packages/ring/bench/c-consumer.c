@@ -41,7 +41,9 @@ int main(int argc, char **argv) {
       if (tcmu_hdr_get_op(entry->hdr.len_op) == TCMU_OP_CMD) {
         uint32_t produced = 0, count = entry->req.iov_cnt;
         for (uint32_t i = 0; i < count; i++) {
-          struct iovec *iov = &entry->req.iov[i];
+          struct iovec iov_copy;
+          memcpy(&iov_copy, &entry->req.iov[i], sizeof iov_copy); /* packed struct: no unaligned pointer */
+          struct iovec *iov = &iov_copy;
           memcpy(map + (uintptr_t)iov->iov_base, source + produced, iov->iov_len);
           produced += iov->iov_len;
         }

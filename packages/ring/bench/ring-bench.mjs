@@ -1,9 +1,14 @@
 // Ring throughput: the simulated kernel (worker thread) drives READs through
 // the ring to a trivial handler, served either by @tcmu/ring (this thread) or
 // by a C reference consumer of the same protocol (a child process compiled
-// here with cc). Prints commands/s, GB/s and the ratio per transfer size.
+// here with cc). Prints, per transfer size:
+//  * throughput (commands/s, GB/s) with the simulated kernel in the loop: the
+//    JS simulator is usually the bottleneck, so this ratio is close to 1;
+//  * consumer capacity = commands per second of consumer CPU time (utime+stime
+//    of the main thread for @tcmu/ring, of the child for C, from /proc):
+//    what each consumer would sustain against an infinitely fast producer.
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -28,10 +33,19 @@ const next = async (type) => {
   }
 };
 
+const CLOCK_TICKS = 100; // USER_HZ on Linux
+
+function cpuSecondsOf(statPath) {
+  // fields 14 and 15 (utime, stime), counted after the ") " that ends the comm field
+  const fields = readFileSync(statPath, 'utf8').split(') ')[1].split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+}
+
 async function measure(size, consumer) {
   worker.postMessage({ type: 'setup' });
   const options = await next('ready');
   let stop;
+  let busySeconds;
   if (consumer === 'ts') {
     const ring = TcmuRing.open({ ...options, maxInFlight: 256 });
     const source = new Uint8Array(131072).fill(0x5a);
@@ -39,12 +53,18 @@ async function measure(size, consumer) {
       const produced = command.writeDataIn(source.subarray(0, command.dataInLength));
       ring.complete(command, { status: 0, readLen: produced });
     });
-    stop = () => ring.close();
+    const mainThreadStat = `/proc/self/task/${process.pid}/stat`;
+    const before = cpuSecondsOf(mainThreadStat);
+    stop = () => {
+      busySeconds = cpuSecondsOf(mainThreadStat) - before;
+      return ring.close();
+    };
   } else {
     const child = spawn(consumerBinary, [String(options.mapSize)], {
       stdio: ['ignore', 'inherit', 'inherit', options.memoryFd, options.eventFd],
     });
     stop = async () => {
+      busySeconds = cpuSecondsOf(`/proc/${child.pid}/stat`);
       child.kill();
       await once(child, 'exit');
     };
@@ -56,7 +76,7 @@ async function measure(size, consumer) {
   await next('closed');
   if (result.failed) throw new Error(`${result.failed} commands failed`);
   const perSecond = result.completed / result.seconds;
-  return { perSecond, gbPerSecond: (perSecond * size) / 1e9 };
+  return { perSecond, gbPerSecond: (perSecond * size) / 1e9, capacity: result.completed / busySeconds };
 }
 
 const rows = [];
@@ -71,6 +91,9 @@ try {
       'C cmd/s': Math.round(c.perSecond),
       'C GB/s': c.gbPerSecond.toFixed(3),
       'ts/C': (ts.perSecond / c.perSecond).toFixed(2),
+      'ts cmd/CPU-s': Math.round(ts.capacity),
+      'C cmd/CPU-s': Math.round(c.capacity),
+      'capacity ts/C': (ts.capacity / c.capacity).toFixed(2),
     });
   }
   console.table(rows);

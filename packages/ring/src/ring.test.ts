@@ -561,7 +561,8 @@ describe('close and reopen', () => {
     const held = hold(ring);
     void sim.submit({ cdb: read10(0, 1), dataInLength: 512 }).catch(() => {});
     await until(() => expect(held.length).toBe(1));
-    const view = held[0]!.dataInSegments()[0]!;
+    const command = held[0]!;
+    const view = command.dataInSegments()[0]!;
     expect(view.length).toBe(512);
     const result = await ring.close({ drainTimeoutMs: 5 });
     expect(result).toEqual({ abandoned: [1], resumable: true });

@@ -259,8 +259,7 @@ class Mapping : public Napi::ObjectWrap<Mapping> {
   Napi::Value Unmap(const Napi::CallbackInfo& info) {
     if (!buffer_.IsEmpty()) {
       Napi::ArrayBuffer buffer = buffer_.Value();
-      if (!buffer.IsDetached()) buffer.Detach();
-      buffer_.Reset();
+      if (!buffer.IsDetached()) buffer.Detach();  // `buffer` stays readable, byteLength 0
     }
     if (state_) state_->Unmap();
     return info.Env().Undefined();
