@@ -7,6 +7,7 @@ import type { OpcodeEntry } from './command.js';
 import { ScsiCheckCondition } from './errors.js';
 import { ScsiStatus } from './status.js';
 import { LogicalUnit } from './unit.js';
+import { execute } from '../execute.js';
 
 const TUR = [0, 0, 0, 0, 0, 0];
 const INQUIRY = (alloc: number) => [0x12, 0, 0, alloc >> 8, alloc & 0xff, 0];
@@ -52,6 +53,11 @@ describe('opcode dispatch', () => {
     expectCheck(await run(unit, []), 'INVALID_FIELD_IN_COMMAND_INFORMATION_UNIT');
     expectCheck(await run(unit, [0x9e]), 'INVALID_FIELD_IN_COMMAND_INFORMATION_UNIT');
     expectCheck(await run(unit, [0x7f, 0, 0, 0, 0, 0, 0, 0x18]), 'INVALID_FIELD_IN_COMMAND_INFORMATION_UNIT');
+  });
+
+  it('execute(unit, request) is unit.execute(request)', async () => {
+    const { unit } = makeUnit();
+    expect(await execute(unit, { cdb: new Uint8Array(6) })).toEqual({ status: ScsiStatus.GOOD, residual: 0 });
   });
 
   it('a CDB longer than its command is accepted (transports pad CDBs to 16 bytes)', async () => {
@@ -424,6 +430,7 @@ describe('concurrency', () => {
     const reads = await Promise.all(
       Array.from({ length: 16 }, (_, i) => run(unit, [0x28, 0, 0, 0, 0, i, 0, 0, 1, 0])),
     );
-    for (const [i, result] of reads.entries()) expect(expectGood(result).every((b) => b === i + 1)).toBe(true);
+    for (const [i, result] of reads.entries())
+      expect(expectGood(result).every((b) => b === i + 1)).toBe(true);
   });
 });

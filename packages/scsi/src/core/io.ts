@@ -1,4 +1,3 @@
-import type { LbaExtent } from './backend.js';
 import type { LogicalUnitState } from './command.js';
 import { ScsiCheckCondition, invalidCdbField } from './errors.js';
 
@@ -78,24 +77,6 @@ export const writeBlocks = (
 /** Flush the backend's volatile cache; failures become MEDIUM ERROR / WRITE ERROR. */
 export const flushBackend = (unit: LogicalUnitState, signal?: AbortSignal): Maybe<void> =>
   guard(() => unit.backend.flush(signal), writeError);
-
-/** Mapping status of an extent; failures become MEDIUM ERROR / UNRECOVERED READ ERROR. */
-export function mappingStatusOf(unit: LogicalUnitState, lba: number, maxBlocks: number): Maybe<LbaExtent> {
-  const backend = unit.backend;
-  if (!backend.mappingStatus) return { lba, blocks: maxBlocks, state: 'mapped' };
-  let extent: Maybe<LbaExtent>;
-  try {
-    extent = backend.mappingStatus(lba, maxBlocks);
-  } catch (error) {
-    throw readError(error);
-  }
-  if (isPromise(extent)) {
-    return extent.then(undefined, (error: unknown) => {
-      throw readError(error);
-    });
-  }
-  return extent;
-}
 
 /**
  * SBC-4 4.5: LBA + number of blocks must stay within the capacity; checked
