@@ -14,7 +14,10 @@ import { supportedVpdPages } from './spc/inquiry.js';
  */
 const docPath = fileURLToPath(new URL('../../../docs/scsi.md', import.meta.url));
 const hex = (n: number, width = 2) => `${n.toString(16).toUpperCase().padStart(width, '0')}h`;
-const keyName = (key: number) => Object.entries(SenseKey).find(([, v]) => v === key)?.[0].replaceAll('_', ' ') ?? '?';
+const keyName = (key: number) =>
+  Object.entries(SenseKey)
+    .find(([, v]) => v === key)?.[0]
+    .replaceAll('_', ' ') ?? '?';
 
 function generated(): Record<string, string> {
   const commands = defaultOpcodeTable()
@@ -33,12 +36,15 @@ function generated(): Record<string, string> {
   const vpd = supportedVpdPages().map((code) => `- ${hex(code)}`);
   const modes = modePageCodes.map((code) => `- ${hex(code)}`);
   const reasons = Object.entries(SenseReasons).map(
-    ([name, r]) => `| ${name} | ${hex(r.key, 1)} ${keyName(r.key)} | ${hex(r.asc)} ${hex(r.ascq)} | ${ascText(r.asc, r.ascq)} |`,
+    ([name, r]) =>
+      `| ${name} | ${hex(r.key, 1)} ${keyName(r.key)} | ${hex(r.asc)} ${hex(r.ascq)} | ${ascText(r.asc, r.ascq)} |`,
   );
   return {
-    commands: ['| Opcode | Service action | Command | CDB bytes | Data | Notes |', '|---|---|---|---|---|---|', ...commands].join(
-      '\n',
-    ),
+    commands: [
+      '| Opcode | Service action | Command | CDB bytes | Data | Notes |',
+      '|---|---|---|---|---|---|',
+      ...commands,
+    ].join('\n'),
     vpd: vpd.join('\n'),
     modes: modes.join('\n'),
     sense: ['| Reason | Sense key | ASC ASCQ | Text |', '|---|---|---|---|', ...reasons].join('\n'),
