@@ -1,20 +1,30 @@
-// Sums the test counts printed by the unit run (vitest summary) and the kernel
-// run (its "N passed, N failed" line), prints them alone on the last line, and
-// exits non-zero when anything failed or the test command itself failed.
+// Sums the test counts of `pnpm test:all`: the unit run's vitest summary line
+// ("Tests  N passed | M failed (T)") and the kernel runner's own
+// "N passed, N failed" line (which also counts suites that failed to load).
+// Prints the totals alone on the last line and exits non-zero on any failure.
 import { readFileSync } from 'node:fs';
 
 const [, , logFile, rcText] = process.argv;
-const text = readFileSync(logFile, 'utf8').replace(/\x1b\[[0-9;]*m/g, '');
+const text = readFileSync(logFile, 'utf8').replace(/\x1b\[[0-9;]*m/g, '').replace(/\r/g, '');
+const marker = 'run-kernel-tests: booting the VM';
+const at = text.indexOf(marker);
+const unitPart = at < 0 ? text : text.slice(0, at);
+const kernelPart = at < 0 ? '' : text.slice(at);
+
 let passed = 0;
 let failed = 0;
-for (const line of text.split('\n')) {
-  const vitest = /^\s*Tests\s+(.*)\((\d+)\)\s*$/.exec(line);
-  if (vitest) {
-    passed += Number(/(\d+) passed/.exec(vitest[1])?.[1] ?? 0);
-    failed += Number(/(\d+) failed/.exec(vitest[1])?.[1] ?? 0);
-  }
+for (const line of unitPart.split('\n')) {
+  const summary = /^\s*Tests\s+(.*)\((\d+)\)\s*$/.exec(line);
+  if (!summary) continue;
+  passed += Number(/(\d+) passed/.exec(summary[1])?.[1] ?? 0);
+  failed += Number(/(\d+) failed/.exec(summary[1])?.[1] ?? 0);
+}
+const kernelTotals = [...kernelPart.matchAll(/^(\d+) passed, (\d+) failed$/gm)].at(-1);
+if (kernelTotals) {
+  passed += Number(kernelTotals[1]);
+  failed += Number(kernelTotals[2]);
 }
 const rc = Number(rcText);
-if (rc !== 0 && failed === 0) failed = 1; // a failure that no test counted (build, VM boot...)
+if (rc !== 0 && failed === 0) failed = 1; // a failure no test counted (a build step, the VM...)
 console.log(`${passed} passed, ${failed} failed`);
 process.exit(rc !== 0 || failed > 0 || passed === 0 ? 1 : 0);

@@ -40,6 +40,7 @@ const vitestArgs = [
   ...userArgs,
 ];
 
+console.log('run-kernel-tests: booting the VM for the kernel test project');
 const child = spawn(
   join(here, 'vm'),
   [
