@@ -34,6 +34,14 @@ describe('exitCodeFor', () => {
     expect(exitCodeFor(libraryError('KernelError', { errno: 'EACCES' }))).toBe(ExitCode.noPermission);
   });
 
+  it('classifies the file backend errors by code', () => {
+    expect(exitCodeFor(libraryError('FileBackendError', { code: 'NOT_A_FILE' }))).toBe(ExitCode.noImage);
+    expect(exitCodeFor(libraryError('FileBackendError', { code: 'SIZE_NOT_BLOCK_MULTIPLE' }))).toBe(
+      ExitCode.badImage,
+    );
+    expect(exitCodeFor(libraryError('FileBackendError', { code: 'INVALID_OPTIONS' }))).toBe(ExitCode.usage);
+  });
+
   it('looks through wrappers such as DeviceSetupError via cause', () => {
     const inner = libraryError('AlreadyExistsError');
     const outer = new Error('device setup failed at step backstore', { cause: inner });

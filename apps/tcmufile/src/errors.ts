@@ -89,6 +89,16 @@ const exitCodeByErrno: Record<string, ExitCode> = {
   EROFS: ExitCode.cannotCreate,
 };
 
+/** @tcmu/scsi's FileBackendError codes (prepareImage catches most of these first). */
+const exitCodeByFileBackendCode: Record<string, ExitCode> = {
+  INVALID_OPTIONS: ExitCode.usage,
+  NOT_FOUND: ExitCode.noImage,
+  OPEN_FAILED: ExitCode.noImage,
+  NOT_A_FILE: ExitCode.noImage,
+  EMPTY: ExitCode.badImage,
+  SIZE_NOT_BLOCK_MULTIPLE: ExitCode.badImage,
+};
+
 /** The process exit code for a thrown value. */
 export function exitCodeFor(error: unknown): ExitCode {
   let current: unknown = error;
@@ -97,6 +107,9 @@ export function exitCodeFor(error: unknown): ExitCode {
     if (current instanceof CliError) return current.exitCode;
     const { code, errno, name, cause } = current as ErrorLike;
     if (typeof name === 'string' && name in exitCodeByErrorName) return exitCodeByErrorName[name]!;
+    if (name === 'FileBackendError' && typeof code === 'string' && code in exitCodeByFileBackendCode) {
+      return exitCodeByFileBackendCode[code]!;
+    }
     const errnoCode = typeof errno === 'string' ? errno : code;
     if (typeof errnoCode === 'string' && errnoCode in exitCodeByErrno) return exitCodeByErrno[errnoCode]!;
     if (name === 'KernelError') return ExitCode.osError;

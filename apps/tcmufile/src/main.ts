@@ -1,0 +1,176 @@
+import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { promisify } from 'node:util';
+import { checkEnvironment, type EnvironmentReport, TargetManager } from '@tcmu/configfs';
+import {
+  environmentError,
+  formatCleanup,
+  formatDoctor,
+  formatDryRun,
+  formatInventory,
+  missingModules,
+  staleObjects,
+} from './admin.js';
+import { type Command, parseCommandLine, usage } from './args.js';
+import { describeError, ExitCode, exitCodeFor } from './errors.js';
+import { prepareImage } from './image.js';
+import { createHumanLogger, createJsonLogger, type Logger } from './log.js';
+import { openImageDevice } from './open-device.js';
+import { serve } from './serve.js';
+
+export interface ProcessIo {
+  writeOut(text: string): void;
+  writeErr(text: string): void;
+  /** stderr is a terminal: live status line and human log lines. */
+  stderrIsTty: boolean;
+}
+
+const processIo: ProcessIo = {
+  writeOut: (text) => process.stdout.write(text),
+  writeErr: (text) => process.stderr.write(text),
+  stderrIsTty: process.stderr.isTTY === true,
+};
+
+/** Runs one command line; resolves with the exit code (never throws). */
+export async function main(argv: readonly string[], io: ProcessIo = processIo): Promise<number> {
+  let command: Command;
+  try {
+    command = parseCommandLine(argv);
+  } catch (error) {
+    io.writeErr(`${describeError(error)}\n`);
+    return exitCodeFor(error);
+  }
+  // Signals are caught from the start, so a SIGTERM during set-up still leads to a clean close.
+  const stop = command.kind === 'serve' ? catchStopSignals(io) : undefined;
+  const logger = io.stderrIsTty ? createHumanLogger(io.writeErr) : createJsonLogger();
+  try {
+    return await run(command, io, logger, stop);
+  } catch (error) {
+    if (io.stderrIsTty) io.writeErr(`\r\x1b[K${describeError(error)}\n`);
+    else
+      logger.error(
+        { err: error, exitCode: exitCodeFor(error) },
+        describeError(error).replace(/^tcmufile: /, ''),
+      );
+    return exitCodeFor(error);
+  } finally {
+    stop?.release();
+  }
+}
+
+async function run(
+  command: Command,
+  io: ProcessIo,
+  logger: Logger,
+  stop: StopSignals | undefined,
+): Promise<number> {
+  switch (command.kind) {
+    case 'help':
+      io.writeOut(`${usage[command.topic ?? 'main']}\n`);
+      return ExitCode.ok;
+    case 'version':
+      io.writeOut(`${readVersion()}\n`);
+      return ExitCode.ok;
+    case 'doctor': {
+      const { text, exitCode } = formatDoctor(await checkEnvironment());
+      io.writeOut(text);
+      return exitCode;
+    }
+    case 'list': {
+      await requireEnvironment(logger, false);
+      const inventory = await new TargetManager().list();
+      io.writeOut(command.json ? `${JSON.stringify(inventory, null, 2)}\n` : formatInventory(inventory));
+      return ExitCode.ok;
+    }
+    case 'cleanup': {
+      await requireEnvironment(logger, false);
+      const manager = new TargetManager();
+      io.writeOut(
+        command.dryRun
+          ? formatDryRun(staleObjects(await manager.list()))
+          : formatCleanup(await manager.cleanup()),
+      );
+      return ExitCode.ok;
+    }
+    case 'serve':
+      return serve(command, {
+        checkEnvironment: () => requireEnvironment(logger, true),
+        prepareImage,
+        openDevice: openImageDevice,
+        waitForStop: () => stop!.signal,
+        writeOut: io.writeOut,
+        writeStatus: io.stderrIsTty ? io.writeErr : undefined,
+        logger,
+        statusIntervalMs: io.stderrIsTty ? 1000 : 10_000,
+        now: () => performance.now(),
+        setInterval: (callback, ms) => setInterval(callback, ms),
+        clearInterval: (handle) => clearInterval(handle as ReturnType<typeof setInterval>),
+      });
+  }
+}
+
+const execFileAsync = promisify(execFile);
+
+/**
+ * Throws the EnvironmentError of the first failed required check. With `loadModules`, first
+ * tries `modprobe` for required modules that are missing (as targetcli does), then re-checks.
+ */
+async function requireEnvironment(logger: Logger, loadModules: boolean): Promise<void> {
+  let report: EnvironmentReport = await checkEnvironment();
+  const modules = missingModules(report);
+  const isRoot = report.checks.some((check) => check.id === 'root' && check.ok);
+  if (loadModules && isRoot && modules.length > 0) {
+    try {
+      await execFileAsync('modprobe', ['-a', ...modules]);
+      logger.info({ modules }, `loaded kernel modules ${modules.join(', ')}`);
+    } catch (error) {
+      logger.warn({ err: error, modules }, `modprobe ${modules.join(' ')} failed`);
+    }
+    report = await checkEnvironment();
+  }
+  const error = environmentError(report);
+  if (error) throw error;
+}
+
+interface StopSignals {
+  /** Resolves with the first SIGINT/SIGTERM. */
+  signal: Promise<string>;
+  release(): void;
+}
+
+/** First SIGINT/SIGTERM: clean stop. A second one while stopping: exit at once, saying what is left. */
+function catchStopSignals(io: ProcessIo): StopSignals {
+  let received: string | undefined;
+  let resolveSignal!: (signal: string) => void;
+  const signal = new Promise<string>((resolve) => {
+    resolveSignal = resolve;
+  });
+  const onSignal = (name: NodeJS.Signals) => {
+    if (received === undefined) {
+      received = name;
+      resolveSignal(name);
+      return;
+    }
+    io.writeErr(
+      `\ntcmufile: ${name} again: exiting without cleanup; run \`tcmufile cleanup\` to remove what is left\n`,
+    );
+    process.exit(ExitCode.internal);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  return {
+    signal,
+    release() {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    },
+  };
+}
+
+function readVersion(): string {
+  // ../package.json from both src/main.ts and dist/cli.js.
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
+    version: string;
+  };
+  return pkg.version;
+}
