@@ -10,7 +10,7 @@ import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { type Device, openDevice } from '@tcmu/device';
+import { type Device, openDevice, Target } from '@tcmu/device';
 import { MemoryBackend } from '@tcmu/scsi';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -131,8 +131,10 @@ describe('sg3_utils against a 512-byte device', () => {
     await closeAndCheck(device);
   });
 
-  it('asks the kernel for the queue depth', async () => {
-    expect((await readFile(`${device.backstorePath}/attrib/queue_depth`, 'utf8')).trim()).toBe('128');
+  it('runs at the kernel queue depth', async () => {
+    // TCMU fixes hw_queue_depth at 128 (tcmu_configure_device); the ring's bound matches it.
+    expect((await readFile(`${device.backstorePath}/attrib/hw_queue_depth`, 'utf8')).trim()).toBe('128');
+    expect(device.queueDepth).toBe(128);
   });
 
   it('makes the node with the disk numbers', async () => {
@@ -358,6 +360,41 @@ describe('several devices', () => {
   });
 });
 
+describe('several LUNs on one loopback target', () => {
+  it('two devices as LUN 0 and 1 of one Target get their own disks; target.close removes it all', async () => {
+    const target = await Target.open({ name: 'e2e-target' });
+    const a = await target.openDevice({
+      name: 'e2e-lun-a',
+      backend: new MemoryBackend({ blockSize: 512, blockCount: 16384 }),
+    });
+    const b = await target.openDevice({
+      name: 'e2e-lun-b',
+      backend: new MemoryBackend({ blockSize: 512, blockCount: 32768 }),
+    });
+    const footprints = [a, b].map((d) => ({
+      name: d.name,
+      hba: d.hba,
+      luns: d.luns,
+      uioPath: d.uioPath,
+      diskName: d.disk?.name,
+    }));
+    try {
+      expect(a.luns[0]!.lun).toBe(0);
+      expect(b.luns[0]!.lun).toBe(1);
+      expect(a.diskPath).not.toBe(b.diskPath);
+      expect((await ok('blockdev', ['--getsize64', a.diskPath!])).trim()).toBe(String(16384 * 512));
+      expect((await ok('blockdev', ['--getsize64', b.diskPath!])).trim()).toBe(String(32768 * 512));
+      await sh(`head -c 65536 /dev/urandom > ${scratch}/lun-a`);
+      await sh(`dd if=${scratch}/lun-a of=${a.diskPath} bs=64k oflag=direct status=none`);
+      await sh(`dd if=${a.diskPath} of=${scratch}/lun-a.back bs=64k count=1 iflag=direct status=none`);
+      await ok('cmp', [`${scratch}/lun-a`, `${scratch}/lun-a.back`]);
+    } finally {
+      await target.close({ drainTimeoutMs: 10_000 });
+    }
+    for (const footprint of footprints) expect(await leftovers(footprint)).toEqual([]);
+  });
+});
+
 describe('iSCSI', () => {
   it('the same LUN on 127.0.0.1:3260 answers iscsi-inq and iscsi-readcapacity16', async () => {
     const device = await serve('e2e-iscsi', 512, 32 << 20, {
@@ -369,8 +406,8 @@ describe('iSCSI', () => {
       const inq = await ok('iscsi-inq', [url]);
       expect(inq).toMatch(/Peripheral Device Type/i);
       const cap = await ok('iscsi-readcapacity16', [url]);
-      expect(cap).toMatch(/Logical block length:\s*512/i);
-      expect(cap).toMatch(/Last LBA:\s*65535/i);
+      expect(cap).toMatch(/LOGICAL BLOCK LENGTH IN BYTES:\s*512/);
+      expect(cap).toMatch(/RETURNED LOGICAL BLOCK ADDRESS:\s*65535/);
       // the loopback disk of the same LUN still works
       await ok('sg_inq', [device.diskPath!]);
     } finally {

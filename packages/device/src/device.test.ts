@@ -74,6 +74,26 @@ describe('openDevice', () => {
     expect(await readdir(harness.nodeDir)).toEqual([]);
   });
 
+  it('applies the unit options and logs through the injected logger', async () => {
+    const lines: string[] = [];
+    const log = (obj: object, msg?: string) => {
+      lines.push(msg ?? JSON.stringify(obj));
+    };
+    const device = await open({
+      unit: { vendor: 'ACME', product: 'Widget', revision: '0042' },
+      logger: { debug: log, info: log, warn: log, error: log },
+    });
+    try {
+      const std = await harness.submit(device, { cdb: inquiry(), dataInLength: 96 });
+      expect(ascii(std.dataIn.subarray(8, 16))).toBe('ACME    ');
+      expect(ascii(std.dataIn.subarray(16, 32))).toBe('Widget          ');
+      expect(ascii(std.dataIn.subarray(32, 36))).toBe('0042');
+      expect(lines).toContain('device ready');
+    } finally {
+      await device.close();
+    }
+  });
+
   it('emits ready to listeners attached before open()', async () => {
     const device = createDevice({ name: 'vol0', backend: memory(), platform: harness.platform });
     const events: string[] = [];

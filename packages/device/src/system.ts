@@ -67,7 +67,9 @@ export function systemPlatform(options: SystemPlatformOptions = {}): DevicePlatf
 
     async setQueueDepth(backstore, depth) {
       // Writable after enable and before the first export, at most hw_queue_depth.
+      // Kernels whose TCMU devices have only passthrough attributes (6.1) lack it.
       const attrib = `${backstore.path}/attrib`;
+      if (!(await fs.exists(`${attrib}/queue_depth`))) return undefined;
       const hw = Number((await fs.readFile(`${attrib}/hw_queue_depth`).catch(() => '')).trim());
       const limit = Number.isSafeInteger(hw) && hw > 0 ? hw : TCMU_HW_QUEUE_DEPTH;
       const wanted = Math.min(depth, limit);
