@@ -1,6 +1,7 @@
 // The ring against the real target_core_user (run inside the VM): a TCMU
 // backstore made by hand through configfs, exported as /dev/sdX by tcm_loop,
-// served by TcmuRing + the RAM-disk fixture, probed with sg3_utils and dd.
+// served by TcmuRing with the RAM-disk fixture and with @tcmu/scsi, probed
+// with sg3_utils (sg_inq, sg_readcap, sg_raw for the conformance cases) and dd.
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
@@ -10,6 +11,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TcmuRing } from '../../packages/ring/src/index.js';
+import { LogicalUnit, MemoryBackend } from '../../packages/scsi/src/index.js';
 import {
   type ConformanceDriver,
   type ConformanceResult,
@@ -19,19 +21,8 @@ import {
 
 const run = promisify(execFile);
 const CFS = '/sys/kernel/config/target';
-const HBA = 'user_73';
-const NAME = 'ringtest';
 const BLOCK_SIZE = 512;
 const BLOCKS = 65536; // 32 MiB
-const WWN = 'naa.5001405a1b2c3d01';
-const INITIATOR = 'naa.5001405a1b2c3d0f';
-const backstore = join(CFS, 'core', HBA, NAME);
-const tpg = join(CFS, 'loopback', WWN, 'tpgt_1');
-
-let ring: TcmuRing;
-let disk: string;
-let work: string;
-const commandsSeen = new Set<number>();
 
 /** Writes a configfs attribute asynchronously: the kernel may call back into our ring meanwhile. */
 async function attr(path: string, value: string): Promise<void> {
@@ -46,107 +37,97 @@ async function findUio(expectedName: string): Promise<string> {
   throw new Error(`no UIO device named ${expectedName}`);
 }
 
-async function findDisk(): Promise<string> {
-  const host = (await readFile(join(tpg, 'address'), 'utf8')).trim().split(':')[0];
-  const dir = `/sys/class/scsi_host/host${host}/device/target${host}:0:1/${host}:0:1:0/block`;
-  for (let i = 0; i < 300; i++) {
-    if (existsSync(dir)) {
-      const [name] = await readdir(dir);
-      if (name && existsSync(`/dev/${name}`)) return `/dev/${name}`;
-    }
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  throw new Error(`the SCSI disk did not appear under ${dir}`);
+interface KernelDisk {
+  ring: TcmuRing;
+  /** /dev/sdX */
+  disk: string;
+  /** a scratch directory in the guest */
+  work: string;
+  /** first CDB byte of every command served */
+  opcodesSeen: Set<number>;
 }
 
-beforeAll(async () => {
-  work = await mkdtemp(join(tmpdir(), 'ring-kernel-'));
-  await mkdir(backstore, { recursive: true });
-  await attr(
-    join(backstore, 'control'),
-    `dev_config=tcmu-node-test/x,dev_size=${BLOCKS * BLOCK_SIZE},hw_block_size=${BLOCK_SIZE},nl_reply_supported=-1`,
-  );
-  await attr(join(backstore, 'attrib', 'tmr_notification'), '1').catch(() => {});
-  await attr(join(backstore, 'enable'), '1');
-  const uio = await findUio(`tcm-user/${HBA.slice(5)}/${NAME}/tcmu-node-test/x`);
-  // Map and serve before linking the LUN: the link triggers the SCSI scan.
-  ring = TcmuRing.open({ uioPath: uio });
-  ring.on('error', (error) => {
-    throw error;
-  });
-  const ramDisk = createRamDisk({ blockSize: BLOCK_SIZE, blocks: BLOCKS });
-  ring.on('command', (command) => {
-    commandsSeen.add(command.cdb[0]!);
-    ramDisk.handle(ring, command);
-  });
-  await mkdir(tpg, { recursive: true });
-  await attr(join(tpg, 'nexus'), INITIATOR);
-  await mkdir(join(tpg, 'lun', 'lun_0'));
-  await symlink(backstore, join(tpg, 'lun', 'lun_0', NAME));
-  disk = await findDisk();
-});
+/**
+ * Registers beforeAll/afterAll that build a TCMU backstore by hand
+ * (core/user_<hba>/<name>, control, enable), open its ring, serve it with
+ * `serve`, then export it through tcm_loop (nexus, lun_0, symlink) and wait
+ * for /dev/sdX; teardown in reverse.
+ */
+function useKernelDisk(hba: number, wwnSuffix: string, serve: (ring: TcmuRing) => void): KernelDisk {
+  const name = `ringtest${hba}`;
+  const backstore = join(CFS, 'core', `user_${hba}`, name);
+  const wwn = `naa.5001405a1b2c${wwnSuffix}1`;
+  const tpg = join(CFS, 'loopback', wwn, 'tpgt_1');
+  const lun = join(tpg, 'lun', 'lun_0');
+  const state = { opcodesSeen: new Set<number>() } as KernelDisk;
 
-afterAll(async () => {
-  if (existsSync(join(tpg, 'lun', 'lun_0', NAME))) await unlink(join(tpg, 'lun', 'lun_0', NAME));
-  if (existsSync(join(tpg, 'lun', 'lun_0'))) await rmdir(join(tpg, 'lun', 'lun_0'));
-  if (existsSync(tpg)) {
-    await attr(join(tpg, 'nexus'), 'NULL').catch(() => {});
-    await rmdir(tpg);
-    await rmdir(join(CFS, 'loopback', WWN));
-  }
-  const closed = await ring?.close({ drainTimeoutMs: 5000 });
-  expect(closed?.abandoned ?? []).toEqual([]);
-  if (existsSync(backstore)) await rmdir(backstore);
-  if (existsSync(join(CFS, 'core', HBA))) await rmdir(join(CFS, 'core', HBA));
-  if (work) await rm(work, { recursive: true, force: true });
-});
-
-describe('TCMU ring on the real kernel', () => {
-  it('reads the capabilities of this kernel from the mailbox', () => {
-    // Debian 6.1 sets OOOC, READ_LEN, TMR and KEEP_BUF.
-    expect(ring.flags).toEqual({ ooo: true, readLen: true, tmr: true, keepBuf: true });
-    expect(ring.cmdrOffset).toBe(128);
-    expect(ring.cmdrSize).toBe(8 * 1024 * 1024 - 128);
+  beforeAll(async () => {
+    state.work = await mkdtemp(join(tmpdir(), 'ring-kernel-'));
+    await mkdir(backstore, { recursive: true });
+    await attr(
+      join(backstore, 'control'),
+      `dev_config=tcmu-node-test/x,dev_size=${BLOCKS * BLOCK_SIZE},hw_block_size=${BLOCK_SIZE},nl_reply_supported=-1`,
+    );
+    await attr(join(backstore, 'enable'), '1');
+    const uio = await findUio(`tcm-user/${hba}/${name}/tcmu-node-test/x`);
+    // Map and serve before linking the LUN: the link triggers the SCSI scan.
+    state.ring = TcmuRing.open({ uioPath: uio });
+    state.ring.on('error', (error) => {
+      throw error;
+    });
+    state.ring.on('command', (command) => state.opcodesSeen.add(command.cdb[0]!));
+    serve(state.ring);
+    await mkdir(tpg, { recursive: true });
+    await attr(join(tpg, 'nexus'), `naa.5001405a1b2c${wwnSuffix}f`);
+    await mkdir(lun);
+    await symlink(backstore, join(lun, name));
+    const host = (await readFile(join(tpg, 'address'), 'utf8')).trim().split(':')[0];
+    const dir = `/sys/class/scsi_host/host${host}/device/target${host}:0:1/${host}:0:1:0/block`;
+    for (let i = 0; i < 300 && !state.disk; i++) {
+      const [block] = existsSync(dir) ? await readdir(dir) : [];
+      if (block && existsSync(`/dev/${block}`)) state.disk = `/dev/${block}`;
+      else await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    if (!state.disk) throw new Error(`the SCSI disk did not appear under ${dir}`);
   });
 
-  it('served the kernel SCSI scan (INQUIRY, READ CAPACITY...)', () => {
-    expect(commandsSeen.has(0x12)).toBe(true);
-    expect(commandsSeen.has(0x25) || commandsSeen.has(0x9e)).toBe(true);
+  afterAll(async () => {
+    if (existsSync(join(lun, name))) await unlink(join(lun, name));
+    if (existsSync(lun)) await rmdir(lun);
+    if (existsSync(tpg)) {
+      await attr(join(tpg, 'nexus'), 'NULL').catch(() => {});
+      await rmdir(tpg);
+      await rmdir(join(CFS, 'loopback', wwn));
+    }
+    const closed = await state.ring?.close({ drainTimeoutMs: 5000 });
+    expect(closed?.abandoned ?? []).toEqual([]);
+    if (existsSync(backstore)) await rmdir(backstore);
+    if (existsSync(join(CFS, 'core', `user_${hba}`))) await rmdir(join(CFS, 'core', `user_${hba}`));
+    if (state.work) await rm(state.work, { recursive: true, force: true });
   });
 
-  it('sg_inq reports our standard INQUIRY data', async () => {
-    const { stdout } = await run('sg_inq', [disk]);
-    expect(stdout).toMatch(/Vendor identification: NODETCMU/);
-    expect(stdout).toMatch(/Product identification: RING RAM DISK/);
-    expect(stdout).toMatch(/PQual=0\s+PDT=0/);
-  });
+  return state;
+}
 
-  it('sg_readcap -l reports the capacity', async () => {
-    const { stdout } = await run('sg_readcap', ['-l', disk]);
-    expect(stdout).toMatch(new RegExp(`Last LBA=${BLOCKS - 1} `));
-    expect(stdout).toMatch(/Logical block length=512 bytes/);
-  });
-
-  it('O_DIRECT dd write, read back and compare (4 MiB)', async () => {
-    const pattern = randomBytes(4 << 20);
-    await writeFile(join(work, 'pattern'), pattern);
-    const source = join(work, 'pattern');
-    const target = join(work, 'back');
-    await run('dd', [`if=${source}`, `of=${disk}`, 'bs=1M', 'seek=1', 'oflag=direct', 'status=none']);
-    await run('dd', [
-      `if=${disk}`,
-      `of=${target}`,
-      'bs=64k',
-      'skip=16',
-      'count=64',
-      'iflag=direct',
-      'status=none',
-    ]);
-    const back = await readFile(join(work, 'back'));
-    expect(back.length).toBe(pattern.length);
-    expect(Buffer.compare(back, pattern)).toBe(0);
-  });
-});
+async function ddRoundTrip(target: KernelDisk): Promise<void> {
+  const pattern = randomBytes(4 << 20);
+  const source = join(target.work, 'pattern');
+  const back = join(target.work, 'back');
+  await writeFile(source, pattern);
+  await run('dd', [`if=${source}`, `of=${target.disk}`, 'bs=1M', 'seek=1', 'oflag=direct', 'status=none']);
+  await run('dd', [
+    `if=${target.disk}`,
+    `of=${back}`,
+    'bs=64k',
+    'skip=16',
+    'count=64',
+    'iflag=direct',
+    'status=none',
+  ]);
+  const read = await readFile(back);
+  expect(read.length).toBe(pattern.length);
+  expect(Buffer.compare(read, pattern)).toBe(0);
+}
 
 /**
  * sg3_utils prints sense as "Raw sense data (in hex)[, sb_len=N]:" followed by
@@ -167,10 +148,11 @@ function parseRawSense(stderr: string): Uint8Array {
 }
 
 /** Submits CDBs through SG_IO (sg_raw) on the exported disk. */
-const kernelDriver: ConformanceDriver = {
+const sgRawDriver = (target: KernelDisk): ConformanceDriver => ({
   blockSize: BLOCK_SIZE,
   blocks: BLOCKS,
   async submit(request): Promise<ConformanceResult> {
+    const { work, disk } = target;
     const out = join(work, `out-${Math.random().toString(16).slice(2)}`);
     const input = join(work, `in-${Math.random().toString(16).slice(2)}`);
     const args = ['-v', '-t', '60'];
@@ -196,10 +178,97 @@ const kernelDriver: ConformanceDriver = {
     await rm(input, { force: true });
     return { status, sense, dataIn };
   },
-};
+});
 
-describe('ring conformance on the real kernel (sg_raw)', () => {
-  for (const testCase of ringConformanceCases) {
-    it(testCase.name, () => testCase.run(kernelDriver));
-  }
+describe('TCMU ring on the real kernel, served by the RAM-disk fixture', () => {
+  const target = useKernelDisk(73, 'd0', (ring) =>
+    createRamDisk({ blockSize: BLOCK_SIZE, blocks: BLOCKS }).serve(ring),
+  );
+
+  it('reads the capabilities of this kernel from the mailbox', () => {
+    // Debian 6.1 sets OOOC, READ_LEN, TMR and KEEP_BUF.
+    expect(target.ring.flags).toEqual({ ooo: true, readLen: true, tmr: true, keepBuf: true });
+    expect(target.ring.cmdrOffset).toBe(128);
+    expect(target.ring.cmdrSize).toBe(8 * 1024 * 1024 - 128);
+  });
+
+  it('served the kernel SCSI scan (INQUIRY, READ CAPACITY...)', () => {
+    expect(target.opcodesSeen.has(0x12)).toBe(true);
+    expect(target.opcodesSeen.has(0x25) || target.opcodesSeen.has(0x9e)).toBe(true);
+  });
+
+  it('sg_inq reports our standard INQUIRY data', async () => {
+    const { stdout } = await run('sg_inq', [target.disk]);
+    expect(stdout).toMatch(/Vendor identification: NODETCMU/);
+    expect(stdout).toMatch(/Product identification: RING RAM DISK/);
+    expect(stdout).toMatch(/PQual=0\s+PDT=0/);
+  });
+
+  it('sg_readcap -l reports the capacity', async () => {
+    const { stdout } = await run('sg_readcap', ['-l', target.disk]);
+    expect(stdout).toMatch(new RegExp(`Last LBA=${BLOCKS - 1} `));
+    expect(stdout).toMatch(/Logical block length=512 bytes/);
+  });
+
+  it('O_DIRECT dd write, read back and compare (4 MiB)', () => ddRoundTrip(target));
+
+  describe('conformance through sg_raw', () => {
+    for (const testCase of ringConformanceCases) {
+      it(testCase.name, () => testCase.run(sgRawDriver(target)));
+    }
+  });
+});
+
+/** The emulation from @tcmu/scsi behind the ring (the direction comes from its opcode table). */
+function serveWithScsi(ring: TcmuRing): void {
+  const unit = new LogicalUnit({
+    backend: new MemoryBackend({ blockSize: BLOCK_SIZE, blockCount: BLOCKS }),
+    config: { vendor: 'NODETCMU', product: 'RING SCSI' },
+    powerOnUnitAttention: false,
+  });
+  ring.on('command', (command) => {
+    const slot = unit.table.resolve(command.cdb);
+    const direction = 'entry' in slot ? slot.entry.direction : 'unknown';
+    const dataIn = direction === 'in' || direction === 'bidi' || direction === 'unknown';
+    const dataOut = direction === 'out' || direction === 'bidi';
+    void unit
+      .execute({
+        cdb: command.cdb,
+        signal: command.signal,
+        ...(dataOut ? { dataOut: command.dataOut() } : {}),
+        ...(dataIn ? { dataInLength: command.dataInLength } : {}),
+      })
+      .then((result) => {
+        ring.complete(command, {
+          status: result.status,
+          ...(result.sense ? { sense: result.sense.subarray(0, 96) } : {}),
+          ...(result.dataIn ? { dataIn: result.dataIn } : {}),
+          ...(dataIn ? { readLen: result.dataIn?.length ?? 0 } : {}),
+        });
+      });
+  });
+}
+
+describe('TCMU ring on the real kernel, served by @tcmu/scsi', () => {
+  const target = useKernelDisk(74, 'e0', serveWithScsi);
+
+  it('sg_inq reports the emulated INQUIRY data', async () => {
+    const { stdout } = await run('sg_inq', [target.disk]);
+    expect(stdout).toMatch(/Vendor identification: NODETCMU/);
+    expect(stdout).toMatch(/Product identification: RING SCSI/);
+  });
+
+  it('sg_readcap -l reports the capacity', async () => {
+    const { stdout } = await run('sg_readcap', ['-l', target.disk]);
+    expect(stdout).toMatch(new RegExp(`Last LBA=${BLOCKS - 1} `));
+    expect(stdout).toMatch(/Logical block length=512 bytes/);
+  });
+
+  it('O_DIRECT dd write, read back and compare (4 MiB)', () => ddRoundTrip(target));
+
+  describe('conformance through sg_raw', () => {
+    for (const testCase of ringConformanceCases) {
+      it(testCase.name, () => testCase.run(sgRawDriver(target)));
+    }
+  });
 });

@@ -1,3 +1,6 @@
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ABI } from './abi.js';
@@ -10,7 +13,7 @@ import {
   RingClosedError,
   RingUsageError,
 } from './errors.js';
-import { TcmuRing } from './ring.js';
+import { readUioMapSize, TcmuRing } from './ring.js';
 import {
   createRamDisk,
   KERNEL_FLAGS,
@@ -615,5 +618,19 @@ describe('close and reopen', () => {
     await until(() => expect(errors.length).toBe(1));
     expect(errors[0]!.name).toBe('NativeError');
     expect((errors[0] as NativeError).code).toBe('EOF');
+  });
+});
+
+describe('readUioMapSize', () => {
+  it('parses maps/map0/size (hex) for /dev/uioN and rejects what it cannot use', () => {
+    const root = mkdtempSync(join(tmpdir(), 'uio-sysfs-'));
+    cleanups.push(async () => rmSync(root, { recursive: true, force: true }));
+    mkdirSync(join(root, 'uio3', 'maps', 'map0'), { recursive: true });
+    writeFileSync(join(root, 'uio3', 'maps', 'map0', 'size'), '0x40800000\n');
+    expect(readUioMapSize('/dev/uio3', root)).toBe(0x40800000);
+    expect(() => readUioMapSize('/dev/sda', root)).toThrow(RingUsageError);
+    expect(() => readUioMapSize('/dev/uio4', root)).toThrow(expect.objectContaining({ code: 'ENOENT' }));
+    writeFileSync(join(root, 'uio3', 'maps', 'map0', 'size'), 'garbage');
+    expect(() => readUioMapSize('/dev/uio3', root)).toThrow(MailboxError);
   });
 });
