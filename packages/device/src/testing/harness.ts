@@ -1,7 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { FakeKernel } from '../../../configfs/src/testing/index.js'; // TEMP until @tcmu/configfs/testing is exported
+import { FakeKernel } from '@tcmu/configfs/testing';
 import { TcmuRing } from '@tcmu/ring';
 import {
   KernelSimulator,
