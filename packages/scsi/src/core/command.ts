@@ -48,7 +48,7 @@ export interface CommandContext<F = unknown> {
  */
 export type CommandHandler<F = unknown> = (
   ctx: CommandContext<F>,
-) => Uint8Array | undefined | void | Promise<Uint8Array | undefined | void>;
+) => Uint8Array | undefined | Promise<Uint8Array | undefined>;
 
 /** One row of the opcode table: drives parsing, dispatch, validation and REPORT SUPPORTED OPERATION CODES. */
 export interface OpcodeEntry<F = unknown> {

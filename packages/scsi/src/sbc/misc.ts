@@ -21,17 +21,18 @@ export interface PreventAllowFields {
   readonly prevent: number;
 }
 
-function startStopUnit(ctx: CommandContext<StartStopUnitFields>): void | Promise<void> {
+function startStopUnit(ctx: CommandContext<StartStopUnitFields>): undefined | Promise<undefined> {
   const unit = ctx.unit as LogicalUnit;
   const f = ctx.fields;
   if (f.start) {
     unit.stopped = false; // START=1 (with LOEJ: load) makes the medium ready
-    return;
+    return undefined;
   }
   // SBC-4 5.25: unloading while removal is prevented fails.
   if (f.loadEject && unit.mediumRemovalPrevented) throw new ScsiCheckCondition('MEDIUM_REMOVAL_PREVENTED');
-  const stop = () => {
+  const stop = (): undefined => {
     unit.stopped = true;
+    return undefined;
   };
   if (f.noFlush) return stop();
   const flushed = flushBackend(unit, ctx.signal);
@@ -40,7 +41,7 @@ function startStopUnit(ctx: CommandContext<StartStopUnitFields>): void | Promise
     if (isPromise(flushed)) {
       stop();
       flushed.catch((error: unknown) => unit.logger.error({ err: error }, 'START STOP UNIT flush failed'));
-      return;
+      return undefined;
     }
     return stop();
   }
@@ -100,6 +101,7 @@ export const preventAllowEntry: OpcodeEntry<PreventAllowFields> = {
   },
   handler(ctx) {
     (ctx.unit as LogicalUnit).setMediumRemovalPrevented(ctx.nexus, ctx.fields.prevent === 1);
+    return undefined;
   },
   timeouts: { nominal: 1, recommended: 5 },
 };

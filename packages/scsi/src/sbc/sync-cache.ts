@@ -16,7 +16,7 @@ export const SYNCHRONIZE_CACHE_10 = 0x35;
 export const SYNCHRONIZE_CACHE_16 = 0x91;
 
 /** The backend flushes everything; the range is validated (SBC-4 5.27: LBA OUT OF RANGE). */
-function synchronizeCache(ctx: CommandContext<SyncCacheFields>): void | Promise<void> {
+function synchronizeCache(ctx: CommandContext<SyncCacheFields>): undefined | Promise<undefined> {
   const { lba, blocks, immediate } = ctx.fields;
   const unit = ctx.unit;
   checkLbaRange(unit, lba, blocks);
@@ -32,9 +32,10 @@ function synchronizeCache(ctx: CommandContext<SyncCacheFields>): void | Promise<
     } catch (error) {
       unit.logger.error({ err: error }, 'SYNCHRONIZE CACHE (IMMED) failed');
     }
-    return;
+    return undefined;
   }
-  return flushBackend(unit, ctx.signal);
+  const flushed = flushBackend(unit, ctx.signal);
+  return isPromise(flushed) ? flushed.then(() => undefined) : undefined;
 }
 
 export const syncCacheCommands: OpcodeEntry<SyncCacheFields>[] = [

@@ -79,10 +79,10 @@ async function verifyMedium(
   }
 }
 
-async function verify(ctx: CommandContext<VerifyFields>): Promise<void> {
+async function verify(ctx: CommandContext<VerifyFields>): Promise<undefined> {
   const { lba, blocks, byteCheck } = ctx.fields;
   const unit = ctx.unit;
-  if (blocks === 0) return;
+  if (blocks === 0) return undefined;
   const expected = ctx.dataOut;
   const blockSize = unit.backend.blockSize;
   let compare: ((chunk: Uint8Array, byteOffset: number) => number) | undefined;
@@ -105,12 +105,13 @@ async function verify(ctx: CommandContext<VerifyFields>): Promise<void> {
   await withRangeLock(unit, lba, blocks, 'shared', () =>
     verifyMedium(unit, lba, blocks, ctx.signal, compare),
   );
+  return undefined;
 }
 
-async function writeAndVerify(ctx: CommandContext<VerifyFields>): Promise<void> {
+async function writeAndVerify(ctx: CommandContext<VerifyFields>): Promise<undefined> {
   const { lba, blocks, byteCheck } = ctx.fields;
   const unit = ctx.unit;
-  if (blocks === 0) return;
+  if (blocks === 0) return undefined;
   const data = ctx.dataOut;
   await withRangeLock(unit, lba, blocks, 'shared', async () => {
     // The verification reads the medium, so the data must be on it first.
@@ -121,6 +122,7 @@ async function writeAndVerify(ctx: CommandContext<VerifyFields>): Promise<void> 
       return at < 0 ? -1 : byteOffset + at;
     });
   });
+  return undefined;
 }
 
 function verifyDataOutLength(lengthByte: number) {
