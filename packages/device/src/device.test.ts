@@ -557,6 +557,17 @@ describe('several devices', () => {
     expect(await leftovers()).toEqual([]);
   });
 
+  it('opens devices concurrently on distinct HBAs', async () => {
+    const devices = await Promise.all(['c0', 'c1', 'c2'].map((name) => open({ name })));
+    try {
+      expect(new Set(devices.map((d) => d.hba)).size).toBe(3);
+      expect(new Set(devices.map((d) => d.diskPath)).size).toBe(3);
+    } finally {
+      await Promise.all(devices.map((d) => d.close()));
+    }
+    expect(await leftovers()).toEqual([]);
+  });
+
   it('hosts several LUNs on one loopback Target', async () => {
     const target = await Target.open({ name: 'shared', platform: harness.platform });
     const [d0, d1] = await Promise.all([

@@ -5,7 +5,7 @@ import { loopbackWwn, validateName } from './identity.js';
 import { type OpenDeviceOptions, resolveOptions } from './options.js';
 import type { DevicePlatform, TargetRef } from './platform.js';
 import { createEmulation } from './scsi.js';
-import { systemPlatform } from './system.js';
+import { defaultPlatform } from './system.js';
 
 /**
  * Validates the options and builds the device without touching the system;
@@ -42,7 +42,7 @@ function build(
     blockSize: resolved.blockSize,
     hwMaxSectors: resolved.hwMaxSectors,
   });
-  const platform = attach?.platform ?? options.platform ?? systemPlatform();
+  const platform = attach?.platform ?? options.platform ?? defaultPlatform();
   return new Device(resolved, emulation, platform, attach && { target: attach.target, lun: attach.lun });
 }
 
@@ -84,7 +84,7 @@ export class Target {
   static async open(options: OpenTargetOptions = {}): Promise<Target> {
     const seed =
       options.name === undefined ? `random ${Math.random()} ${Date.now()}` : validateName(options.name);
-    const platform = options.platform ?? systemPlatform();
+    const platform = options.platform ?? defaultPlatform();
     const ref = await platform.createTarget({
       type: 'loopback',
       wwn: options.wwn ?? loopbackWwn(seed, 'target'),

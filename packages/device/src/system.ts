@@ -150,6 +150,17 @@ export function systemPlatform(options: SystemPlatformOptions = {}): DevicePlatf
   } satisfies DevicePlatform;
 }
 
+let shared: DevicePlatform | undefined;
+
+/**
+ * The process-wide real platform: one TargetManager, so concurrent
+ * openDevice() calls are serialized where they pick free HBA numbers.
+ */
+export function defaultPlatform(): DevicePlatform {
+  shared ??= systemPlatform();
+  return shared;
+}
+
 /** mkdir -p that reports which directories it made (so close() removes exactly those). */
 async function makeDirs(dir: string): Promise<string[]> {
   const missing: string[] = [];
