@@ -74,6 +74,19 @@ export interface OpcodeEntry<F = unknown> {
   /** Bytes of Data-Out the command expects (parameter list length / transfer length). */
   readonly dataOutLength?: (fields: F, unit: LogicalUnitState) => number;
   readonly handler: CommandHandler<F>;
+  /**
+   * Whether this unit offers the command (default: always). Both the
+   * dispatcher (INVALID COMMAND OPERATION CODE, or INVALID FIELD IN CDB at the
+   * service action when sibling service actions remain) and REPORT SUPPORTED
+   * OPERATION CODES read it, so the two views agree per unit.
+   */
+  readonly supported?: (unit: LogicalUnitState) => boolean;
+  /**
+   * The usage mask for this unit when its abilities turn optional CDB bits
+   * off (WRITE SAME's UNMAP bit without a discarding backend). Same length and
+   * byte 0 as `usage`; both the CDB check and REPORT SUPPORTED OPERATION CODES use it.
+   */
+  readonly usageFor?: (unit: LogicalUnitState) => readonly number[];
   /** Runs while a unit attention is pending (INQUIRY, REPORT LUNS, REQUEST SENSE: SAM-5 5.14). */
   readonly reportsNoUnitAttention?: boolean;
   /** Allowed during FORMAT UNIT (INQUIRY, REQUEST SENSE, REPORT LUNS...: SBC-4 4.34). */

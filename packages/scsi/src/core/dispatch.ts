@@ -31,7 +31,7 @@ export function dispatch(unit: LogicalUnit, request: CommandRequest): CommandRes
   if (signal?.aborted) return aborted(request);
   const cdb = request.cdb;
   const nexus = request.nexus ?? '';
-  const resolved = unit.table.resolve(cdb);
+  const resolved = unit.table.resolve(cdb, unit);
   const slot = resolved instanceof OpcodeSlot ? resolved : undefined;
   // SAM-5 5.14: every command but INQUIRY, REPORT LUNS and REQUEST SENSE reports a pending UA first.
   if (slot === undefined || !slot.entry.reportsNoUnitAttention) {
@@ -40,7 +40,7 @@ export function dispatch(unit: LogicalUnit, request: CommandRequest): CommandRes
   }
   if (slot === undefined) return fromCheckCondition(unit, request, resolved as ScsiCheckCondition);
   const entry = slot.entry;
-  const invalid = slot.checkCdb(cdb);
+  const invalid = slot.checkCdb(cdb, unit);
   if (invalid !== undefined) return fromCheckCondition(unit, request, invalid);
   // SBC-4 4.34: while a FORMAT UNIT runs, only the commands allowed during format run.
   if (unit.format.active && !entry.allowedDuringFormat) {

@@ -1,5 +1,5 @@
 import { be16 } from '../core/bytes.js';
-import type { OpcodeEntry } from '../core/command.js';
+import type { LogicalUnitState, OpcodeEntry } from '../core/command.js';
 import { ScsiCheckCondition, invalidCdbField } from '../core/errors.js';
 
 // biome-ignore lint/suspicious/noExplicitAny: a table mixes entries of different field types
@@ -46,6 +46,28 @@ export function serviceActionOf(cdb: Uint8Array): number | undefined {
 }
 
 /**
+ * The bits of each CDB byte that must be zero for `entry` under `usage`:
+ * reserved bits, minus the service action (matched by the lookup), the 0x7F
+ * ADDITIONAL CDB LENGTH (checked exactly) and NACA (checked first).
+ */
+function reservedBits(entry: AnyOpcodeEntry, usage: readonly number[], controlIndex: number): Uint8Array {
+  const length = entry.cdbLength;
+  const variable = entry.opcode === VARIABLE_LENGTH_OPCODE;
+  const reserved = new Uint8Array(length);
+  for (let i = 1; i < length; i++) reserved[i] = ~(usage[i] ?? 0) & 0xff;
+  if (entry.serviceAction !== undefined) {
+    if (variable) {
+      reserved[8] = 0;
+      reserved[9] = 0;
+    } else reserved[1]! &= ~0x1f;
+  }
+  if (variable) reserved[7] = 0;
+  // NACA is checked first, with its own pointer (SAM-5 5.11: no ACA support).
+  reserved[controlIndex]! &= ~0x04;
+  return reserved;
+}
+
+/**
  * One table row prepared for dispatch: the entry plus the bits of each CDB byte
  * that must be zero (reserved, per the usage mask) and where the control byte is.
  */
@@ -53,31 +75,28 @@ export class OpcodeSlot {
   readonly reserved: Uint8Array;
   readonly controlIndex: number;
   readonly mediumAccess: boolean;
+  /** Reserved bits per unit-specific usage mask (`usageFor`), by mask identity. */
+  readonly #reservedFor = new WeakMap<readonly number[], Uint8Array>();
 
   constructor(readonly entry: AnyOpcodeEntry) {
-    const length = entry.cdbLength;
-    const variable = entry.opcode === VARIABLE_LENGTH_OPCODE;
-    this.controlIndex = variable ? 1 : length - 1;
+    this.controlIndex = entry.opcode === VARIABLE_LENGTH_OPCODE ? 1 : entry.cdbLength - 1;
     this.mediumAccess = entry.mediumAccess ?? entry.writes ?? false;
-    const reserved = new Uint8Array(length);
-    for (let i = 1; i < length; i++) reserved[i] = ~(entry.usage[i] ?? 0) & 0xff;
-    // The service action was matched by the lookup; the 0x7F length byte is checked exactly.
-    if (entry.serviceAction !== undefined) {
-      if (variable) {
-        reserved[8] = 0;
-        reserved[9] = 0;
-      } else reserved[1]! &= ~0x1f;
-    }
-    if (variable) reserved[7] = 0;
-    // NACA is checked first, with its own pointer (SAM-5 5.11: no ACA support).
-    reserved[this.controlIndex]! &= ~0x04;
-    this.reserved = reserved;
+    this.reserved = reservedBits(entry, entry.usage, this.controlIndex);
   }
 
   /** The first reserved/unsupported bit set in the CDB, as INVALID FIELD IN CDB; or undefined. */
-  checkCdb(cdb: Uint8Array): ScsiCheckCondition | undefined {
+  checkCdb(cdb: Uint8Array, unit?: LogicalUnitState): ScsiCheckCondition | undefined {
     if (cdb[this.controlIndex]! & 0x04) return invalidCdbField(this.controlIndex, 2);
-    const reserved = this.reserved;
+    let reserved = this.reserved;
+    if (unit !== undefined && this.entry.usageFor !== undefined) {
+      const usage = this.entry.usageFor(unit);
+      let cached = this.#reservedFor.get(usage);
+      if (cached === undefined) {
+        cached = reservedBits(this.entry, usage, this.controlIndex);
+        this.#reservedFor.set(usage, cached);
+      }
+      reserved = cached;
+    }
     for (let i = 1; i < reserved.length; i++) {
       const bad = cdb[i]! & reserved[i]!;
       if (bad !== 0) return invalidCdbField(i, 31 - Math.clz32(bad));
@@ -85,6 +104,14 @@ export class OpcodeSlot {
     return undefined;
   }
 }
+
+/** Does `unit` offer the command (its `supported` predicate, default yes)? */
+export const isSupported = (entry: AnyOpcodeEntry, unit: LogicalUnitState): boolean =>
+  entry.supported === undefined || entry.supported(unit);
+
+/** The CDB usage mask `unit` honours for the command (`usageFor`, else `usage`). */
+export const usageFor = (entry: AnyOpcodeEntry, unit: LogicalUnitState): readonly number[] =>
+  entry.usageFor === undefined ? entry.usage : entry.usageFor(unit);
 
 /** Thrown when an entry is malformed (a programming error, at table construction). */
 export class OpcodeTableError extends Error {
@@ -140,6 +167,12 @@ export class OpcodeTable {
     return this.#byAction[opcode]?.get(serviceAction)?.entry;
   }
 
+  /** The entry for an opcode (and service action) if `unit` offers it (see OpcodeEntry.supported). */
+  getSupported(unit: LogicalUnitState, opcode: number, serviceAction?: number): AnyOpcodeEntry | undefined {
+    const entry = this.get(opcode, serviceAction);
+    return entry !== undefined && isSupported(entry, unit) ? entry : undefined;
+  }
+
   /** True when the opcode is dispatched by service action. */
   hasServiceActions(opcode: number): boolean {
     return this.#byAction[opcode] !== undefined;
@@ -158,6 +191,11 @@ export class OpcodeTable {
     return out;
   }
 
+  /** The entries `unit` offers, in opcode, then service action order. */
+  supportedEntries(unit: LogicalUnitState): AnyOpcodeEntry[] {
+    return this.entries().filter((entry) => isSupported(entry, unit));
+  }
+
   /** A copy that can be changed without affecting this table. */
   clone(): OpcodeTable {
     return new OpcodeTable(this.entries());
@@ -168,18 +206,25 @@ export class OpcodeTable {
    * OPERATION CODE for unknown opcodes, INVALID FIELD IN CDB at the service
    * action field for unknown service actions, and INVALID FIELD IN COMMAND
    * INFORMATION UNIT for CDBs shorter than the command (a transport error).
+   * With `unit`, commands it does not offer (OpcodeEntry.supported) count as unknown.
    */
-  resolve(cdb: Uint8Array): OpcodeSlot | ScsiCheckCondition {
+  resolve(cdb: Uint8Array, unit?: LogicalUnitState): OpcodeSlot | ScsiCheckCondition {
     if (cdb.length === 0) return badIu();
     const opcode = cdb[0]!;
     let slot = this.#plain[opcode];
-    if (!slot) {
+    if (slot) {
+      if (unit !== undefined && !isSupported(slot.entry, unit)) return invalidOpcode();
+    } else {
       const actions = this.#byAction[opcode];
       if (!actions) return invalidOpcode();
+      const offered = (s: OpcodeSlot | undefined): s is OpcodeSlot =>
+        s !== undefined && (unit === undefined || isSupported(s.entry, unit));
       const sa = serviceActionOf(cdb);
-      if (sa === undefined) return badIu();
-      slot = actions.get(sa);
-      if (!slot) {
+      slot = sa === undefined ? undefined : actions.get(sa);
+      if (!offered(slot)) {
+        // An opcode none of whose service actions this unit offers is unsupported as a whole.
+        if (![...actions.values()].some(offered)) return invalidOpcode();
+        if (sa === undefined) return badIu();
         const at = serviceActionLocation(opcode);
         return invalidCdbField(at.byte, at.bit);
       }

@@ -1,6 +1,8 @@
 import { be32, be64, putBe32, putBe64 } from '../core/bytes.js';
 import type { CommandContext, OpcodeEntry } from '../core/command.js';
 import { invalidCdbField } from '../core/errors.js';
+import type { LogicalUnit } from '../core/unit.js';
+import { provisioningAbilities } from '../spc/inquiry.js';
 
 export const READ_CAPACITY_10 = 0x25;
 export const SERVICE_ACTION_IN_16 = 0x9e;
@@ -37,8 +39,9 @@ function readCapacity16(ctx: CommandContext<ReadCapacity16Fields>): Uint8Array {
   putBe32(b, 8, backend.blockSize);
   b[13] = (backend.physicalBlockExponent ?? 0) & 0x0f; // LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT
   const lowestAligned = (unit.config.lowestAlignedLba ?? 0) & 0x3fff;
-  const thin = typeof backend.discard === 'function' && !unit.readOnly;
-  b[14] = (thin ? 0x80 : 0) | (thin && backend.unmappedReadsZero ? 0x40 : 0) | (lowestAligned >>> 8); // LBPME, LBPRZ
+  // LBPME/LBPRZ agree with VPD B2h: both derive from the commands the unit offers.
+  const p = provisioningAbilities(unit as LogicalUnit);
+  b[14] = (p.thin ? 0x80 : 0) | (p.readsZero ? 0x40 : 0) | (lowestAligned >>> 8); // LBPME, LBPRZ
   b[15] = lowestAligned & 0xff;
   return b;
 }

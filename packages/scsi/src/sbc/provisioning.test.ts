@@ -108,8 +108,18 @@ describe('WRITE SAME', () => {
   it('a zero block is written with writeZeroes when the backend is not thin', async () => {
     const { unit, backend } = makeUnit({ thin: false });
     expectGood(await run(unit, ws10(0, 4), { dataOut: filled(512, 3) }));
-    expectGood(await run(unit, ws10(0, 4, UNMAP), { dataOut: new Uint8Array(512) }));
+    expectGood(await run(unit, ws10(0, 4), { dataOut: new Uint8Array(512) }));
     expect(readBack(backend, 0, 4).every((b) => b === 0)).toBe(true);
+  });
+
+  it('UNMAP=1 without a discarding backend is INVALID FIELD IN CDB at the UNMAP bit (LBPWS=0)', async () => {
+    const { unit, backend } = makeUnit({ thin: false });
+    expectGood(await run(unit, ws10(0, 4), { dataOut: filled(512, 3) }));
+    const zero = { dataOut: new Uint8Array(512) };
+    expectCheck(await run(unit, ws10(0, 4, UNMAP), zero), 'INVALID_FIELD_IN_CDB', { byte: 1, bit: 3 });
+    expectCheck(await run(unit, ws16(0, 4, UNMAP), zero), 'INVALID_FIELD_IN_CDB', { byte: 1, bit: 3 });
+    expectCheck(await run(unit, ws32(0, 4, UNMAP), zero), 'INVALID_FIELD_IN_CDB', { byte: 10, bit: 3 });
+    expect(readBack(backend, 0, 4).every((b) => b === 3)).toBe(true);
   });
 
   it('a zero block on a backend without writeZeroes or discard is written block by block', async () => {

@@ -1,5 +1,5 @@
 import type { LbaExtent } from '../core/backend.js';
-import type { CommandContext, OpcodeEntry } from '../core/command.js';
+import type { CommandContext, LogicalUnitState, OpcodeEntry } from '../core/command.js';
 import { be16, be32, be64, putBe16, putBe32, putBe64 } from '../core/bytes.js';
 import { invalidCdbField, invalidParameterField, ScsiCheckCondition } from '../core/errors.js';
 import { checkLbaRange, flushBackend, writeBlocks } from '../core/io.js';
@@ -146,19 +146,30 @@ const writeSame = async (ctx: CommandContext<WriteSameFields>, l: WriteSameLayou
   }
 };
 
+/** The backend can deallocate blocks (LBPME): UNMAP and WRITE SAME's UNMAP bit depend on it. */
+export const canDeallocate = (unit: LogicalUnitState): boolean => unit.backend.discard !== undefined;
+
+const UNMAP_BIT = 0x08;
+
 const writeSameEntry = (
   base: Pick<
     OpcodeEntry<WriteSameFields>,
     'opcode' | 'serviceAction' | 'name' | 'cdbLength' | 'usage' | 'decode' | 'encode'
   >,
   l: WriteSameLayout,
-): OpcodeEntry<WriteSameFields> => ({
-  ...base,
-  direction: 'out',
-  dataOutLength: (f, unit) => (f.noDataOutBuffer ? 0 : unit.backend.blockSize),
-  handler: (ctx) => writeSame(ctx, l),
-  writes: true,
-});
+): OpcodeEntry<WriteSameFields> => {
+  // Without deallocation the UNMAP bit is not offered: INVALID FIELD IN CDB, and
+  // REPORT SUPPORTED OPERATION CODES shows it clear (SBC-4 5.48, LBPWS=0).
+  const withoutUnmap = base.usage.map((bits, i) => (i === l.flagsByte ? bits & ~UNMAP_BIT : bits));
+  return {
+    ...base,
+    direction: 'out',
+    usageFor: (unit) => (canDeallocate(unit) ? base.usage : withoutUnmap),
+    dataOutLength: (f, unit) => (f.noDataOutBuffer ? 0 : unit.backend.blockSize),
+    handler: (ctx) => writeSame(ctx, l),
+    writes: true,
+  };
+};
 
 const writeSame10 = writeSameEntry(
   {
@@ -322,8 +333,6 @@ export const encodeUnmapParameterList = (descriptors: readonly UnmapDescriptor[]
 const unmap = async (ctx: CommandContext<UnmapFields>): Promise<undefined> => {
   const { unit, fields: f, signal } = ctx;
   const backend = unit.backend;
-  // LBPU=0 in VPD B2h when the backend cannot deallocate (SBC-4 5.32.1).
-  if (backend.discard === undefined) throw new ScsiCheckCondition('INVALID_COMMAND_OPERATION_CODE');
   if (ctx.dataOut.length < f.parameterListLength) throw new ScsiCheckCondition('PARAMETER_LIST_LENGTH_ERROR');
   const descriptors = parseUnmapParameterList(ctx.dataOut.subarray(0, f.parameterListLength), {
     blockCount: backend.blockCount,
@@ -367,6 +376,8 @@ const unmapEntry: OpcodeEntry<UnmapFields> = {
   },
   dataOutLength: (f) => f.parameterListLength,
   handler: unmap,
+  // LBPU=0 in VPD B2h when the backend cannot deallocate (SBC-4 5.32.1).
+  supported: canDeallocate,
   writes: true,
 };
 

@@ -2,6 +2,7 @@ import { be16, putAscii, putBe16, putBe32, putBe64 } from '../core/bytes.js';
 import type { CommandContext, OpcodeEntry } from '../core/command.js';
 import { invalidCdbField } from '../core/errors.js';
 import type { LogicalUnit } from '../core/unit.js';
+import { usageFor } from '../opcodes/table.js';
 
 /** INQUIRY (SPC-5 6.7). */
 export interface InquiryFields {
@@ -71,7 +72,7 @@ export function standardInquiry(unit: LogicalUnit): Uint8Array {
   b[2] = 0x07; // VERSION: SPC-5
   b[3] = 0x10 | 0x02; // HISUP, RESPONSE DATA FORMAT 2
   b[4] = STANDARD_LENGTH - 5;
-  b[5] = unit.config.extendedCopy ? 0x08 : 0x00; // 3PC
+  b[5] = offers(unit, 0x83, 0x00) ? 0x08 : 0x00; // 3PC: EXTENDED COPY is offered
   b[7] = 0x02; // CMDQUE
   putAscii(b, 8, 8, unit.config.vendor);
   putAscii(b, 16, 16, unit.config.product);
@@ -159,26 +160,52 @@ const extendedInquiry: VpdBuilder = () => {
   return b;
 };
 
-const has = (unit: LogicalUnit, opcode: number, serviceAction?: number) =>
-  unit.table.get(opcode, serviceAction) !== undefined;
+/** Does the unit offer the command (its table row, and the row's `supported` predicate)? */
+const offers = (unit: LogicalUnit, opcode: number, serviceAction?: number) =>
+  unit.table.getSupported(unit, opcode, serviceAction) !== undefined;
 
-const canUnmap = (unit: LogicalUnit) => typeof unit.backend.discard === 'function' && !unit.readOnly;
+/** Does the unit offer WRITE SAME `opcode` with its UNMAP bit (the bit is in the unit's usage mask)? */
+const writeSameUnmaps = (unit: LogicalUnit, opcode: number, flagsByte: number): boolean => {
+  const entry = unit.table.getSupported(unit, opcode);
+  return entry !== undefined && (usageFor(entry, unit)[flagsByte]! & 0x08) !== 0;
+};
+
+/** What VPD B2h and READ CAPACITY(16) report, derived from the commands the unit offers. */
+export interface ProvisioningAbilities {
+  /** UNMAP is offered. */
+  readonly lbpu: boolean;
+  /** WRITE SAME(16) / WRITE SAME(10) accept UNMAP=1. */
+  readonly lbpws: boolean;
+  readonly lbpws10: boolean;
+  /** LBPME: logical block provisioning management (thin provisioning). */
+  readonly thin: boolean;
+  /** LBPRZ: deallocated blocks read as zeros. */
+  readonly readsZero: boolean;
+}
+
+export function provisioningAbilities(unit: LogicalUnit): ProvisioningAbilities {
+  const lbpu = offers(unit, 0x42);
+  const lbpws = writeSameUnmaps(unit, 0x93, 1);
+  const lbpws10 = writeSameUnmaps(unit, 0x41, 1);
+  const thin = lbpu || lbpws || lbpws10;
+  return { lbpu, lbpws, lbpws10, thin, readsZero: thin && unit.backend.unmappedReadsZero === true };
+}
 
 const blockLimits: VpdBuilder = (unit) => {
   const config = unit.config;
   const b = page(VpdPage.BLOCK_LIMITS, 0x3c);
   b[4] = 0x01; // WSNZ: WRITE SAME with NUMBER OF LOGICAL BLOCKS 0 is not supported
-  if (has(unit, 0x89)) b[5] = Math.min(0xff, config.maxCompareAndWriteBlocks);
+  if (offers(unit, 0x89)) b[5] = Math.min(0xff, config.maxCompareAndWriteBlocks);
   putBe16(b, 6, 1 << (unit.backend.physicalBlockExponent ?? 0));
   putBe32(b, 8, config.maxTransferBlocks);
   putBe32(b, 12, config.optimalTransferBlocks);
-  if (canUnmap(unit) && has(unit, 0x42)) {
+  if (offers(unit, 0x42)) {
     putBe32(b, 20, config.maxUnmapBlocks);
     putBe32(b, 24, config.maxUnmapDescriptors);
     putBe32(b, 28, config.unmapGranularity);
     b[32] = 0x80; // UGAVALID, alignment 0
   }
-  if (has(unit, 0x93) || has(unit, 0x41)) putBe64(b, 36, config.maxWriteSameBlocks);
+  if (offers(unit, 0x93) || offers(unit, 0x41)) putBe64(b, 36, config.maxWriteSameBlocks);
   return b;
 };
 
@@ -191,14 +218,14 @@ const blockDeviceCharacteristics: VpdBuilder = (unit) => {
 
 const logicalBlockProvisioning: VpdBuilder = (unit) => {
   const b = page(VpdPage.LOGICAL_BLOCK_PROVISIONING, 4);
-  const thin = canUnmap(unit);
+  const p = provisioningAbilities(unit);
   let flags = 0;
-  if (thin && has(unit, 0x42)) flags |= 0x80; // LBPU
-  if (thin && has(unit, 0x93)) flags |= 0x40; // LBPWS
-  if (thin && has(unit, 0x41)) flags |= 0x20; // LBPWS10
-  if (thin && unit.backend.unmappedReadsZero) flags |= 0x01 << 2; // LBPRZ 001b: unmapped blocks read as zeros
+  if (p.lbpu) flags |= 0x80; // LBPU
+  if (p.lbpws) flags |= 0x40; // LBPWS
+  if (p.lbpws10) flags |= 0x20; // LBPWS10
+  if (p.readsZero) flags |= 0x01 << 2; // LBPRZ 001b: unmapped blocks read as zeros
   b[5] = flags;
-  b[6] = thin ? 0x02 : 0x00; // PROVISIONING TYPE: thin, or fully provisioned
+  b[6] = p.thin ? 0x02 : 0x00; // PROVISIONING TYPE: thin, or fully provisioned
   return b;
 };
 

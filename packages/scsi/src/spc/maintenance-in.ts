@@ -1,8 +1,8 @@
 import { be16, be32, putBe16, putBe32 } from '../core/bytes.js';
-import type { CommandContext, OpcodeEntry } from '../core/command.js';
+import type { CommandContext, LogicalUnitState, OpcodeEntry } from '../core/command.js';
 import { invalidCdbField } from '../core/errors.js';
 import type { LogicalUnit } from '../core/unit.js';
-import type { AnyOpcodeEntry } from '../opcodes/table.js';
+import { type AnyOpcodeEntry, usageFor } from '../opcodes/table.js';
 
 export const MAINTENANCE_IN = 0xa3;
 export const REPORT_SUPPORTED_OPERATION_CODES = 0x0c;
@@ -80,11 +80,12 @@ function timeoutsDescriptor(entry: AnyOpcodeEntry): number[] {
 }
 
 function reportSupportedOperationCodes(ctx: CommandContext<ReportOpcodesFields>): Uint8Array {
-  const table = (ctx.unit as LogicalUnit).table;
+  const unit = ctx.unit as LogicalUnit;
+  const table = unit.table;
   const f = ctx.fields;
   if (f.reportingOptions === 0) {
-    // SPC-5 6.35.2 all_commands parameter data.
-    const entries = table.entries();
+    // SPC-5 6.35.2 all_commands parameter data: what this unit offers.
+    const entries = table.supportedEntries(unit);
     const size = 8 + (f.rctd ? TIMEOUTS_LENGTH : 0);
     const b = new Uint8Array(4 + entries.length * size);
     putBe32(b, 0, b.length - 4);
@@ -105,15 +106,15 @@ function reportSupportedOperationCodes(ctx: CommandContext<ReportOpcodesFields>)
   if (f.reportingOptions === 1) {
     // The opcode must not have service actions (SPC-5 Table 206).
     if (withActions) throw invalidCdbField(2, 2);
-    entry = table.get(opcode);
+    entry = table.getSupported(unit, opcode);
   } else if (f.reportingOptions === 2) {
     if (!withActions && table.get(opcode) !== undefined) throw invalidCdbField(2, 2);
-    entry = table.get(opcode, f.requestedServiceAction);
+    entry = table.getSupported(unit, opcode, f.requestedServiceAction);
   } else {
     entry = withActions
-      ? table.get(opcode, f.requestedServiceAction)
+      ? table.getSupported(unit, opcode, f.requestedServiceAction)
       : f.requestedServiceAction === 0
-        ? table.get(opcode)
+        ? table.getSupported(unit, opcode)
         : undefined;
   }
   // SPC-5 6.35.3 one_command parameter data.
@@ -125,14 +126,14 @@ function reportSupportedOperationCodes(ctx: CommandContext<ReportOpcodesFields>)
   const b = new Uint8Array(4 + entry.cdbLength + (f.rctd ? TIMEOUTS_LENGTH : 0));
   b[1] = (f.rctd ? 0x80 : 0) | SUPPORT_STANDARD;
   putBe16(b, 2, entry.cdbLength);
-  b.set(usageData(entry), 4);
+  b.set(usageData(entry, unit), 4);
   if (f.rctd) b.set(timeoutsDescriptor(entry), 4 + entry.cdbLength);
   return b;
 }
 
-/** CDB USAGE DATA: the opcode, the service action in place, the usage map elsewhere. */
-export function usageData(entry: AnyOpcodeEntry): Uint8Array {
-  const usage = Uint8Array.from(entry.usage);
+/** CDB USAGE DATA: the opcode, the service action in place, the unit's usage map elsewhere. */
+export function usageData(entry: AnyOpcodeEntry, unit?: LogicalUnitState): Uint8Array {
+  const usage = Uint8Array.from(unit === undefined ? entry.usage : usageFor(entry, unit));
   if (entry.serviceAction !== undefined) {
     if (entry.opcode === 0x7f) putBe16(usage, 8, entry.serviceAction);
     else usage[1] = (usage[1]! & ~0x1f) | (entry.serviceAction & 0x1f);

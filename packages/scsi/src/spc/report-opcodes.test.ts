@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { be16, be32 } from '../core/bytes.js';
+import { decodeSense } from '../sense/sense.js';
 import { expectCheck, expectGood, makeUnit, run } from '../testing/harness.js';
+import { usageData } from './maintenance-in.js';
 
 const rsoc = (options: number, opcode = 0, sa = 0, rctd = false) => [
   0xa3,
@@ -21,7 +23,7 @@ describe('REPORT SUPPORTED OPERATION CODES (SPC-5 6.35)', () => {
   it('option 0 lists every table entry: 8-byte descriptors, SERVACTV, CDB length', async () => {
     const { unit } = makeUnit();
     const d = expectGood(await run(unit, rsoc(0)));
-    const entries = unit.table.entries();
+    const entries = unit.table.supportedEntries(unit);
     expect(be32(d, 0)).toBe(entries.length * 8);
     expect(d.length).toBe(4 + entries.length * 8);
     const listed = new Set<string>();
@@ -41,7 +43,7 @@ describe('REPORT SUPPORTED OPERATION CODES (SPC-5 6.35)', () => {
   it('RCTD adds a 12-byte command timeouts descriptor to each', async () => {
     const { unit } = makeUnit();
     const d = expectGood(await run(unit, rsoc(0, 0, 0, true)));
-    const count = unit.table.entries().length;
+    const count = unit.table.supportedEntries(unit).length;
     expect(be32(d, 0)).toBe(count * 20);
     expect(d[4 + 5]! & 0x02).toBe(0x02);
     expect(be16(d, 4 + 8)).toBe(0x0a);
@@ -108,5 +110,79 @@ describe('REPORT SUPPORTED OPERATION CODES (SPC-5 6.35)', () => {
     });
     const d = expectGood(await run(unit, rsoc(1, 0xc9)));
     expect([...d]).toEqual([0, 0x03, 0, 6, 0xc9, 0x01, 0, 0, 0, 0]);
+  });
+
+  describe('dispatch and the report agree per unit (OpcodeEntry.supported / usageFor)', () => {
+    const listed = (d: Uint8Array): Set<string> => {
+      const out = new Set<string>();
+      for (let o = 4; o < d.length; o += 8) out.add(d[o + 5]! & 1 ? `${d[o]}/${be16(d, o + 2)}` : `${d[o]}`);
+      return out;
+    };
+    // EXTENDED COPY(LID1), RECEIVE COPY RESULTS (COPY STATUS, OPERATING PARAMETERS), UNMAP.
+    const conditional = ['131/0', '132/0', '132/3', '66'];
+
+    it('every listed command dispatches and every unlisted one is INVALID COMMAND OPERATION CODE', async () => {
+      for (const options of [{}, { memory: { thin: false } }, { config: { extendedCopy: true } }]) {
+        const { unit } = makeUnit(options);
+        const reported = listed(expectGood(await run(unit, rsoc(0))));
+        for (const entry of unit.table.entries()) {
+          const key =
+            entry.serviceAction === undefined ? `${entry.opcode}` : `${entry.opcode}/${entry.serviceAction}`;
+          // The opcode and service action in place (as the usage data has them), every other field zero.
+          const cdb = usageData(entry, unit).fill(
+            0,
+            entry.opcode === 0x7f ? 10 : entry.serviceAction === undefined ? 1 : 2,
+          );
+          if (entry.opcode === 0x7f) cdb.fill(0, 1, 7);
+          const result = await run(unit, cdb);
+          const refused =
+            result.sense !== undefined &&
+            decodeSense(result.sense).asc === 0x20 &&
+            decodeSense(result.sense).key === 5;
+          expect(refused, `${entry.name} dispatch vs report`).toBe(!reported.has(key));
+        }
+      }
+    });
+
+    it('EXTENDED COPY / RECEIVE COPY RESULTS are listed only when extendedCopy is on', async () => {
+      const off = listed(expectGood(await run(makeUnit().unit, rsoc(0))));
+      const on = listed(expectGood(await run(makeUnit({ config: { extendedCopy: true } }).unit, rsoc(0))));
+      for (const key of ['131/0', '132/0', '132/3']) {
+        expect(off.has(key), key).toBe(false);
+        expect(on.has(key), key).toBe(true);
+      }
+      const { unit } = makeUnit();
+      expect([...expectGood(await run(unit, rsoc(2, 0x83, 0)))]).toEqual([0, 0x01, 0, 0]);
+      expect([...expectGood(await run(unit, rsoc(2, 0x84, 3)))]).toEqual([0, 0x01, 0, 0]);
+    });
+
+    it('UNMAP is listed only with a discarding backend; WRITE SAME shows UNMAP only then', async () => {
+      const thin = makeUnit().unit;
+      const thick = makeUnit({ memory: { thin: false } }).unit;
+      expect(listed(expectGood(await run(thin, rsoc(0)))).has('66')).toBe(true);
+      expect(listed(expectGood(await run(thick, rsoc(0)))).has('66')).toBe(false);
+      expect([...expectGood(await run(thick, rsoc(1, 0x42)))]).toEqual([0, 0x01, 0, 0]);
+      for (const [opcode, sa, flagsAt] of [
+        [0x41, 0, 4 + 1],
+        [0x93, 0, 4 + 1],
+        [0x7f, 0x0d, 4 + 10],
+      ] as const) {
+        const option = opcode === 0x7f ? 2 : 1;
+        const withBit = expectGood(await run(thin, rsoc(option, opcode, sa)));
+        const without = expectGood(await run(thick, rsoc(option, opcode, sa)));
+        expect(withBit[flagsAt]! & 0x08, `${opcode}`).toBe(0x08);
+        expect(without[flagsAt]! & 0x08, `${opcode}`).toBe(0);
+      }
+    });
+
+    it('the non-conditional commands are listed on every unit', async () => {
+      const { unit } = makeUnit({ memory: { thin: false } });
+      const reported = listed(expectGood(await run(unit, rsoc(0))));
+      for (const entry of unit.table.entries()) {
+        const key =
+          entry.serviceAction === undefined ? `${entry.opcode}` : `${entry.opcode}/${entry.serviceAction}`;
+        expect(reported.has(key), entry.name).toBe(!conditional.includes(key));
+      }
+    });
   });
 });

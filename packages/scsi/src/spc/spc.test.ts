@@ -150,6 +150,48 @@ describe('INQUIRY VPD pages', () => {
   });
 });
 
+describe('VPD pages follow the commands the unit offers (OpcodeEntry.supported)', () => {
+  const readCapacity16 = [0x9e, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 32, 0, 0];
+
+  it('UNMAP withdrawn by its predicate: LBPU=0, no unmap limits, LBPWS kept, INVALID COMMAND OPERATION CODE', async () => {
+    const { unit } = makeUnit();
+    unit.override({ ...unit.table.get(0x42)!, supported: () => false });
+    const b2 = expectGood(await run(unit, inquiry(1, 0xb2)));
+    expect(b2[5]).toBe(0x40 | 0x20 | 0x04); // LBPWS, LBPWS10, LBPRZ: WRITE SAME still deallocates
+    expect(b2[6]).toBe(0x02);
+    const b0 = expectGood(await run(unit, inquiry(1, 0xb0)));
+    expect([be32(b0, 20), be32(b0, 24), b0[32]]).toEqual([0, 0, 0]);
+    expectCheck(await run(unit, [0x42, 0, 0, 0, 0, 0, 0, 0, 0, 0]), 'INVALID_COMMAND_OPERATION_CODE');
+  });
+
+  it('no discard: LBPME=0 in READ CAPACITY(16) and fully provisioned in VPD B2h', async () => {
+    const { unit } = makeUnit({ memory: { thin: false } });
+    expect(expectGood(await run(unit, readCapacity16))[14]! & 0xc0).toBe(0);
+    expect([...expectGood(await run(unit, inquiry(1, 0xb2)))]).toEqual([0, 0xb2, 0, 4, 0, 0, 0, 0]);
+  });
+
+  it('a read-only thin unit still reports thin provisioning; UNMAP answers WRITE PROTECTED', async () => {
+    const { unit } = makeUnit({ readOnly: true });
+    expect(expectGood(await run(unit, readCapacity16))[14]! & 0xc0).toBe(0xc0);
+    expect(expectGood(await run(unit, inquiry(1, 0xb2)))[5]! & 0x80).toBe(0x80);
+    expectCheck(await run(unit, [0x42, 0, 0, 0, 0, 0, 0, 0, 24, 0]), 'WRITE_PROTECTED');
+  });
+
+  it('3PC follows EXTENDED COPY: off by default, and off when the entry is withdrawn', async () => {
+    expect(expectGood(await run(makeUnit().unit, inquiry(0, 0)))[5]).toBe(0);
+    const { unit } = makeUnit({ config: { extendedCopy: true } });
+    unit.override({ ...unit.table.get(0x83, 0)!, supported: () => false });
+    expect(expectGood(await run(unit, inquiry(0, 0)))[5]).toBe(0);
+  });
+
+  it('COMPARE AND WRITE withdrawn: MAXIMUM COMPARE AND WRITE LENGTH 0', async () => {
+    const { unit } = makeUnit();
+    expect(expectGood(await run(unit, inquiry(1, 0xb0)))[5]).toBe(16);
+    unit.override({ ...unit.table.get(0x89)!, supported: () => false });
+    expect(expectGood(await run(unit, inquiry(1, 0xb0)))[5]).toBe(0);
+  });
+});
+
 describe('TEST UNIT READY', () => {
   it('GOOD with no data on a ready unit', async () => {
     const { unit } = makeUnit();

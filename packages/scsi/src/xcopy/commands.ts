@@ -49,10 +49,8 @@ const statusMap = (unit: LogicalUnitState): Map<string, CopyStatus> => {
   return map;
 };
 
-const requireExtendedCopy = (unit: LogicalUnitState): void => {
-  // 3PC=0: the unit does not offer third-party copy.
-  if (!unit.config.extendedCopy) throw new ScsiCheckCondition('INVALID_COMMAND_OPERATION_CODE');
-};
+/** 3PC=0 unless the unit is configured for third-party copy: the commands are then unsupported. */
+const offersExtendedCopy = (unit: LogicalUnitState): boolean => unit.config.extendedCopy;
 
 interface PlannedSegment {
   readonly segment: BlockSegmentDescriptor;
@@ -134,7 +132,6 @@ const copySegment = async (plan: PlannedSegment, status: CopyStatus, signal?: Ab
 
 const extendedCopy = async (ctx: CommandContext<ExtendedCopyFields>): Promise<undefined> => {
   const { unit, fields: f, signal } = ctx;
-  requireExtendedCopy(unit);
   if (ctx.dataOut.length < f.parameterListLength) throw new ScsiCheckCondition('PARAMETER_LIST_LENGTH_ERROR');
   const parameters = parseExtendedCopyParameters(ctx.dataOut.subarray(0, f.parameterListLength));
   if (parameters === undefined) return undefined; // SPC-4 6.4.1: zero length is not an error
@@ -183,6 +180,7 @@ const extendedCopyEntry: OpcodeEntry<ExtendedCopyFields> = {
   },
   dataOutLength: (f) => f.parameterListLength,
   handler: extendedCopy,
+  supported: offersExtendedCopy,
   mediumAccess: true,
 };
 
@@ -205,7 +203,6 @@ const encodeReceiveCopyResults = (f: ReceiveCopyResultsFields): Uint8Array => {
 
 /** SPC-4 6.18.3 COPY STATUS: 12 bytes; transfer count in bytes, or KiB when it does not fit. */
 const copyStatus = (ctx: CommandContext<ReceiveCopyResultsFields>): Uint8Array => {
-  requireExtendedCopy(ctx.unit);
   const status = statusMap(ctx.unit).get(`${ctx.nexus}\u0000${ctx.fields.listIdentifier}`);
   if (status === undefined) throw invalidCdbField(2); // no held copy with this list identifier
   const out = new Uint8Array(12);
@@ -227,7 +224,6 @@ const implementedDescriptorTypes = [0x02, 0xe4];
 
 /** SPC-4 6.18.4 OPERATING PARAMETERS: what this copy manager supports. */
 const operatingParameters = (ctx: CommandContext<ReceiveCopyResultsFields>): Uint8Array => {
-  requireExtendedCopy(ctx.unit);
   const blockSize = ctx.unit.backend.blockSize;
   const out = new Uint8Array(44 + implementedDescriptorTypes.length);
   putBe32(out, 0, out.length - 4); // AVAILABLE DATA
@@ -265,6 +261,7 @@ const receiveCopyResultsEntry = (
   encode: encodeReceiveCopyResults,
   allocationLength: (f) => f.allocationLength,
   handler,
+  supported: offersExtendedCopy,
 });
 
 // biome-ignore lint/suspicious/noExplicitAny: a table mixes entries of different field types
