@@ -338,6 +338,7 @@ describe('data buffers', () => {
     });
     const result = await sim.submit({ cdb: read10(0, 1), dataInLength: 4096 });
     expectBytes(result.dataIn, filled(100, 0xab));
+    expect(result.readLen).toBe(100);
   });
 
   it('without READ_LEN: stale bytes beyond the produced data are zeroed', async () => {

@@ -47,6 +47,8 @@ export interface SimulatedResult {
   sense: Uint8Array;
   /** the Data-In bytes the kernel copied back (length = what the initiator receives) */
   dataIn: Uint8Array;
+  /** Data-In bytes transferred (dataIn.length, also when the simulator discards data) */
+  readLen: number;
   /** true when a TMR had aborted the command (the kernel discards the status then) */
   aborted: boolean;
 }
@@ -486,6 +488,7 @@ export class KernelSimulator {
     const bidi = command.bidiLength > 0;
     let sense: Uint8Array = new Uint8Array(0);
     let dataIn: Uint8Array = new Uint8Array(0);
+    let transferred = 0;
     if (uflags & ABI.uflags.unknownOp) {
       status = 0x02;
     } else {
@@ -504,18 +507,25 @@ export class KernelSimulator {
         );
         copy = readLenValid;
       }
-      if (copy && !this.#discardDataIn) {
-        const blocks = bidi ? command.blocks.slice(command.mainBlockCount) : command.blocks;
-        if (bidi) {
-          const iov = this.#iovecs(blocks, command.bidiLength);
-          dataIn = this.#gather(iov, Math.min(command.bidiLength, command.dataLength));
-        } else if (fromDevice) {
-          dataIn = this.#gather(this.#iovecs(blocks, command.dataLength), readLen);
+      if (copy) {
+        // gather_data_area: BIDI copies up to data_length of the BIDI buffer.
+        transferred = bidi ? Math.min(command.bidiLength, command.dataLength) : fromDevice ? readLen : 0;
+        if (transferred > 0 && !this.#discardDataIn) {
+          const blocks = bidi ? command.blocks.slice(command.mainBlockCount) : command.blocks;
+          const iov = this.#iovecs(blocks, bidi ? command.bidiLength : command.dataLength);
+          dataIn = this.#gather(iov, transferred);
         }
       }
     }
     this.#freeBlocks(command.blocks);
-    command.resolve({ cmdId: command.id, status, sense, dataIn, aborted: command.aborted });
+    command.resolve({
+      cmdId: command.id,
+      status,
+      sense,
+      dataIn,
+      readLen: transferred,
+      aborted: command.aborted,
+    });
   }
 
   /** tcmu_run_tmr_queue then run_qfull_queue, in the kernel's order. */
@@ -552,5 +562,5 @@ function invalidFieldInCdb(cmdId: number): SimulatedResult {
   sense[2] = 0x05;
   sense[7] = 0x0a;
   sense[12] = 0x24;
-  return { cmdId, status: 0x02, sense, dataIn: new Uint8Array(0), aborted: false };
+  return { cmdId, status: 0x02, sense, dataIn: new Uint8Array(0), readLen: 0, aborted: false };
 }
