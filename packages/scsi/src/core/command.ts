@@ -91,6 +91,11 @@ export interface OpcodeEntry<F = unknown> {
   readonly reportsNoUnitAttention?: boolean;
   /** Allowed during FORMAT UNIT (INQUIRY, REQUEST SENSE, REPORT LUNS...: SBC-4 4.34). */
   readonly allowedDuringFormat?: boolean;
+  /**
+   * Runs on a medium whose last FORMAT UNIT failed (FORMAT UNIT itself); other
+   * medium-access commands get MEDIUM ERROR / MEDIUM FORMAT CORRUPTED (SBC-4 5.4).
+   */
+  readonly formatsMedium?: boolean;
   /** Modifies the medium: refused with WRITE PROTECTED on read-only units. */
   readonly writes?: boolean;
   /**
@@ -171,6 +176,8 @@ export interface FormatStatus {
   readonly active: boolean;
   /** Progress indication 0..65535 (SPC-5 4.4.2.4.4). */
   readonly progress: number;
+  /** The last FORMAT UNIT failed (or was aborted): the medium format is corrupted until one succeeds. */
+  readonly corrupted: boolean;
 }
 
 /** Injectable logger (pino-compatible subset). */

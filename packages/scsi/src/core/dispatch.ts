@@ -51,6 +51,10 @@ export function dispatch(unit: LogicalUnit, request: CommandRequest): CommandRes
   if (unit.stopped && slot.mediumAccess) {
     return checkCondition(unit, request, SenseReasons.NOT_READY_INITIALIZING_COMMAND_REQUIRED, NO_DETAILS);
   }
+  // SBC-4 5.4: after a failed FORMAT UNIT only a new FORMAT UNIT may touch the medium.
+  if (unit.format.corrupted && slot.mediumAccess && !entry.formatsMedium) {
+    return checkCondition(unit, request, SenseReasons.MEDIUM_FORMAT_CORRUPTED, NO_DETAILS);
+  }
   if (entry.writes && unit.readOnly) {
     return checkCondition(unit, request, SenseReasons.WRITE_PROTECTED, NO_DETAILS);
   }

@@ -190,6 +190,58 @@ describe('FORMAT UNIT', () => {
     expect((unit.format as FormatState).lastError).toBeDefined();
   });
 
+  it('after a failed background format, medium access is MEDIUM FORMAT CORRUPTED until a format succeeds', async () => {
+    const inner = new MemoryBackend({ blockSize: 512, blockCount: 64, thin: false });
+    let failures = 1;
+    const backend = {
+      blockSize: 512,
+      blockCount: 64,
+      read: inner.read.bind(inner),
+      write: inner.write.bind(inner),
+      flush: () => {},
+      writeZeroes: (lba: number, n: number) =>
+        failures-- > 0
+          ? Promise.reject(new Error('zeroing failed'))
+          : Promise.resolve(inner.writeZeroes(lba, n)),
+    };
+    const { unit } = makeUnit({ backend });
+    const read10 = [0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0];
+    expectGood(await run(unit, format(FMTDATA), { dataOut: shortHeader(FOV | IMMED) }));
+    while (unit.format.active) await new Promise((r) => setTimeout(r, 1));
+    expect(unit.format.corrupted).toBe(true);
+    const sense = expectCheck(await run(unit, read10), 'MEDIUM_FORMAT_CORRUPTED');
+    expect([sense.key, sense.asc, sense.ascq]).toEqual([0x3, 0x31, 0x00]);
+    expectCheck(await run(unit, write10(0, 1), { dataOut: filled(512, 1) }), 'MEDIUM_FORMAT_CORRUPTED');
+    expectCheck(await run(unit, [0x25, 0, 0, 0, 0, 0, 0, 0, 0, 0]), 'MEDIUM_FORMAT_CORRUPTED');
+    // TEST UNIT READY reports the medium state; INQUIRY and REQUEST SENSE still run.
+    expectCheck(await run(unit, tur), 'MEDIUM_FORMAT_CORRUPTED');
+    expectGood(await run(unit, [0x12, 0, 0, 0, 36, 0]));
+    expectGood(await run(unit, requestSense));
+    // A new FORMAT UNIT is allowed and, succeeding, makes the medium usable again.
+    expectGood(await run(unit, format()));
+    expect(unit.format.corrupted).toBe(false);
+    const after = await run(unit, read10, { dataInLength: 512 });
+    expectGood(after);
+    expect(after.dataIn?.length).toBe(512);
+    expect(after.dataIn?.every((b) => b === 0)).toBe(true);
+  });
+
+  it('a failing foreground format also leaves the medium format corrupted', async () => {
+    const failing = {
+      blockSize: 512,
+      blockCount: 64,
+      read: () => {},
+      write: () => {},
+      flush: () => {},
+      writeZeroes: () => {
+        throw new Error('zeroing failed');
+      },
+    };
+    const { unit } = makeUnit({ backend: failing });
+    expectCheck(await run(unit, format()), 'WRITE_ERROR');
+    expectCheck(await run(unit, write10(0, 1), { dataOut: filled(512, 1) }), 'MEDIUM_FORMAT_CORRUPTED');
+  });
+
   it('a failing foreground format is MEDIUM ERROR / WRITE ERROR', async () => {
     const failing = {
       blockSize: 512,
@@ -220,6 +272,7 @@ describe('FORMAT UNIT', () => {
     state.advance(4, 4);
     expect(state.progress).toBe(0xffff);
     state.end();
+    expect(state.corrupted).toBe(false);
     expect(state.active).toBe(false);
     expect(state.progress).toBe(0);
     state.advance(1, 2);

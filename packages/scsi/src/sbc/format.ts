@@ -11,6 +11,7 @@ export class FormatState implements FormatStatus {
   #active = false;
   #progress = 0;
   #lastError: unknown;
+  #corrupted = false;
 
   get active(): boolean {
     return this.#active;
@@ -19,6 +20,11 @@ export class FormatState implements FormatStatus {
   /** 0..65535 of the way through the running format (0 when idle). */
   get progress(): number {
     return this.#progress;
+  }
+
+  /** The last format failed: medium access answers MEDIUM FORMAT CORRUPTED until a format succeeds. */
+  get corrupted(): boolean {
+    return this.#corrupted;
   }
 
   /** The failure of the last format, if it failed (a background format cannot report it otherwise). */
@@ -40,10 +46,20 @@ export class FormatState implements FormatStatus {
     if (this.#active && total > 0) this.#progress = Math.min(0xffff, Math.floor((done / total) * 0x10000));
   }
 
-  end(error?: unknown): void {
+  /** The format completed: the medium is formatted. */
+  end(): void {
+    this.#active = false;
+    this.#progress = 0;
+    this.#lastError = undefined;
+    this.#corrupted = false;
+  }
+
+  /** The format failed part way: the medium format is corrupted. */
+  fail(error: unknown): void {
     this.#active = false;
     this.#progress = 0;
     this.#lastError = error;
+    this.#corrupted = true;
   }
 }
 
@@ -158,7 +174,7 @@ const formatUnit = async (ctx: CommandContext<FormatUnitFields>): Promise<undefi
   const run = formatMedium(unit, state, parameters.immediate ? undefined : ctx.signal).then(
     () => state.end(),
     (error: unknown) => {
-      state.end(error);
+      state.fail(error);
       throw error;
     },
   );
@@ -166,7 +182,8 @@ const formatUnit = async (ctx: CommandContext<FormatUnitFields>): Promise<undefi
     await run;
     return undefined;
   }
-  // IMMED: GOOD now; a later failure is logged and kept in FormatState.lastError.
+  // IMMED: GOOD now; a later failure is logged, kept in FormatState.lastError and
+  // answered MEDIUM FORMAT CORRUPTED by medium access until a format succeeds.
   run.catch((error: unknown) => unit.logger.error({ err: error }, 'background FORMAT UNIT failed'));
   return undefined;
 };
@@ -183,6 +200,7 @@ const formatUnitEntry: OpcodeEntry<FormatUnitFields> = {
   // No parameter list length in the CDB: the header is all a valid list can hold.
   dataOutLength: (f) => (f.formatData ? (f.longList ? 8 : 4) : 0),
   handler: formatUnit,
+  formatsMedium: true,
   writes: true,
   timeouts: { nominal: 60, recommended: 3600 },
 };
