@@ -10,7 +10,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TcmuRing } from '../../packages/ring/src/index.js';
+import {
+  ABI,
+  CommandAbortedError,
+  type RingCommand,
+  TcmuRing,
+  type TmrNotice,
+} from '../../packages/ring/src/index.js';
 import { LogicalUnit, MemoryBackend } from '../../packages/scsi/src/index.js';
 import {
   type ConformanceDriver,
@@ -68,6 +74,7 @@ function useKernelDisk(hba: number, wwnSuffix: string, serve: (ring: TcmuRing) =
       join(backstore, 'control'),
       `dev_config=tcmu-node-test/x,dev_size=${BLOCKS * BLOCK_SIZE},hw_block_size=${BLOCK_SIZE},nl_reply_supported=-1`,
     );
+    await attr(join(backstore, 'attrib', 'tmr_notification'), '1');
     await attr(join(backstore, 'enable'), '1');
     const uio = await findUio(`tcm-user/${hba}/${name}/tcmu-node-test/x`);
     // Map and serve before linking the LUN: the link triggers the SCSI scan.
@@ -181,9 +188,23 @@ const sgRawDriver = (target: KernelDisk): ConformanceDriver => ({
 });
 
 describe('TCMU ring on the real kernel, served by the RAM-disk fixture', () => {
-  const target = useKernelDisk(73, 'd0', (ring) =>
-    createRamDisk({ blockSize: BLOCK_SIZE, blocks: BLOCKS }).serve(ring),
-  );
+  // READ(10) of HELD_LBA is held (once) until the kernel aborts it through a TMR.
+  const HELD_LBA = 12345;
+  const held: RingCommand[] = [];
+  const notices: TmrNotice[] = [];
+  const target = useKernelDisk(73, 'd0', (ring) => {
+    const ramDisk = createRamDisk({ blockSize: BLOCK_SIZE, blocks: BLOCKS });
+    ring.on('tmr', (notice) => notices.push(notice));
+    ring.on('command', (command) => {
+      const lba = new DataView(command.cdb.buffer).getUint32(2);
+      if (command.cdb[0] === 0x28 && lba === HELD_LBA && held.length === 0) {
+        held.push(command);
+        command.signal.addEventListener('abort', () => ring.complete(command, { status: 0x40 })); // TASK ABORTED
+        return;
+      }
+      ramDisk.handle(ring, command);
+    });
+  });
 
   it('reads the capabilities of this kernel from the mailbox', () => {
     // Debian 6.1 sets OOOC, READ_LEN, TMR and KEEP_BUF.
@@ -211,6 +232,24 @@ describe('TCMU ring on the real kernel, served by the RAM-disk fixture', () => {
   });
 
   it('O_DIRECT dd write, read back and compare (4 MiB)', () => ddRoundTrip(target));
+
+  it('a LUN reset arrives as a TMR entry that aborts the command in flight', async () => {
+    const reader = run('dd', [
+      `if=${target.disk}`,
+      'of=/dev/null',
+      'bs=512',
+      `skip=${HELD_LBA}`,
+      'count=1',
+      'iflag=direct',
+    ]).catch(() => undefined);
+    for (let i = 0; i < 300 && held.length === 0; i++)
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(held).toHaveLength(1);
+    await run('sg_reset', ['-d', target.disk]);
+    expect(notices).toContainEqual({ type: ABI.tmrType.lunReset, commandIds: [held[0]!.id] });
+    expect(held[0]!.signal.reason).toBeInstanceOf(CommandAbortedError);
+    await reader;
+  });
 
   describe('conformance through sg_raw', () => {
     for (const testCase of ringConformanceCases) {
