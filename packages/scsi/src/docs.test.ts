@@ -27,6 +27,8 @@ function generated(): Record<string, string> {
         e.writes ? 'writes' : '',
         e.reportsNoUnitAttention ? 'runs with UA pending' : '',
         e.allowedDuringFormat ? 'allowed during FORMAT' : '',
+        e.supported ? 'offered per unit' : '',
+        e.usageFor ? 'bits per unit' : '',
       ]
         .filter(Boolean)
         .join(', ');
