@@ -98,9 +98,14 @@ export function checkTransferLength(unit: LogicalUnitState, blocks: number, leng
   if (max > 0 && blocks > max) throw invalidCdbField(lengthByte);
 }
 
+/** Thrown when a command is aborted while it waits; the executor answers TASK ABORTED. */
+const abortReason = (signal: AbortSignal): unknown => signal.reason ?? new Error('aborted');
+
 /**
  * Run `body` holding a range lock; the lock is released when `body` settles.
- * An uncontended lock and a synchronous body complete synchronously.
+ * An uncontended lock and a synchronous body complete synchronously. A
+ * command aborted while it waited for the lock gives it back untouched: an
+ * aborted command never reaches the medium after the abort.
  */
 export function withRangeLock<T>(
   unit: LogicalUnitState,
@@ -108,10 +113,35 @@ export function withRangeLock<T>(
   blocks: number,
   mode: 'shared' | 'exclusive',
   body: () => Maybe<T>,
+  signal?: AbortSignal,
 ): Maybe<T> {
   const lock = unit.locks.lock(lba, blocks, mode);
-  if (isPromise(lock)) return lock.then((release) => runLocked(release, body));
+  if (isPromise(lock)) {
+    return lock.then((release) => {
+      if (signal?.aborted) {
+        release();
+        throw abortReason(signal);
+      }
+      return runLocked(release, body);
+    });
+  }
   return runLocked(lock, body);
+}
+
+/** Take a range lock (awaiting it); if the command was aborted meanwhile, give it back and throw. */
+export async function acquireRange(
+  unit: LogicalUnitState,
+  lba: number,
+  blocks: number,
+  mode: 'shared' | 'exclusive',
+  signal?: AbortSignal,
+): Promise<() => void> {
+  const release = await unit.locks.lock(lba, blocks, mode);
+  if (signal?.aborted) {
+    release();
+    throw abortReason(signal);
+  }
+  return release;
 }
 
 function runLocked<T>(release: () => void, body: () => Maybe<T>): Maybe<T> {

@@ -1,7 +1,7 @@
 import type { CommandContext, OpcodeEntry } from '../core/command.js';
 import { be64, putBe64 } from '../core/bytes.js';
 import { invalidCdbField, ScsiCheckCondition } from '../core/errors.js';
-import { checkLbaRange, readBlocks, writeBlocks } from '../core/io.js';
+import { acquireRange, checkLbaRange, readBlocks, writeBlocks } from '../core/io.js';
 
 const CONTROL = 0x00;
 
@@ -55,7 +55,7 @@ const compareAndWrite = async (ctx: CommandContext<CompareAndWriteFields>): Prom
   if (ctx.dataOut.length < 2 * bytes) throw new ScsiCheckCondition('PARAMETER_LIST_LENGTH_ERROR');
   const verify = ctx.dataOut.subarray(0, bytes);
   const write = ctx.dataOut.subarray(bytes, 2 * bytes);
-  const release = await unit.locks.lock(f.lba, f.blocks, 'exclusive');
+  const release = await acquireRange(unit, f.lba, f.blocks, 'exclusive', signal);
   try {
     const current = new Uint8Array(bytes);
     await readBlocks(unit, f.lba, current, signal);

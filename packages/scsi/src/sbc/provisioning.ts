@@ -2,7 +2,7 @@ import type { LbaExtent } from '../core/backend.js';
 import type { CommandContext, LogicalUnitState, OpcodeEntry } from '../core/command.js';
 import { be16, be32, be64, putBe16, putBe32, putBe64 } from '../core/bytes.js';
 import { invalidCdbField, invalidParameterField, ScsiCheckCondition } from '../core/errors.js';
-import { checkLbaRange, flushBackend, writeBlocks } from '../core/io.js';
+import { acquireRange, checkLbaRange, flushBackend, writeBlocks } from '../core/io.js';
 import { chunkBlocks, isZero, modifyMedium, mustPersist, zeroMedium } from './medium-access.js';
 
 const CONTROL = 0x00;
@@ -126,7 +126,7 @@ const writeSame = async (ctx: CommandContext<WriteSameFields>, l: WriteSameLayou
   const block = f.noDataOutBuffer ? new Uint8Array(blockSize) : ctx.dataOut.subarray(0, blockSize);
   if (block.length < blockSize) throw new ScsiCheckCondition('PARAMETER_LIST_LENGTH_ERROR');
 
-  const release = await unit.locks.lock(f.lba, f.blocks, 'shared');
+  const release = await acquireRange(unit, f.lba, f.blocks, 'shared', signal);
   try {
     if (isZero(block)) {
       await zeroMedium(unit, f.lba, f.blocks, { deallocate: f.unmap, fua: false, signal });
@@ -340,7 +340,7 @@ const unmap = async (ctx: CommandContext<UnmapFields>): Promise<undefined> => {
     maxUnmapDescriptors: unit.config.maxUnmapDescriptors,
   });
   for (const d of descriptors) {
-    const release = await unit.locks.lock(d.lba, d.blocks, 'shared');
+    const release = await acquireRange(unit, d.lba, d.blocks, 'shared', signal);
     try {
       await modifyMedium(d.lba, signal, () => backend.discard!(d.lba, d.blocks, signal));
     } finally {

@@ -182,7 +182,14 @@ const readHandler =
     checkLbaRange(unit, lba, blocks);
     if (blocks === 0) return undefined;
     const data = allocateDataIn(blocks * unit.backend.blockSize);
-    const done = withRangeLock(unit, lba, blocks, 'shared', () => readBlocks(unit, lba, data, ctx.signal));
+    const done = withRangeLock(
+      unit,
+      lba,
+      blocks,
+      'shared',
+      () => readBlocks(unit, lba, data, ctx.signal),
+      ctx.signal,
+    );
     return isPromise(done) ? done.then(() => data) : data;
   };
 
@@ -190,8 +197,13 @@ const writeHandler: CommandHandler<ReadWriteFields> = (ctx) => {
   const { lba, blocks, fua } = ctx.fields;
   if (blocks === 0) return undefined;
   const unit = ctx.unit;
-  const done = withRangeLock(unit, lba, blocks, 'shared', () =>
-    writeBlocks(unit, lba, ctx.dataOut, fua, ctx.signal),
+  const done = withRangeLock(
+    unit,
+    lba,
+    blocks,
+    'shared',
+    () => writeBlocks(unit, lba, ctx.dataOut, fua, ctx.signal),
+    ctx.signal,
   );
   return isPromise(done) ? done.then(noop) : undefined;
 };

@@ -102,8 +102,13 @@ async function verify(ctx: CommandContext<VerifyFields>): Promise<undefined> {
       return -1;
     };
   }
-  await withRangeLock(unit, lba, blocks, 'shared', () =>
-    verifyMedium(unit, lba, blocks, ctx.signal, compare),
+  await withRangeLock(
+    unit,
+    lba,
+    blocks,
+    'shared',
+    () => verifyMedium(unit, lba, blocks, ctx.signal, compare),
+    ctx.signal,
   );
   return undefined;
 }
@@ -113,15 +118,22 @@ async function writeAndVerify(ctx: CommandContext<VerifyFields>): Promise<undefi
   const unit = ctx.unit;
   if (blocks === 0) return undefined;
   const data = ctx.dataOut;
-  await withRangeLock(unit, lba, blocks, 'shared', async () => {
-    // The verification reads the medium, so the data must be on it first.
-    await writeBlocks(unit, lba, data, true, ctx.signal);
-    await verifyMedium(unit, lba, blocks, ctx.signal, (chunk, byteOffset) => {
-      if (byteCheck !== 1) return -1;
-      const at = firstDifference(chunk, 0, data, byteOffset, chunk.length);
-      return at < 0 ? -1 : byteOffset + at;
-    });
-  });
+  await withRangeLock(
+    unit,
+    lba,
+    blocks,
+    'shared',
+    async () => {
+      // The verification reads the medium, so the data must be on it first.
+      await writeBlocks(unit, lba, data, true, ctx.signal);
+      await verifyMedium(unit, lba, blocks, ctx.signal, (chunk, byteOffset) => {
+        if (byteCheck !== 1) return -1;
+        const at = firstDifference(chunk, 0, data, byteOffset, chunk.length);
+        return at < 0 ? -1 : byteOffset + at;
+      });
+    },
+    ctx.signal,
+  );
   return undefined;
 }
 

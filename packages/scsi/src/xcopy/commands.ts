@@ -1,7 +1,7 @@
 import type { CommandContext, LogicalUnitState, OpcodeEntry } from '../core/command.js';
 import { be32, putBe16, putBe32 } from '../core/bytes.js';
 import { invalidCdbField, invalidParameterField, ScsiCheckCondition } from '../core/errors.js';
-import { checkLbaRange, readBlocks, writeBlocks } from '../core/io.js';
+import { acquireRange, checkLbaRange, readBlocks, writeBlocks } from '../core/io.js';
 import { CHUNK_BYTES } from '../sbc/medium-access.js';
 import { resolveCopyTarget } from './manager.js';
 import {
@@ -110,16 +110,18 @@ const copySegment = async (plan: PlannedSegment, status: CopyStatus, signal?: Ab
     const data = buffer.subarray(0, n);
     const sourceLba = segment.sourceLba + done / sourceBlockSize;
     const destinationLba = segment.destinationLba + done / destinationBlockSize;
-    const releaseSource = await source.locks.lock(sourceLba, n / sourceBlockSize, 'shared');
+    const releaseSource = await acquireRange(source, sourceLba, n / sourceBlockSize, 'shared', signal);
     try {
       await readBlocks(source, sourceLba, data, signal);
     } finally {
       releaseSource();
     }
-    const releaseDestination = await destination.locks.lock(
+    const releaseDestination = await acquireRange(
+      destination,
       destinationLba,
       n / destinationBlockSize,
       'shared',
+      signal,
     );
     try {
       await writeBlocks(destination, destinationLba, data, false, signal);
