@@ -1,4 +1,5 @@
 import { describe, expect, it, vi } from 'vitest';
+import { FaultInjectionBackend } from '../backends/fault-injection.js';
 import { MemoryBackend } from '../backends/memory.js';
 import { decodeSense } from '../sense/sense.js';
 import { expectCheck, expectGood, makeUnit, run } from '../testing/harness.js';
@@ -359,6 +360,68 @@ describe('abort (AbortSignal)', () => {
     completing.abort();
     done();
     expect((await second).status).toBe(ScsiStatus.TASK_ABORTED);
+  });
+});
+
+describe('abort while waiting for a range lock', () => {
+  const write10 = [0x2a, 0, 0, 0, 0, 0, 0, 0, 1, 0];
+  const caw = [0x89, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0];
+
+  it('a WRITE aborted behind an exclusive holder is TASK ABORTED and never reaches the medium', async () => {
+    const { unit, backend } = makeUnit();
+    const release = unit.locks.lock(0, 1, 'exclusive') as () => void;
+    const controller = new AbortController();
+    const pending = run(unit, write10, {
+      dataOut: new Uint8Array(512).fill(0xaa),
+      signal: controller.signal,
+    });
+    controller.abort();
+    release();
+    expect((await pending).status).toBe(ScsiStatus.TASK_ABORTED);
+    const block = new Uint8Array(512);
+    await backend.read(0, block);
+    expect(block.every((b) => b === 0)).toBe(true);
+    expect((unit.locks as { held: number }).held).toBe(0);
+  });
+
+  it('a COMPARE AND WRITE aborted while it waits is TASK ABORTED and writes nothing', async () => {
+    const { unit, backend } = makeUnit();
+    const release = unit.locks.lock(0, 1, 'shared') as () => void;
+    const controller = new AbortController();
+    const data = new Uint8Array(1024);
+    data.fill(0xbb, 512);
+    const pending = run(unit, caw, { dataOut: data, signal: controller.signal });
+    await Promise.resolve();
+    controller.abort();
+    release();
+    expect((await pending).status).toBe(ScsiStatus.TASK_ABORTED);
+    const block = new Uint8Array(512);
+    await backend.read(0, block);
+    expect(block.every((b) => b === 0)).toBe(true);
+  });
+});
+
+describe('sense format for LBAs beyond 32 bits', () => {
+  it('a read failing at LBA 2^32 + 5 is MEDIUM ERROR in descriptor format with the 64-bit INFORMATION', async () => {
+    const lba = 2 ** 32 + 5;
+    const inner = new MemoryBackend({ blockSize: 512, blockCount: 2 ** 33 });
+    const backend = new FaultInjectionBackend(inner, { failReads: (at) => at === lba });
+    const { unit } = makeUnit({ backend });
+    const cdb = [0x88, 0, 0, 0, 0, 1, 0, 0, 0, 5, 0, 0, 0, 1, 0, 0];
+    const result = await run(unit, cdb);
+    const sense = expectCheck(result, 'UNRECOVERED_READ_ERROR', { information: lba });
+    expect(sense.format).toBe('descriptor');
+    expect(result.sense![0]).toBe(0x72);
+  });
+
+  it('a read failing below 2^32 keeps fixed format (D_SENSE=0)', async () => {
+    const inner = new MemoryBackend({ blockSize: 512, blockCount: 64 });
+    const backend = new FaultInjectionBackend(inner, { failReads: (at) => at === 7 });
+    const { unit } = makeUnit({ backend });
+    const sense = expectCheck(await run(unit, [0x28, 0, 0, 0, 0, 7, 0, 0, 1, 0]), 'UNRECOVERED_READ_ERROR', {
+      information: 7,
+    });
+    expect(sense.format).toBe('fixed');
   });
 });
 
