@@ -22,11 +22,11 @@ export class IncomingCommand implements DeviceCommand {
   readonly receivedAt: number;
   readonly direction: Direction;
   readonly ring: RingCommand;
-  readonly #giveUp: AbortSignal;
   #dataOut: Uint8Array | undefined;
-  #signal: AbortSignal | undefined;
+  #abort: AbortController | undefined;
+  #abortReason: unknown;
 
-  constructor(ring: RingCommand, direction: Direction, device: string, nexus: string, giveUp: AbortSignal) {
+  constructor(ring: RingCommand, direction: Direction, device: string, nexus: string) {
     this.ring = ring;
     this.id = ring.id;
     this.cdb = ring.cdb;
@@ -34,7 +34,6 @@ export class IncomingCommand implements DeviceCommand {
     this.direction = direction;
     this.device = device;
     this.nexus = nexus;
-    this.#giveUp = giveUp;
     this.receivedAt = performance.now();
     this.dataInLength = carriesDataIn(direction) ? ring.dataInLength : 0;
   }
@@ -52,9 +51,25 @@ export class IncomingCommand implements DeviceCommand {
     return carriesDataOut(this.direction) ? this.ring.dataOutLength : 0;
   }
 
+  /**
+   * One controller per command, made on first use; the device aborts it on a
+   * kernel TMR naming the command or at the drain deadline of close().
+   */
   get signal(): AbortSignal {
-    this.#signal ??= AbortSignal.any([this.ring.signal, this.#giveUp]);
-    return this.#signal;
+    if (!this.#abort) {
+      this.#abort = new AbortController();
+      if (this.#abortReason !== undefined) this.#abort.abort(this.#abortReason);
+    }
+    return this.#abort.signal;
+  }
+
+  /** @internal */
+  abort(reason: unknown): void {
+    if (this.#abort) {
+      if (!this.#abort.signal.aborted) this.#abort.abort(reason);
+    } else if (this.#abortReason === undefined) {
+      this.#abortReason = reason;
+    }
   }
 }
 

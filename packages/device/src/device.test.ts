@@ -405,6 +405,44 @@ describe('handlers and middleware', () => {
   });
 });
 
+describe('TMR before the handler looks', () => {
+  it('hands out an already aborted signal when the TMR came first', async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let arrived!: () => void;
+    const running = new Promise<void>((resolve) => {
+      arrived = resolve;
+    });
+    let sawAborted: boolean | undefined;
+    const handler: Handler = async (cmd) => {
+      arrived();
+      await gate;
+      sawAborted = cmd.signal.aborted;
+      return { status: sawAborted ? TASK_ABORTED : GOOD };
+    };
+    const device = await openDevice({
+      name: 'x',
+      handler,
+      size: 1 << 20,
+      blockSize: 512,
+      platform: harness.platform,
+    });
+    try {
+      const pending = harness.submit(device, { cdb: rw10(0x28, 0, 1), dataInLength: 512 });
+      await running;
+      harness.simulator(device).tmr();
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      release();
+      await pending;
+      expect(sawAborted).toBe(true);
+    } finally {
+      await device.close();
+    }
+  });
+});
+
 describe('close', () => {
   it('drains commands in flight when they finish in time', async () => {
     const handler: Handler = () => new Promise((resolve) => setTimeout(() => resolve({ status: GOOD }), 30));

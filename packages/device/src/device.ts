@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { LogicalUnit } from '@tcmu/scsi';
 import { join } from 'node:path';
-import type { RingCommand, TcmuRing } from '@tcmu/ring';
+import { CommandAbortedError, type RingCommand, type TcmuRing, type TmrNotice } from '@tcmu/ring';
 import { carriesDataIn, type Direction, IncomingCommand } from './command.js';
 import {
   DeviceClosedError,
@@ -124,7 +124,8 @@ export class Device extends EventEmitter<DeviceEvents> {
   readonly #handler: Handler;
   readonly #directionOf: (cdb: Uint8Array) => Direction;
   readonly #inFlight = new Map<number, IncomingCommand>();
-  readonly #giveUp = new AbortController();
+  /** The drain deadline of close() passed: new commands get BUSY. */
+  #gaveUp = false;
   #state: DeviceState = 'new';
   #ring: TcmuRing | undefined;
   #backstore: BackstoreRef | undefined;
@@ -243,6 +244,7 @@ export class Device extends EventEmitter<DeviceEvents> {
       this.#ring = ring;
       ring.on('error', (error) => this.#onRingError(error));
       ring.on('command', (command) => this.#onCommand(command));
+      ring.on('tmr', (notice) => this.#onTmr(notice));
       step = 'queue-depth';
       const depth = await platform.setQueueDepth(this.#backstore, options.queueDepth);
       if (depth !== undefined && depth < options.queueDepth) {
@@ -392,24 +394,21 @@ export class Device extends EventEmitter<DeviceEvents> {
       { device: this.name, inFlight: this.#inFlight.size },
       'drain timeout: aborting commands',
     );
-    this.#giveUp.abort(new DeviceClosedError(`device '${this.name}' closed before the command completed`));
-    for (const command of [...this.#inFlight.values()])
+    this.#gaveUp = true;
+    const reason = new DeviceClosedError(`device '${this.name}' closed before the command completed`);
+    for (const command of [...this.#inFlight.values()]) {
+      command.abort(reason);
       this.#complete(command, { status: STATUS_TASK_ABORTED });
+    }
   }
 
   // ---------------------------------------------------------------- data path
 
   #onCommand(ring: RingCommand): void {
-    const command = new IncomingCommand(
-      ring,
-      this.#directionOf(ring.cdb),
-      this.name,
-      this.#options.nexus,
-      this.#giveUp.signal,
-    );
+    const command = new IncomingCommand(ring, this.#directionOf(ring.cdb), this.name, this.#options.nexus);
     this.#metrics.started();
     this.#inFlight.set(command.id, command);
-    if (this.#giveUp.signal.aborted) {
+    if (this.#gaveUp) {
       // Past the drain deadline: nothing new runs (BUSY: the initiator may retry elsewhere).
       this.#complete(command, { status: STATUS_BUSY });
       return;
@@ -499,6 +498,13 @@ export class Device extends EventEmitter<DeviceEvents> {
     }
     if (this.#inFlight.size === 0 && this.#drainWaiters.length > 0) {
       for (const wake of this.#drainWaiters.splice(0)) wake();
+    }
+  }
+
+  /** The kernel aborted commands (ABORT TASK, LUN RESET...): abort their handlers' signals. */
+  #onTmr(notice: TmrNotice): void {
+    for (const id of notice.commandIds) {
+      this.#inFlight.get(id)?.abort(new CommandAbortedError(id, notice.type));
     }
   }
 
