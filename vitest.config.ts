@@ -20,7 +20,12 @@ export default defineConfig({
         ssr: { resolve: { conditions: resolve.conditions, externalConditions: ['@tcmu/source'] } },
         test: {
           name: 'unit',
-          include: ['packages/*/src/**/*.test.ts', 'apps/*/src/**/*.test.ts', 'tools/**/*.test.ts', 'tests/**/*.test.ts'],
+          include: [
+            'packages/*/src/**/*.test.ts',
+            'apps/*/src/**/*.test.ts',
+            'tools/**/*.test.ts',
+            'tests/**/*.test.ts',
+          ],
           exclude: ['**/*.kernel.test.ts', '**/node_modules/**'],
           testTimeout: 20_000,
         },
@@ -30,7 +35,11 @@ export default defineConfig({
         ssr: { resolve: { conditions: resolve.conditions, externalConditions: ['@tcmu/source'] } },
         test: {
           name: 'kernel',
-          include: ['packages/*/src/**/*.kernel.test.ts', 'apps/*/src/**/*.kernel.test.ts', 'tests/**/*.kernel.test.ts'],
+          include: [
+            'packages/*/src/**/*.kernel.test.ts',
+            'apps/*/src/**/*.kernel.test.ts',
+            'tests/**/*.kernel.test.ts',
+          ],
           fileParallelism: false,
           testTimeout: 300_000,
           hookTimeout: 120_000,

@@ -5,7 +5,10 @@
 import { readFileSync } from 'node:fs';
 
 const [, , logFile, rcText] = process.argv;
-const text = readFileSync(logFile, 'utf8').replace(/\x1b\[[0-9;]*m/g, '').replace(/\r/g, '');
+const esc = String.fromCharCode(27);
+const text = readFileSync(logFile, 'utf8')
+  .replaceAll(new RegExp(`${esc}\\[[0-9;]*m`, 'g'), '')
+  .replace(/\r/g, '');
 const marker = 'run-kernel-tests: booting the VM';
 const at = text.indexOf(marker);
 const unitPart = at < 0 ? text : text.slice(0, at);
