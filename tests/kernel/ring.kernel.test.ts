@@ -249,6 +249,15 @@ describe('TCMU ring on the real kernel, served by the RAM-disk fixture', () => {
     expect(notices).toContainEqual({ type: ABI.tmrType.lunReset, commandIds: [held[0]!.id] });
     expect(held[0]!.signal.reason).toBeInstanceOf(CommandAbortedError);
     await reader;
+    // The core leaves a UNIT ATTENTION (29/xx, reset occurred) for the initiator: consume it.
+    const tur = () => sgRawDriver(target).submit({ cdb: new Uint8Array(6) });
+    let result = await tur();
+    for (let i = 0; i < 3 && result.status !== 0; i++) {
+      expect(result.sense[2]! & 0x0f).toBe(0x06);
+      expect(result.sense[12]).toBe(0x29);
+      result = await tur();
+    }
+    expect(result.status).toBe(0);
   });
 
   describe('conformance through sg_raw', () => {
