@@ -173,9 +173,11 @@ export class OpcodeTable {
     return entry !== undefined && isSupported(entry, unit) ? entry : undefined;
   }
 
-  /** True when the opcode is dispatched by service action. */
-  hasServiceActions(opcode: number): boolean {
-    return this.#byAction[opcode] !== undefined;
+  /** True when the opcode is dispatched by service action (and, with `unit`, it offers one of them). */
+  hasServiceActions(opcode: number, unit?: LogicalUnitState): boolean {
+    const actions = this.#byAction[opcode];
+    if (actions === undefined) return false;
+    return unit === undefined || [...actions.values()].some((slot) => isSupported(slot.entry, unit));
   }
 
   /** Every entry in opcode, then service action order. */

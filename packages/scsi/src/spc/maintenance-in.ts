@@ -101,14 +101,15 @@ function reportSupportedOperationCodes(ctx: CommandContext<ReportOpcodesFields>)
     return b;
   }
   const opcode = f.requestedOpcode;
-  const withActions = table.hasServiceActions(opcode);
+  // An opcode none of whose service actions the unit offers is simply not supported.
+  const withActions = table.hasServiceActions(opcode, unit);
   let entry: AnyOpcodeEntry | undefined;
   if (f.reportingOptions === 1) {
     // The opcode must not have service actions (SPC-5 Table 206).
     if (withActions) throw invalidCdbField(2, 2);
     entry = table.getSupported(unit, opcode);
   } else if (f.reportingOptions === 2) {
-    if (!withActions && table.get(opcode) !== undefined) throw invalidCdbField(2, 2);
+    if (!withActions && table.getSupported(unit, opcode) !== undefined) throw invalidCdbField(2, 2);
     entry = table.getSupported(unit, opcode, f.requestedServiceAction);
   } else {
     entry = withActions

@@ -154,6 +154,8 @@ describe('REPORT SUPPORTED OPERATION CODES (SPC-5 6.35)', () => {
       const { unit } = makeUnit();
       expect([...expectGood(await run(unit, rsoc(2, 0x83, 0)))]).toEqual([0, 0x01, 0, 0]);
       expect([...expectGood(await run(unit, rsoc(2, 0x84, 3)))]).toEqual([0, 0x01, 0, 0]);
+      // With no service action of 84h offered, option 1 reports it unsupported rather than refusing.
+      expect([...expectGood(await run(unit, rsoc(1, 0x84)))]).toEqual([0, 0x01, 0, 0]);
     });
 
     it('UNMAP is listed only with a discarding backend; WRITE SAME shows UNMAP only then', async () => {
