@@ -80,9 +80,24 @@ export function naaFromSerial(serial: string): Uint8Array {
   return b;
 }
 
+/**
+ * SPC-5 7.7.6.6: an NAA designator is 8 bytes for NAA 2, 3 and 5 and 16 bytes
+ * for NAA 6; anything else would make VPD 0x83 (and EXTENDED COPY targets) malformed.
+ */
+function checkNaa(naa: Uint8Array): void {
+  const kind = (naa[0] ?? 0) >>> 4;
+  const expected = kind === 6 ? 16 : kind === 2 || kind === 3 || kind === 5 ? 8 : undefined;
+  if (expected === undefined || naa.length !== expected) {
+    throw new RangeError(
+      `config.naa must be an NAA 2/3/5 (8 bytes) or NAA 6 (16 bytes) designator, got NAA ${kind} in ${naa.length} bytes`,
+    );
+  }
+}
+
 export function defaultUnitConfig(backend: BlockBackend, overrides: Partial<UnitConfig> = {}): UnitConfig {
   const blockSize = backend.blockSize;
   const serial = overrides.serial ?? generateSerial();
+  if (overrides.naa !== undefined) checkNaa(overrides.naa);
   return {
     vendor: 'TCMU',
     product: 'node-tcmu disk',

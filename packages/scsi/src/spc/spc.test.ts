@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { MemoryBackend } from '../backends/memory.js';
 import { be16, be32 } from '../core/bytes.js';
-import { LogicalUnit } from '../core/unit.js';
+import { LogicalUnit, naaFromSerial } from '../core/unit.js';
 import { decodeSense } from '../sense/sense.js';
 import { expectCheck, expectGood, makeUnit, run } from '../testing/harness.js';
 import { encodeLun } from './report-luns.js';
@@ -88,6 +88,21 @@ describe('INQUIRY VPD pages', () => {
     // T10 vendor id: ASCII, type 1, vendor then serial.
     expect([da[24], da[25]]).toEqual([0x02, 0x01]);
     expect(ascii(da.subarray(28, 28 + da[27]!))).toBe(`TCMU    ${a.config.serial}`);
+  });
+
+  it('0x83: a configured NAA 5 designator is reported as given; malformed ones are refused at creation', async () => {
+    const naa = Uint8Array.of(0x50, 0x01, 0x40, 0x5a, 0xbc, 0xde, 0xf0, 0x12);
+    const d = expectGood(await run(makeUnit({ config: { naa } }).unit, inquiry(1, 0x83)));
+    expect([...d.subarray(4, 16)]).toEqual([0x01, 0x03, 0x00, 8, ...naa]);
+    expect(() => makeUnit({ config: { naa: new Uint8Array(16) } })).toThrow(RangeError);
+    expect(() => makeUnit({ config: { naa: naa.subarray(0, 7) } })).toThrow(/NAA 5 in 7 bytes/);
+    expect(() => makeUnit({ config: { naa: Uint8Array.of(0x60, ...naa.subarray(1)) } })).toThrow(RangeError);
+  });
+
+  it('0x83: units with distinct serials get distinct NAA designators', () => {
+    const seen = new Set<string>();
+    for (let i = 0; i < 2000; i++) seen.add(Buffer.from(naaFromSerial(`serial-${i}`)).toString('hex'));
+    expect(seen.size).toBe(2000);
   });
 
   it('0x83: relative target port and SCSI name string when configured', async () => {
