@@ -1,6 +1,6 @@
 import { lstat, readdir, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { type BlockBackend, decodeSense, MemoryBackend } from '@tcmu/scsi';
+import { type BlockBackend, decodeSense, FaultInjectionBackend, MemoryBackend } from '@tcmu/scsi';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { CommandEvent } from './device.js';
 import { DeviceSetupError, HandlerError, InvalidOptionError, TeardownError } from './errors.js';
@@ -187,6 +187,18 @@ describe('data path', () => {
       expect(decodeSense(result.sense)).toMatchObject({ key: 0x05, asc: 0x21, ascq: 0x00 });
       expect(result.dataIn.length).toBe(0);
       expect(device.stats().errors).toBe(1);
+    } finally {
+      await device.close();
+    }
+  });
+
+  it('reports a fault-injected bad block as MEDIUM ERROR with its LBA', async () => {
+    const device = await open({ backend: new FaultInjectionBackend(memory(), { failReads: [42] }) });
+    try {
+      const result = await harness.submit(device, { cdb: rw10(0x28, 40, 4), dataInLength: 2048 });
+      expect(result.status).toBe(CHECK_CONDITION);
+      expect(decodeSense(result.sense)).toMatchObject({ key: 0x03, asc: 0x11, ascq: 0x00, information: 42 });
+      expect((await harness.submit(device, { cdb: rw10(0x28, 43, 1), dataInLength: 512 })).status).toBe(GOOD);
     } finally {
       await device.close();
     }
