@@ -123,6 +123,10 @@ describe('serve', () => {
     expect(h.status.at(-1)).toBe('\n'); // the live line is ended before the goodbye
     expect(h.records.map((r) => r.message)).toContainEqual(expect.stringMatching(/^SIGTERM: stopping vol0/));
     expect(h.out).toHaveLength(1);
+    // `name` belongs to pino (the logger's name): the volume goes under its own key.
+    const serving = h.records.find((r) => r.message.startsWith('serving '))!;
+    expect(serving.fields).toMatchObject({ volume: 'vol0', disk: '/dev/sdb', node: '/dev/tcmufile/vol0' });
+    expect(serving.fields).not.toHaveProperty('name');
   });
 
   it('logs activity records instead of a live line when not on a terminal', async () => {

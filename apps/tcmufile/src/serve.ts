@@ -88,7 +88,7 @@ export async function serve(command: ServeCommand, deps: ServeDependencies): Pro
   deps.writeOut(`${path}\n`);
   logger.info(
     {
-      name: command.name,
+      volume: command.name,
       disk: device.diskPath,
       node: device.nodePath,
       image: image.path,
