@@ -618,6 +618,20 @@ describe('several devices', () => {
     expect(await leftovers()).toEqual([]);
   });
 
+  it('shares a loopback target named by WWN: it goes with its last LUN', async () => {
+    const fabric = { type: 'loopback', wwn: 'naa.5001405000000abc' } as const;
+    const a = await open({ name: 'a', fabric, lun: 0 });
+    const b = await open({ name: 'b', fabric, lun: 1 });
+    try {
+      await a.close();
+      expect((await harness.submit(b, { cdb: inquiry(), dataInLength: 96 })).status).toBe(GOOD);
+      expect(await leftovers()).toContain('loopback/naa.5001405000000abc/tpgt_1/lun/lun_1');
+    } finally {
+      await b.close();
+    }
+    expect(await leftovers()).toEqual([]);
+  });
+
   it('hosts several LUNs on one loopback Target', async () => {
     const target = await Target.open({ name: 'shared', platform: harness.platform });
     const [d0, d1] = await Promise.all([

@@ -141,6 +141,9 @@ export function systemPlatform(options: SystemPlatformOptions = {}): DevicePlatf
     },
 
     async removeTarget(target) {
+      // A loopback target may be shared (same WWN given to several devices):
+      // it goes only with its last LUN.
+      if (target.type === 'loopback' && (await this.usedLuns(target)).length > 0) return;
       await manager.removeTarget(target.type, target.wwn);
     },
 
