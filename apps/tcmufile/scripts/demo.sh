@@ -36,7 +36,7 @@ for _ in $(seq 1200); do
 done
 dev=$(head -n1 "$work/stdout")
 [ -n "$dev" ] || { cat "$work/stderr" >&2; echo "demo: no device path after 120 s" >&2; exit 1; }
-echo "device: $dev -> $(readlink -f "$dev")"
+echo "device: $dev"
 ls -l "$dev"
 
 step "lsblk"
