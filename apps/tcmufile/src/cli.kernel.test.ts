@@ -164,6 +164,50 @@ describe('tcmufile on the real kernel', { timeout: 900_000 }, () => {
     expect(image1M.equals(pattern)).toBe(true);
   });
 
+  it('on a terminal: a live status line redrawn in place, and a clean stop', async () => {
+    // script(1) gives the server a pseudo-terminal; -e passes the server's exit status through.
+    const quote = (arg: string) => `'${arg.replaceAll("'", "'\\''")}'`;
+    const serverArgs = [...nodeArgs, 'serve', join(dir, 'tty.img'), '--size', '8M', '--name', 'tcmufile-kt3'];
+    // exec: script runs the command through a shell, which must become the server.
+    const command = `exec ${[process.execPath, ...serverArgs].map(quote).join(' ')}`;
+    const script = spawn('script', ['-qfec', command, '/dev/null'], {
+      cwd: appDir,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let output = '';
+    script.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+      output += chunk;
+    });
+    const exited = new Promise<number | null>((done) => script.once('exit', (code) => done(code)));
+    const waitFor = async (pattern: RegExp) => {
+      for (let i = 0; i < 6000 && !pattern.test(output); i++)
+        await new Promise((done) => setTimeout(done, 100));
+      expect(output).toMatch(pattern);
+    };
+    await waitFor(/\/dev\/tcmufile\/tcmufile-kt3\r?\n/);
+    execFileSync('dd', [
+      'if=/dev/tcmufile/tcmufile-kt3',
+      'of=/dev/null',
+      'bs=64k',
+      'count=64',
+      'iflag=direct',
+    ]);
+    const statusLine =
+      /\r\/dev\/sd[a-z]+ tcmufile-kt3 \| [\d.]+k? IOPS \| read [\d.]+ MB\/s \| write [\d.]+ MB\/s \| in flight \d+ \| errors 0\x1b\[K/;
+    await waitFor(statusLine);
+    // The server is script's child: signal it, not script.
+    const serverPid = Number(
+      readFileSync(`/proc/${script.pid}/task/${script.pid}/children`, 'utf8').trim().split(' ')[0],
+    );
+    expect(serverPid).toBeGreaterThan(0);
+    process.kill(serverPid, 'SIGTERM');
+    expect(await exited).toBe(0);
+    script.stdin.end();
+    expect(output).toMatch(/SIGTERM: stopping tcmufile-kt3/);
+    expect(output).not.toMatch(/^\{"level"/m); // human lines on a terminal, not JSON
+    expect(leftovers('tcmufile-kt3')).toEqual([]);
+  });
+
   it('a name in use: the second serve exits 75 and the first keeps serving', async () => {
     const first = start(['serve', join(dir, 'a.img'), '--size', '8M', '--name', 'tcmufile-kt1']);
     const path = await firstLine(first);
