@@ -185,14 +185,14 @@ describe('tcmufile on the real kernel', { timeout: 900_000 }, () => {
       expect(output).toMatch(pattern);
     };
     await waitFor(/\/dev\/tcmufile\/tcmufile-kt3\r?\n/);
-    execFileSync('dd', [
-      'if=/dev/tcmufile/tcmufile-kt3',
-      'of=/dev/null',
-      'bs=64k',
-      'count=64',
-      'iflag=direct',
-    ]);
+    const quiet = { stdio: 'pipe' } as const;
+    execFileSync(
+      'dd',
+      ['if=/dev/tcmufile/tcmufile-kt3', 'of=/dev/null', 'bs=64k', 'count=64', 'iflag=direct'],
+      quiet,
+    );
     const statusLine =
+      // biome-ignore lint/suspicious/noControlCharactersInRegex: ESC [ K is what the live line writes
       /\r\/dev\/sd[a-z]+ tcmufile-kt3 \| [\d.]+k? IOPS \| read [\d.]+ MB\/s \| write [\d.]+ MB\/s \| in flight \d+ \| errors 0\x1b\[K/;
     await waitFor(statusLine);
     // The server is script's child: signal it, not script.
