@@ -1,6 +1,5 @@
 import { type EnvironmentReport, TargetManager } from '@tcmu/configfs';
-// @tcmu/configfs does not export ./testing yet; switch to '@tcmu/configfs/testing' once it does.
-import { FakeKernel } from '../../../packages/configfs/src/testing/index.js';
+import { FakeKernel } from '@tcmu/configfs/testing';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   environmentError,

@@ -1,4 +1,4 @@
-import { MemoryBackend } from '../../../packages/scsi/src/backends/index.js'; // TEMP: from @tcmu/device once it re-exports it
+import { MemoryBackend } from '@tcmu/device';
 import { describe, expect, it } from 'vitest';
 import { prefixView } from './open-device.js';
 

@@ -1,6 +1,4 @@
-import { type OpenDeviceOptions, openDevice } from '@tcmu/device';
-import { FileBackend } from '../../../packages/scsi/src/node.js'; // TEMP: from @tcmu/device once it re-exports the backends (with punchHole wired)
-import { ReadOnlyBackend } from '../../../packages/scsi/src/backends/index.js'; // TEMP: from @tcmu/device once it re-exports the backends (with punchHole wired)
+import { FileBackend, type OpenDeviceOptions, openDevice, ReadOnlyBackend } from '@tcmu/device';
 import type { DeviceRequest, ServedDevice } from './serve.js';
 
 type Backend = NonNullable<OpenDeviceOptions['backend']>;
