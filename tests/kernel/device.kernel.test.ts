@@ -10,7 +10,7 @@ import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { type Device, openDevice, Target } from '@tcmu/device';
+import { type Device, type Middleware, openDevice, Target } from '@tcmu/device';
 import { MemoryBackend } from '@tcmu/scsi';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -76,7 +76,7 @@ async function leftovers(device: Footprint): Promise<string[]> {
   return found;
 }
 
-async function closeAndCheck(device: Device): Promise<void> {
+async function closeAndCheck(device: Device, drainTimeoutMs = 10_000): Promise<void> {
   const footprint: Footprint = {
     name: device.name,
     hba: device.hba,
@@ -85,7 +85,7 @@ async function closeAndCheck(device: Device): Promise<void> {
     diskName: device.disk?.name,
   };
   expect(await leftovers(footprint)).not.toEqual([]); // sanity: the check sees a live device
-  await device.close({ drainTimeoutMs: 10_000 });
+  await device.close({ drainTimeoutMs });
   expect(await leftovers(footprint)).toEqual([]);
 }
 
@@ -392,6 +392,36 @@ describe('several LUNs on one loopback target', () => {
       await target.close({ drainTimeoutMs: 10_000 });
     }
     for (const footprint of footprints) expect(await leftovers(footprint)).toEqual([]);
+  });
+});
+
+describe('close under load', () => {
+  it('is bounded by drainTimeoutMs with hung writes in flight, and leaves nothing behind', async () => {
+    // Writes of more than one page hang and ignore their AbortSignal: the worst handler.
+    const hang: Middleware = async (cmd, next) => {
+      if (cmd.opcode === 0x2a && cmd.dataOut.length > 4096)
+        await new Promise((resolve) => setTimeout(resolve, 60_000));
+      return next(cmd);
+    };
+    const device = await serve('e2e-busy', 512, 32 << 20, { middleware: [hang] });
+    const fio = run('fio', [
+      '--name=busy',
+      `--filename=${device.diskPath}`,
+      '--rw=randwrite',
+      '--bs=64k',
+      '--size=16M',
+      '--direct=1',
+      '--ioengine=libaio',
+      '--iodepth=8',
+      '--time_based',
+      '--runtime=120',
+    ]);
+    for (let i = 0; i < 600 && device.stats().inFlight < 4; i++) await new Promise((r) => setTimeout(r, 100));
+    expect(device.stats().inFlight).toBeGreaterThanOrEqual(4);
+    // Without the drain deadline this never returns (the kernel's LUN removal waits for the writes).
+    await closeAndCheck(device, 1000);
+    expect(device.stats().aborted).toBeGreaterThanOrEqual(4);
+    expect((await fio).code).not.toBe(0); // the initiator saw its disk go away
   });
 });
 

@@ -22,6 +22,8 @@ export class IncomingCommand implements DeviceCommand {
   readonly receivedAt: number;
   readonly direction: Direction;
   readonly ring: RingCommand;
+  /** @internal bound of a command that arrived after close()'s drain deadline */
+  deadline: ReturnType<typeof setTimeout> | undefined;
   #dataOut: Uint8Array | undefined;
   #abort: AbortController | undefined;
   #abortReason: unknown;

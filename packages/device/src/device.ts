@@ -60,7 +60,6 @@ export type DeviceState = 'new' | 'opening' | 'ready' | 'closing' | 'closed' | '
 
 const STATUS_GOOD = 0x00;
 const STATUS_CHECK_CONDITION = 0x02;
-const STATUS_BUSY = 0x08;
 const STATUS_TASK_ABORTED = 0x40;
 const MAX_SENSE = 96;
 /** Fixed-format sense HARDWARE ERROR / INTERNAL TARGET FAILURE (44 00): what a handler crash reports. */
@@ -124,8 +123,8 @@ export class Device extends EventEmitter<DeviceEvents> {
   readonly #handler: Handler;
   readonly #directionOf: (cdb: Uint8Array) => Direction;
   readonly #inFlight = new Map<number, IncomingCommand>();
-  /** The drain deadline of close() passed: new commands get BUSY. */
-  #gaveUp = false;
+  /** Set once the drain deadline of close() passed: how long a late command may run. */
+  #lateCommandBoundMs: number | undefined;
   #state: DeviceState = 'new';
   #ring: TcmuRing | undefined;
   #backstore: BackstoreRef | undefined;
@@ -350,7 +349,7 @@ export class Device extends EventEmitter<DeviceEvents> {
     };
     // The drain deadline runs while the LUNs go away: a hung handler would
     // otherwise keep the kernel's LUN removal waiting forever.
-    const deadline = setTimeout(() => this.#abortInFlight(), drainTimeoutMs);
+    const deadline = setTimeout(() => this.#abortInFlight(drainTimeoutMs), drainTimeoutMs);
     try {
       if (this.#node) {
         const node = this.#node;
@@ -387,19 +386,25 @@ export class Device extends EventEmitter<DeviceEvents> {
     return new Promise((resolve) => this.#drainWaiters.push(resolve));
   }
 
-  /** Drain deadline: abort handlers and answer TASK ABORTED for whatever is left. */
-  #abortInFlight(): void {
+  /**
+   * Drain deadline: abort the handlers still running and answer TASK ABORTED
+   * for them. Commands that arrive later (sd flushing the disk while the LUN
+   * goes away, midlayer retries) still run, each bounded by the same timeout:
+   * refusing them with BUSY would make the kernel retry them for minutes.
+   */
+  #abortInFlight(boundMs: number): void {
+    this.#lateCommandBoundMs = boundMs;
     if (this.#inFlight.size === 0) return;
     this.#logger.warn(
       { device: this.name, inFlight: this.#inFlight.size },
       'drain timeout: aborting commands',
     );
-    this.#gaveUp = true;
-    const reason = new DeviceClosedError(`device '${this.name}' closed before the command completed`);
-    for (const command of [...this.#inFlight.values()]) {
-      command.abort(reason);
-      this.#complete(command, { status: STATUS_TASK_ABORTED });
-    }
+    for (const command of [...this.#inFlight.values()]) this.#abortCommand(command);
+  }
+
+  #abortCommand(command: IncomingCommand): void {
+    command.abort(new DeviceClosedError(`device '${this.name}' closed before the command completed`));
+    this.#complete(command, { status: STATUS_TASK_ABORTED });
   }
 
   // ---------------------------------------------------------------- data path
@@ -408,10 +413,8 @@ export class Device extends EventEmitter<DeviceEvents> {
     const command = new IncomingCommand(ring, this.#directionOf(ring.cdb), this.name, this.#options.nexus);
     this.#metrics.started();
     this.#inFlight.set(command.id, command);
-    if (this.#gaveUp) {
-      // Past the drain deadline: nothing new runs (BUSY: the initiator may retry elsewhere).
-      this.#complete(command, { status: STATUS_BUSY });
-      return;
+    if (this.#lateCommandBoundMs !== undefined) {
+      command.deadline = setTimeout(() => this.#abortCommand(command), this.#lateCommandBoundMs);
     }
     let pending: HandlerResult | Promise<HandlerResult>;
     try {
@@ -443,6 +446,7 @@ export class Device extends EventEmitter<DeviceEvents> {
 
   #complete(command: IncomingCommand, result: HandlerResult): void {
     if (this.#inFlight.get(command.id) !== command) return; // already answered (drain deadline)
+    if (command.deadline) clearTimeout(command.deadline);
     const ring = this.#ring;
     let answer = result;
     if (!isHandlerResult(result)) {
