@@ -2,6 +2,7 @@ import { type EnvironmentReport, TargetManager } from '@tcmu/configfs';
 import { FakeKernel } from '@tcmu/configfs/testing';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
+  configfsChecks,
   environmentError,
   formatCleanup,
   formatDoctor,
@@ -53,6 +54,12 @@ describe('environment', () => {
     const module = environmentError(report({ 'module:target_core_user': 'modprobe target_core_user' }))!;
     expect(module.exitCode).toBe(ExitCode.unavailable);
     expect(module.fix).toBe('modprobe target_core_user');
+  });
+
+  it('can count only the configfs checks (list and cleanup load no module)', () => {
+    const modulesMissing = report({ 'module:tcm_loop': 'modprobe tcm_loop' });
+    expect(environmentError(modulesMissing, configfsChecks)).toBeUndefined();
+    expect(environmentError(report({ root: 'sudo' }), configfsChecks)?.exitCode).toBe(ExitCode.noPermission);
   });
 
   it('lists the required modules to load', () => {

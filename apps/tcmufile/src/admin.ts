@@ -19,8 +19,10 @@ function exitCodeOfCheck(check: EnvironmentCheck): ExitCode {
 /** Checks that must pass before anything is tried, in the order a person would fix them. */
 const checkOrder = ['root', 'configfs', 'configfs:target'];
 
-function failedRequired(report: EnvironmentReport): EnvironmentCheck[] {
-  const failed = report.checks.filter((check) => check.required && !check.ok);
+function failedRequired(report: EnvironmentReport, only?: readonly string[]): EnvironmentCheck[] {
+  const failed = report.checks.filter(
+    (check) => check.required && !check.ok && (only === undefined || only.includes(check.id)),
+  );
   const rank = (check: EnvironmentCheck) => {
     const index = checkOrder.indexOf(check.id);
     return index === -1 ? checkOrder.length : index;
@@ -28,9 +30,18 @@ function failedRequired(report: EnvironmentReport): EnvironmentCheck[] {
   return failed.sort((a, b) => rank(a) - rank(b));
 }
 
-/** The error serve (and list/cleanup) stop with, or undefined when the machine is ready. */
-export function environmentError(report: EnvironmentReport): EnvironmentError | undefined {
-  const failed = failedRequired(report);
+/** What list and cleanup need: they read and remove objects, they create none. */
+export const configfsChecks = ['root', 'configfs', 'configfs:target'] as const;
+
+/**
+ * The error serve stops with, or undefined when the machine is ready. `only` limits the
+ * checks that count (list and cleanup pass configfsChecks).
+ */
+export function environmentError(
+  report: EnvironmentReport,
+  only?: readonly string[],
+): EnvironmentError | undefined {
+  const failed = failedRequired(report, only);
   const first = failed[0];
   if (!first) return undefined;
   const others = failed.length > 1 ? ` (and ${failed.length - 1} more: run \`tcmufile doctor\`)` : '';

@@ -3,6 +3,7 @@
  * The command itself is `tcmufile` (src/cli.ts).
  */
 export {
+  configfsChecks,
   environmentError,
   formatCleanup,
   formatDoctor,

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { checkEnvironment, type EnvironmentReport, TargetManager } from '@tcmu/configfs';
 import {
+  configfsChecks,
   environmentError,
   formatCleanup,
   formatDoctor,
@@ -77,13 +78,13 @@ async function run(
       return exitCode;
     }
     case 'list': {
-      await requireEnvironment(logger, false);
+      await requireEnvironment(logger, 'configfs');
       const inventory = await new TargetManager().list();
       io.writeOut(command.json ? `${JSON.stringify(inventory, null, 2)}\n` : formatInventory(inventory));
       return ExitCode.ok;
     }
     case 'cleanup': {
-      await requireEnvironment(logger, false);
+      await requireEnvironment(logger, 'configfs');
       const manager = new TargetManager();
       io.writeOut(
         command.dryRun
@@ -94,7 +95,7 @@ async function run(
     }
     case 'serve':
       return serve(command, {
-        checkEnvironment: () => requireEnvironment(logger, true),
+        checkEnvironment: () => requireEnvironment(logger, 'serve'),
         prepareImage,
         openDevice: openImageDevice,
         waitForStop: () => stop!.signal,
@@ -112,10 +113,12 @@ async function run(
 const execFileAsync = promisify(execFile);
 
 /**
- * Throws the EnvironmentError of the first failed required check. With `loadModules`, first
- * tries `modprobe` for required modules that are missing (as targetcli does), then re-checks.
+ * Throws the EnvironmentError of the first failed required check. For serve, first tries
+ * `modprobe` for required modules that are missing (as targetcli does), then re-checks; list
+ * and cleanup only need root and configfs.
  */
-async function requireEnvironment(logger: Logger, loadModules: boolean): Promise<void> {
+async function requireEnvironment(logger: Logger, purpose: 'serve' | 'configfs'): Promise<void> {
+  const loadModules = purpose === 'serve';
   let report: EnvironmentReport = await checkEnvironment();
   const modules = missingModules(report);
   const isRoot = report.checks.some((check) => check.id === 'root' && check.ok);
@@ -128,7 +131,7 @@ async function requireEnvironment(logger: Logger, loadModules: boolean): Promise
     }
     report = await checkEnvironment();
   }
-  const error = environmentError(report);
+  const error = environmentError(report, purpose === 'serve' ? undefined : configfsChecks);
   if (error) throw error;
 }
 
