@@ -74,6 +74,7 @@ export function formatProvenance(reports) {
         report.handler && `handler ${report.handler}`,
         report.tcmufile && `tcmufile from ${report.tcmufile}`,
         report.node && `node ${report.node}`,
+        report.rounds && `best of ${report.rounds} boots`,
         report.hostLoad && `host load ${report.hostLoad}`,
       ]
         .filter(Boolean)

@@ -3,8 +3,9 @@
 // real kernel in the kernel-vm (one boot per backstore). Not part of the tests.
 //
 //   node tools/bench-kernel/run.mjs [--runtime 10] [--rounds 1] [--only tcmufile,fileio]
-//                                   [--no-record] [--tcmufile source|dist]
+//                                   [--no-record] [--tcmufile source|dist] [--from-saved]
 //
+// --from-saved boots nothing: it rebuilds the table (and the docs section) from the last results.
 // --rounds N boots each backstore N times, alternating, and keeps each job's best run: the
 // machine is shared, and the best of several runs is the least disturbed by other load.
 // --only re-runs some backstores and takes the others from their last results
@@ -29,6 +30,7 @@ const { values } = parseArgs({
     rounds: { type: 'string', default: '1' },
     only: { type: 'string' },
     'no-record': { type: 'boolean', default: false },
+    'from-saved': { type: 'boolean', default: false },
     tcmufile: { type: 'string', default: 'source' },
   },
 });
@@ -42,7 +44,11 @@ if (!Number.isInteger(rounds) || rounds < 1 || rounds > 5) {
   console.error('bench-kernel: --rounds must be 1..5');
   process.exit(2);
 }
-const selected = values.only ? values.only.split(',').map((name) => name.trim()) : backstores;
+const selected = values['from-saved']
+  ? []
+  : values.only
+    ? values.only.split(',').map((name) => name.trim())
+    : backstores;
 const unknown = selected.filter((name) => !backstores.includes(name));
 if (unknown.length > 0) {
   console.error(`bench-kernel: unknown backstore ${unknown.join(', ')} (known: ${backstores.join(', ')})`);
