@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
-import type { LogicalUnit } from '@tcmu/scsi';
 import { join } from 'node:path';
+import { type LogicalUnit, SenseReasons, senseFor } from '@tcmu/scsi';
 import { CommandAbortedError, type RingCommand, type TcmuRing, type TmrNotice } from '@tcmu/ring';
 import { carriesDataIn, type Direction, IncomingCommand } from './command.js';
 import {
@@ -62,27 +62,6 @@ const STATUS_GOOD = 0x00;
 const STATUS_CHECK_CONDITION = 0x02;
 const STATUS_TASK_ABORTED = 0x40;
 const MAX_SENSE = 96;
-/** Fixed-format sense HARDWARE ERROR / INTERNAL TARGET FAILURE (44 00): what a handler crash reports. */
-const INTERNAL_FAILURE_SENSE = Uint8Array.of(
-  0x70,
-  0,
-  0x04,
-  0,
-  0,
-  0,
-  0,
-  10,
-  0,
-  0,
-  0,
-  0,
-  0x44,
-  0x00,
-  0,
-  0,
-  0,
-  0,
-);
 const DEFAULT_DRAIN_TIMEOUT_MS = 5000;
 const ROLLBACK_DRAIN_TIMEOUT_MS = 2000;
 
@@ -441,7 +420,7 @@ export class Device extends EventEmitter<DeviceEvents> {
         cause: error,
       }),
     );
-    this.#complete(command, { status: STATUS_CHECK_CONDITION, sense: INTERNAL_FAILURE_SENSE });
+    this.#complete(command, { status: STATUS_CHECK_CONDITION, sense: this.#internalFailureSense() });
   }
 
   #complete(command: IncomingCommand, result: HandlerResult): void {
@@ -452,7 +431,7 @@ export class Device extends EventEmitter<DeviceEvents> {
     if (!isHandlerResult(result)) {
       this.#logger.error({ device: this.name, id: command.id }, 'handler returned no valid result');
       this.#emitError(new HandlerError(`handler returned no valid result for command ${command.id}`));
-      answer = { status: STATUS_CHECK_CONDITION, sense: INTERNAL_FAILURE_SENSE };
+      answer = { status: STATUS_CHECK_CONDITION, sense: this.#internalFailureSense() };
     }
     const capacity = command.dataInLength;
     let dataIn = answer.dataIn;
@@ -510,6 +489,11 @@ export class Device extends EventEmitter<DeviceEvents> {
     for (const id of notice.commandIds) {
       this.#inFlight.get(id)?.abort(new CommandAbortedError(id, notice.type));
     }
+  }
+
+  /** HARDWARE ERROR / INTERNAL TARGET FAILURE (44 00): what a handler bug reports, in the unit's sense format. */
+  #internalFailureSense(): Uint8Array {
+    return senseFor(SenseReasons.INTERNAL_TARGET_FAILURE, {}, this.unit?.modes.descriptorSense ?? false);
   }
 
   #onRingError(error: Error): void {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { InvalidOptionError } from './errors.js';
-import { defaultIqn, loopbackWwn, naaFromSerial, resolveIdentity, validateName } from './identity.js';
+import { defaultIqn, loopbackWwn, resolveIdentity, validateName } from './identity.js';
 
 describe('validateName', () => {
   it.each(['vol0', 'a', 'db-1.data_x', 'A'.repeat(64)])('accepts %s', (name) => {
@@ -37,7 +37,7 @@ describe('resolveIdentity', () => {
   });
 
   it('makes an NAA 6 designator with the LIO OUI 00-14-05', () => {
-    const naa = naaFromSerial('abc');
+    const { naa } = resolveIdentity('abc');
     expect(naa).toHaveLength(16);
     const hex = Buffer.from(naa).toString('hex');
     expect(hex.slice(0, 7)).toBe('6001405');

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { naaFromSerial } from '@tcmu/scsi';
 import { InvalidOptionError } from './errors.js';
 
 /**
@@ -41,28 +42,12 @@ export interface DeviceIdentity {
 export interface IdentityOptions {
   /** Unit serial; default: 32 hex digits derived from the name (stable across runs). */
   readonly serial?: string;
-  /** NAA designator as 32 hex digits (starting with 6) or 16 bytes; default derived from the serial. */
+  /** NAA designator as 32 hex digits (starting with 6) or 16 bytes; default derived from the serial (@tcmu/scsi naaFromSerial). */
   readonly naa?: string | Uint8Array;
 }
 
 // SPC-5 7.7.3.2: the serial is ASCII graphic characters; 255 keeps it inside configfs' limits.
 const SERIAL_PATTERN = /^[\x21-\x7e]{1,255}$/;
-
-/**
- * NAA 6 = IEEE Registered Extended (SPC-5 7.7.6.6.5): 4-bit NAA, 24-bit OUI,
- * then 100 vendor-specific bits, here taken from a hash of the serial so
- * every device gets its own designator.
- */
-export function naaFromSerial(serial: string): Uint8Array {
-  const hash = digest('tcmu-node naa', serial);
-  const naa = new Uint8Array(16);
-  naa[0] = 0x60 | ((LIO_OUI >>> 20) & 0x0f);
-  naa[1] = (LIO_OUI >>> 12) & 0xff;
-  naa[2] = (LIO_OUI >>> 4) & 0xff;
-  naa[3] = ((LIO_OUI & 0x0f) << 4) | (hash[0]! & 0x0f);
-  naa.set(hash.subarray(1, 13), 4);
-  return naa;
-}
 
 function parseNaa(value: string | Uint8Array): Uint8Array {
   const bytes =

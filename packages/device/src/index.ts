@@ -31,7 +31,7 @@ export type {
 } from './metrics.js';
 export { handleSignals } from './signals.js';
 export type { Closable, HandleSignalsOptions } from './signals.js';
-export { defaultIqn, loopbackWwn, naaFromSerial, resolveIdentity, validateName } from './identity.js';
+export { defaultIqn, loopbackWwn, resolveIdentity, validateName } from './identity.js';
 export type { DeviceIdentity, IdentityOptions } from './identity.js';
 export { scsiHandler } from './scsi.js';
 export { systemPlatform } from './system.js';
