@@ -47,13 +47,17 @@ export async function main(argv: readonly string[], io: ProcessIo = processIo): 
   try {
     return await run(command, io, logger, stop);
   } catch (error) {
-    if (io.stderrIsTty) io.writeErr(`\r\x1b[K${describeError(error)}\n`);
-    else
-      logger.error(
-        { err: error, exitCode: exitCodeFor(error) },
-        describeError(error).replace(/^tcmufile: /, ''),
-      );
-    return exitCodeFor(error);
+    const exitCode = exitCodeFor(error);
+    if (io.stderrIsTty) {
+      io.writeErr(`\r\x1b[K${describeError(error)}\n`);
+    } else if (exitCode === ExitCode.internal) {
+      logger.error({ err: error, exitCode }, error instanceof Error ? error.message : String(error));
+    } else {
+      // An expected failure: its message and fix, no stack trace.
+      const fix = (error as { fix?: unknown } | null)?.fix;
+      logger.error({ exitCode, fix }, error instanceof Error ? error.message : String(error));
+    }
+    return exitCode;
   } finally {
     stop?.release();
   }
@@ -127,7 +131,11 @@ async function requireEnvironment(logger: Logger, purpose: 'serve' | 'configfs')
       await execFileAsync('modprobe', ['-a', ...modules]);
       logger.info({ modules }, `loaded kernel modules ${modules.join(', ')}`);
     } catch (error) {
-      logger.warn({ err: error, modules }, `modprobe ${modules.join(' ')} failed`);
+      const stderr = String((error as { stderr?: unknown }).stderr ?? '').trim();
+      logger.warn(
+        { modules, stderr },
+        `modprobe ${modules.join(' ')} failed${stderr ? `: ${stderr.split('\n')[0]}` : ''}`,
+      );
     }
     report = await checkEnvironment();
   }
