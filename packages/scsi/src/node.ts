@@ -3,5 +3,6 @@ export {
   FileBackendError,
   type FileBackendErrorCode,
   type FileBackendOptions,
+  type FileIoMode,
   type PunchHole,
 } from './node/file-backend.js';

@@ -147,4 +147,57 @@ describe('FileBackend', () => {
     expect(read.dataIn?.every((b) => b === 0x42)).toBe(true);
     await backend.close();
   });
+
+  describe("io: 'sync'", () => {
+    it('reads and writes on the calling thread: the bytes are in place when read() returns', async () => {
+      const path = join(dir, 'disk.img');
+      await writeFile(
+        path,
+        Uint8Array.from({ length: 4096 }, (_, i) => i % 251),
+      );
+      const backend = await FileBackend.open(path, { blockSize: 512, io: 'sync' });
+      expect(backend.io).toBe('sync');
+      const into = new Uint8Array(1024);
+      const reading = backend.read(2, into);
+      expect(into[0]).toBe(1024 % 251); // before any await
+      await reading;
+      const data = new Uint8Array(512).fill(0x5a);
+      await backend.write(7, data, { fua: true }); // FUA: fdatasync on the threadpool
+      const back = new Uint8Array(512);
+      await backend.read(7, back);
+      expect(back).toEqual(data);
+      await backend.discard(7, 1); // zeroes written synchronously
+      await backend.read(7, back);
+      expect(back.every((b) => b === 0)).toBe(true);
+      await backend.close();
+    });
+
+    it('failures are BackendIoError rejections with the LBA, never throws', async () => {
+      const path = join(dir, 'disk.img');
+      await writeFile(path, new Uint8Array(2048));
+      const readOnly = await FileBackend.open(path, { blockSize: 512, readOnly: true, io: 'sync' });
+      await expect(readOnly.write(1, new Uint8Array(512), { fua: false })).rejects.toMatchObject({
+        name: 'BackendIoError',
+        lba: 1,
+      });
+      await readOnly.close();
+      const backend = await FileBackend.open(path, { blockSize: 512, io: 'sync' });
+      await writeFile(path, new Uint8Array(512));
+      await expect(backend.read(0, new Uint8Array(2048))).rejects.toMatchObject({
+        name: 'BackendIoError',
+        lba: 1,
+      });
+      await backend.close();
+      await expect(backend.read(0, new Uint8Array(512))).rejects.toBeInstanceOf(BackendIoError);
+      await expect(backend.write(0, new Uint8Array(512), { fua: false })).rejects.toBeInstanceOf(
+        BackendIoError,
+      );
+    });
+
+    it('an unknown io mode is INVALID_OPTIONS', async () => {
+      await expect(
+        FileBackend.open(join(dir, 'x'), { blockSize: 512, io: 'direct' as 'sync' }),
+      ).rejects.toMatchObject({ code: 'INVALID_OPTIONS' });
+    });
+  });
 });

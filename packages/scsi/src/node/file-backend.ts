@@ -1,4 +1,4 @@
-import { constants } from 'node:fs';
+import { constants, readSync, writeSync } from 'node:fs';
 import { type FileHandle, open } from 'node:fs/promises';
 import { BackendIoError, type BlockBackend, type WriteOptions } from '../core/backend.js';
 
@@ -14,7 +14,18 @@ export interface FileBackendOptions {
   readonly create?: { readonly size: number };
   /** Deallocate ranges on discard; without it, discard writes zeroes. */
   readonly punchHole?: PunchHole;
+  /**
+   * How reads and writes reach the file. 'async' (default): fs/promises, one
+   * libuv threadpool round trip per I/O, so a slow disk never blocks the event
+   * loop. 'sync': pread/pwrite on the calling thread; for an image in the page
+   * cache (or on tmpfs) they are a memory copy, far cheaper than the thread
+   * handoff, but a cache miss on slow storage stalls every other command.
+   * fdatasync (flush, FUA) always runs on the threadpool.
+   */
+  readonly io?: FileIoMode;
 }
+
+export type FileIoMode = 'async' | 'sync';
 
 export type FileBackendErrorCode =
   | 'INVALID_OPTIONS'
@@ -51,6 +62,7 @@ export class FileBackend implements BlockBackend {
   readonly path: string;
   readonly #handle: FileHandle;
   readonly #punchHole: PunchHole | undefined;
+  readonly #sync: boolean;
   #zeros: Uint8Array | undefined;
 
   private constructor(path: string, handle: FileHandle, blockCount: number, options: FileBackendOptions) {
@@ -60,12 +72,21 @@ export class FileBackend implements BlockBackend {
     this.blockCount = blockCount;
     this.readOnly = options.readOnly ?? false;
     this.#punchHole = options.punchHole;
+    this.#sync = options.io === 'sync';
+  }
+
+  /** How reads and writes reach the file (see FileBackendOptions.io). */
+  get io(): FileIoMode {
+    return this.#sync ? 'sync' : 'async';
   }
 
   static async open(path: string, options: FileBackendOptions): Promise<FileBackend> {
-    const { blockSize, create, readOnly = false } = options;
+    const { blockSize, create, readOnly = false, io } = options;
     if (!Number.isSafeInteger(blockSize) || blockSize < 1) {
       throw new FileBackendError('INVALID_OPTIONS', `blockSize must be a positive integer, got ${blockSize}`);
+    }
+    if (io !== undefined && io !== 'async' && io !== 'sync') {
+      throw new FileBackendError('INVALID_OPTIONS', `io must be 'async' or 'sync', got ${String(io)}`);
     }
     if (create !== undefined) {
       if (readOnly) throw new FileBackendError('INVALID_OPTIONS', 'create and readOnly exclude each other');
@@ -125,7 +146,28 @@ export class FileBackend implements BlockBackend {
     return this.#handle.fd;
   }
 
-  async read(lba: number, into: Uint8Array): Promise<void> {
+  read(lba: number, into: Uint8Array): Promise<void> {
+    return this.#sync ? this.#readSync(lba, into) : this.#readAsync(lba, into);
+  }
+
+  /** Returns a settled promise: the SCSI layer awaits it like any other backend. */
+  #readSync(lba: number, into: Uint8Array): Promise<void> {
+    const position = lba * this.blockSize;
+    const fd = this.#handle.fd;
+    let done = 0;
+    try {
+      while (done < into.length) {
+        const bytesRead = readSync(fd, into, done, into.length - done, position + done);
+        if (bytesRead === 0) throw new Error(`unexpected end of file at byte ${position + done}`);
+        done += bytesRead;
+      }
+      return Promise.resolve();
+    } catch (error) {
+      return Promise.reject(this.#readError(lba, position + done, error));
+    }
+  }
+
+  async #readAsync(lba: number, into: Uint8Array): Promise<void> {
     const position = lba * this.blockSize;
     let done = 0;
     try {
@@ -135,17 +177,31 @@ export class FileBackend implements BlockBackend {
         done += bytesRead;
       }
     } catch (error) {
-      throw new BackendIoError(
-        `read at LBA ${lba} failed: ${(error as Error).message}`,
-        this.#lbaAt(position + done),
-        {
-          cause: error,
-        },
-      );
+      throw this.#readError(lba, position + done, error);
     }
   }
 
-  async write(lba: number, data: Uint8Array, options: WriteOptions): Promise<void> {
+  #readError(lba: number, position: number, error: unknown): BackendIoError {
+    return new BackendIoError(
+      `read at LBA ${lba} failed: ${(error as Error).message}`,
+      this.#lbaAt(position),
+      {
+        cause: error,
+      },
+    );
+  }
+
+  write(lba: number, data: Uint8Array, options: WriteOptions): Promise<void> {
+    if (!this.#sync) return this.#writeAsync(lba, data, options);
+    try {
+      this.#writeAtSync(lba * this.blockSize, data);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return options.fua ? this.flush() : Promise.resolve();
+  }
+
+  async #writeAsync(lba: number, data: Uint8Array, options: WriteOptions): Promise<void> {
     await this.#writeAt(lba * this.blockSize, data);
     if (options.fua) await this.flush();
   }
@@ -181,7 +237,8 @@ export class FileBackend implements BlockBackend {
     for (let at = 0; at < length; at += chunk) {
       const n = Math.min(chunk, length - at);
       if (this.#zeros.length < n) this.#zeros = new Uint8Array(n);
-      await this.#writeAt(offset + at, this.#zeros.subarray(0, n));
+      if (this.#sync) this.#writeAtSync(offset + at, this.#zeros.subarray(0, n));
+      else await this.#writeAt(offset + at, this.#zeros.subarray(0, n));
     }
   }
 
@@ -195,6 +252,23 @@ export class FileBackend implements BlockBackend {
     try {
       while (done < data.length) {
         const { bytesWritten } = await this.#handle.write(data, done, data.length - done, position + done);
+        if (bytesWritten === 0) throw new Error(`no progress writing at byte ${position + done}`);
+        done += bytesWritten;
+      }
+    } catch (error) {
+      throw new BackendIoError(`write failed: ${(error as Error).message}`, this.#lbaAt(position + done), {
+        cause: error,
+      });
+    }
+  }
+
+  #writeAtSync(position: number, data: Uint8Array): void {
+    if (this.readOnly) throw new BackendIoError('the file is open read-only', this.#lbaAt(position));
+    const fd = this.#handle.fd;
+    let done = 0;
+    try {
+      while (done < data.length) {
+        const bytesWritten = writeSync(fd, data, done, data.length - done, position + done);
         if (bytesWritten === 0) throw new Error(`no progress writing at byte ${position + done}`);
         done += bytesWritten;
       }
