@@ -20,6 +20,7 @@ describe('parseCommandLine', () => {
       dir: '/dev/tcmufile',
       iscsi: undefined,
       queueDepth: undefined,
+      io: 'sync',
     });
   });
 
@@ -39,6 +40,8 @@ describe('parseCommandLine', () => {
       '127.0.0.1:3261',
       '--queue-depth',
       '32',
+      '--io',
+      'async',
     ]);
     expect(long).toEqual({
       kind: 'serve',
@@ -50,6 +53,7 @@ describe('parseCommandLine', () => {
       dir: '/run/disks',
       iscsi: { host: '127.0.0.1', port: 3261 },
       queueDepth: 32,
+      io: 'async',
     });
     const short = serveOf([
       'a.img',
@@ -97,6 +101,7 @@ describe('parseCommandLine', () => {
     [['serve', 'a.img', '--iscsi', '1.2.3.4:0'], /port must be/],
     [['serve', 'a.img', '--iscsi', 'a b'], /HOST\[:PORT\]/],
     [['serve', 'a.img', '-q', '0'], /queue-depth/],
+    [['serve', 'a.img', '--io', 'direct'], /--io must be sync or async/],
     [['serve', 'a.img', '-q', '2x'], /queue-depth/],
     [['frobnicate'], /unknown command 'frobnicate'/],
     [['--size', '1G'], /expected a command before '--size'/],

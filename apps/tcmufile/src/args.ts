@@ -20,6 +20,8 @@ export interface ServeCommand {
   dir: string;
   iscsi: IscsiPortal | undefined;
   queueDepth: number | undefined;
+  /** How the image is read and written (see FileBackendOptions.io). */
+  io: 'sync' | 'async';
 }
 
 export type Command =
@@ -63,6 +65,9 @@ Options:
   -d, --dir DIR           directory for the device node DIR/NAME (default ${defaultNodeDir})
       --iscsi HOST[:PORT] also export the disk over iSCSI on this portal (default port ${defaultIscsiPort})
   -q, --queue-depth N     commands in flight at once (default: the device's, 128)
+      --io sync|async     sync (default): read and write the image on the main thread
+                          (a page-cache copy, cheapest for images in memory or cache);
+                          async: through libuv's threadpool, for slow storage
   -h, --help              this help`,
   doctor: `Usage: tcmufile doctor
 
@@ -179,6 +184,7 @@ function parseServe(args: readonly string[]): ServeCommand {
       dir: { type: 'string', short: 'd' },
       iscsi: { type: 'string' },
       'queue-depth': { type: 'string', short: 'q' },
+      io: { type: 'string' },
     },
     1,
   );
@@ -207,6 +213,7 @@ function parseServe(args: readonly string[]): ServeCommand {
     iscsi: values.iscsi === undefined ? undefined : parsePortal(String(values.iscsi)),
     queueDepth:
       values['queue-depth'] === undefined ? undefined : parseQueueDepth(String(values['queue-depth'])),
+    io: parseIoMode(values.io === undefined ? 'sync' : String(values.io)),
   };
 }
 
@@ -248,6 +255,11 @@ export function parsePortal(text: string): IscsiPortal {
     throw new UsageError(`--iscsi port must be 1..65535, got '${match[3]}'`);
   }
   return { host, port };
+}
+
+function parseIoMode(text: string): 'sync' | 'async' {
+  if (text !== 'sync' && text !== 'async') throw new UsageError(`--io must be sync or async, got '${text}'`);
+  return text;
 }
 
 function parseQueueDepth(text: string): number {

@@ -37,6 +37,7 @@ export async function openImageDevice(request: DeviceRequest): Promise<ServedDev
   const file = await FileBackend.open(request.image.path, {
     blockSize: request.blockSize,
     readOnly: request.readOnly,
+    io: request.io,
   });
   try {
     const sized = prefixView(file, request.image.size / request.blockSize);

@@ -16,6 +16,7 @@ const command: ServeCommand = {
   dir: '/dev/tcmufile',
   iscsi: undefined,
   queueDepth: undefined,
+  io: 'sync',
 };
 
 interface Recorded {
@@ -109,6 +110,7 @@ describe('serve', () => {
       readOnly: false,
       nodeDir: '/dev/tcmufile',
       image: { path: '/tmp/disk.img', size: 1 << 30 },
+      io: 'sync',
     });
     expect(h.status[0]).toContain('0 IOPS');
 

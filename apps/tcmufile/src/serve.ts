@@ -22,6 +22,7 @@ export interface DeviceRequest {
   nodeDir: string;
   iscsi: IscsiPortal | undefined;
   queueDepth: number | undefined;
+  io: 'sync' | 'async';
   logger: Logger;
 }
 
@@ -76,6 +77,7 @@ export async function serve(command: ServeCommand, deps: ServeDependencies): Pro
     nodeDir: command.dir,
     iscsi: command.iscsi,
     queueDepth: command.queueDepth,
+    io: command.io,
     logger,
   });
   const path = device.nodePath ?? device.diskPath;
