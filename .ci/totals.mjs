@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 const [, , logFile, rcText] = process.argv;
 const esc = String.fromCharCode(27);
 const text = readFileSync(logFile, 'utf8')
-  .replaceAll(new RegExp(`${esc}\\[[0-9;]*m`, 'g'), '')
+  .replaceAll(new RegExp(`${esc}\\[[0-9;?]*[A-Za-z]`, 'g'), '')
   .replace(/\r/g, '');
 const marker = 'run-kernel-tests: booting the VM';
 const at = text.indexOf(marker);
