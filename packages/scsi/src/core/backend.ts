@@ -15,6 +15,11 @@ export interface BlockBackend {
   readonly physicalBlockExponent?: number;
   /** Reads of unmapped blocks return zeros (LBPRZ). */
   readonly unmappedReadsZero?: boolean;
+  /**
+   * `read` and `write` always complete synchronously, so nothing can abort
+   * them midway: READ and WRITE then pass them no signal and never build one.
+   */
+  readonly synchronousIo?: boolean;
 
   /** Fill `into` (blocks * blockSize bytes) from `lba`. */
   read(lba: number, into: Uint8Array, signal?: AbortSignal): void | Promise<void>;

@@ -10,7 +10,18 @@ export interface CommandRequest {
   readonly dataInLength?: number;
   /** I_T nexus identifier; unit attentions are reported once per nexus. */
   readonly nexus?: string;
+  /**
+   * Aborted when the transport aborts the command. Read only when the command
+   * waits (a contended range lock, an asynchronous backend) or a handler asks
+   * for it, so a transport may offer it as a getter that builds the
+   * AbortController on first use.
+   */
   readonly signal?: AbortSignal;
+  /**
+   * Whether the command was aborted, polled instead of `signal.aborted` when
+   * present (a getter, so the executor checks without building a signal).
+   */
+  readonly aborted?: boolean;
 }
 
 /** What the target answers. */

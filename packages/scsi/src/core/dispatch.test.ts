@@ -342,6 +342,8 @@ describe('abort (AbortSignal)', () => {
   it('a command aborted while its backend works is TASK ABORTED, whether it fails or completes', async () => {
     const backend = new MemoryBackend({ blockSize: 512, blockCount: 64 });
     let finish: (() => void) | undefined;
+    // No longer synchronous: the unit must hand the read its signal.
+    Object.defineProperty(backend, 'synchronousIo', { value: false });
     backend.read = (_lba: number, _into: Uint8Array, signal?: AbortSignal): Promise<void> =>
       new Promise<void>((resolve, reject) => {
         finish = resolve;
@@ -360,6 +362,71 @@ describe('abort (AbortSignal)', () => {
     completing.abort();
     done();
     expect((await second).status).toBe(ScsiStatus.TASK_ABORTED);
+  });
+});
+
+describe('lazy abort state (CommandRequest.aborted, signal getter)', () => {
+  const read10 = [0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0];
+  const write10 = [0x2a, 0, 0, 0, 0, 0, 0, 0, 1, 0];
+
+  /** A request whose signal getter counts how often it is read. */
+  const lazyRequest = (cdb: number[], extra: { dataOut?: Uint8Array; aborted?: () => boolean } = {}) => {
+    const reads = { signal: 0 };
+    const controller = new AbortController();
+    const request = {
+      cdb: new Uint8Array(cdb),
+      dataInLength: 512,
+      ...(extra.dataOut ? { dataOut: extra.dataOut } : {}),
+      get signal() {
+        reads.signal++;
+        return controller.signal;
+      },
+      get aborted() {
+        return extra.aborted?.() ?? false;
+      },
+    };
+    return { request, reads, controller };
+  };
+
+  it('READ and WRITE on a synchronous backend never read the signal', async () => {
+    const { unit } = makeUnit();
+    const write = lazyRequest(write10, { dataOut: new Uint8Array(512).fill(7) });
+    expect((await unit.execute(write.request)).status).toBe(ScsiStatus.GOOD);
+    const read = lazyRequest(read10);
+    const result = await unit.execute(read.request);
+    expect(result.status).toBe(ScsiStatus.GOOD);
+    expect(result.dataIn?.[0]).toBe(7);
+    expect(write.reads.signal + read.reads.signal).toBe(0);
+  });
+
+  it('the aborted poll answers TASK ABORTED before the command runs', async () => {
+    const { unit, backend } = makeUnit();
+    const write = lazyRequest(write10, { dataOut: new Uint8Array(512).fill(9), aborted: () => true });
+    expect((await unit.execute(write.request)).status).toBe(ScsiStatus.TASK_ABORTED);
+    const into = new Uint8Array(512);
+    backend.read(0, into);
+    expect(into[0]).toBe(0);
+  });
+
+  it('an asynchronous backend gets the signal, and an abort while it works is TASK ABORTED', async () => {
+    const backend = new MemoryBackend({ blockSize: 512, blockCount: 64 });
+    Object.defineProperty(backend, 'synchronousIo', { value: false });
+    let seen: AbortSignal | undefined;
+    backend.read = (_lba: number, _into: Uint8Array, signal?: AbortSignal): Promise<void> => {
+      seen = signal;
+      return new Promise<void>((_resolve, reject) => {
+        signal?.addEventListener('abort', () => reject(new Error('aborted')));
+      });
+    };
+    const { unit } = makeUnit({ backend });
+    let abortedFlag = false;
+    const read = lazyRequest(read10, { aborted: () => abortedFlag });
+    const pending = unit.execute(read.request);
+    await Promise.resolve();
+    expect(seen).toBe(read.controller.signal);
+    abortedFlag = true;
+    read.controller.abort();
+    expect((await pending).status).toBe(ScsiStatus.TASK_ABORTED);
   });
 });
 

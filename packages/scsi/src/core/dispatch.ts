@@ -27,8 +27,7 @@ type HandlerOutput = Awaited<ReturnType<CommandHandler>>;
  * apply the allocation length. Synchronous when the handler is; never throws.
  */
 export function dispatch(unit: LogicalUnit, request: CommandRequest): CommandResult | Promise<CommandResult> {
-  const signal = request.signal;
-  if (signal?.aborted) return aborted(request);
+  if (isAborted(request)) return aborted(request);
   const cdb = request.cdb;
   const nexus = request.nexus ?? '';
   const resolved = unit.table.resolve(cdb, unit);
@@ -78,26 +77,47 @@ export function dispatch(unit: LogicalUnit, request: CommandRequest): CommandRes
       }
       if (dataOut.length > needed) dataOut = dataOut.subarray(0, needed);
     }
-    const context: CommandContext = {
+    const context = new Context(
       cdb,
       fields,
       dataOut,
-      dataInLength: request.dataInLength ?? Number.MAX_SAFE_INTEGER,
+      request.dataInLength ?? Number.MAX_SAFE_INTEGER,
       nexus,
-      signal,
+      request,
       unit,
-    };
+    );
     output = entry.handler(context);
   } catch (error) {
     return failure(unit, request, entry, error);
   }
   if (isPromise(output)) {
     return output.then(
-      (response) => (signal?.aborted ? aborted(request) : complete(request, entry, fields, response)),
+      (response) => (isAborted(request) ? aborted(request) : complete(request, entry, fields, response)),
       (error: unknown) => failure(unit, request, entry, error),
     );
   }
   return complete(request, entry, fields, output);
+}
+
+/**
+ * The handler's view of the command. A class (not a literal with a getter, which
+ * V8 builds through the runtime): `signal` is read from the request on demand,
+ * since a transport may build it lazily (CommandRequest.signal).
+ */
+class Context implements CommandContext {
+  constructor(
+    readonly cdb: Uint8Array,
+    readonly fields: unknown,
+    readonly dataOut: Uint8Array,
+    readonly dataInLength: number,
+    readonly nexus: string,
+    private readonly request: CommandRequest,
+    readonly unit: LogicalUnit,
+  ) {}
+
+  get signal(): AbortSignal | undefined {
+    return this.request.signal;
+  }
 }
 
 /**
@@ -131,7 +151,7 @@ function failure(
   entry: OpcodeEntry<unknown>,
   error: unknown,
 ): CommandResult {
-  if (request.signal?.aborted) return aborted(request);
+  if (isAborted(request)) return aborted(request);
   if (error instanceof ScsiCheckCondition) return fromCheckCondition(unit, request, error);
   if (error instanceof BackendIoError) {
     const reason = entry.writes ? SenseReasons.WRITE_ERROR : SenseReasons.UNRECOVERED_READ_ERROR;
@@ -177,6 +197,8 @@ function checkCondition(
   );
   return { status: ScsiStatus.CHECK_CONDITION, sense, residual: request.dataInLength ?? 0 };
 }
+
+const isAborted = (request: CommandRequest): boolean => request.aborted ?? request.signal?.aborted ?? false;
 
 const aborted = (request: CommandRequest): CommandResult => ({
   status: ScsiStatus.TASK_ABORTED,

@@ -113,14 +113,16 @@ export function withRangeLock<T>(
   blocks: number,
   mode: 'shared' | 'exclusive',
   body: () => Maybe<T>,
-  signal?: AbortSignal,
+  signal?: AbortSignal | (() => AbortSignal | undefined),
 ): Maybe<T> {
   const lock = unit.locks.lock(lba, blocks, mode);
   if (isPromise(lock)) {
     return lock.then((release) => {
-      if (signal?.aborted) {
+      // A getter is read only here: an uncontended lock never builds the signal.
+      const current = typeof signal === 'function' ? signal() : signal;
+      if (current?.aborted) {
         release();
-        throw abortReason(signal);
+        throw abortReason(current);
       }
       return runLocked(release, body);
     });

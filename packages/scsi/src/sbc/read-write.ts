@@ -173,6 +173,10 @@ const layout32 = (serviceAction: number): Layout => ({
 
 const noop = () => undefined;
 
+/** The signal for the backend call: none for a synchronous backend, so none is built. */
+const backendSignal = (ctx: CommandContext<ReadWriteFields>): AbortSignal | undefined =>
+  ctx.unit.backend.synchronousIo ? undefined : ctx.signal;
+
 const readHandler =
   (layout: Layout): CommandHandler<ReadWriteFields> =>
   (ctx: CommandContext<ReadWriteFields>) => {
@@ -187,8 +191,8 @@ const readHandler =
       lba,
       blocks,
       'shared',
-      () => readBlocks(unit, lba, data, ctx.signal),
-      ctx.signal,
+      () => readBlocks(unit, lba, data, backendSignal(ctx)),
+      () => ctx.signal,
     );
     return isPromise(done) ? done.then(() => data) : data;
   };
@@ -202,8 +206,8 @@ const writeHandler: CommandHandler<ReadWriteFields> = (ctx) => {
     lba,
     blocks,
     'shared',
-    () => writeBlocks(unit, lba, ctx.dataOut, fua, ctx.signal),
-    ctx.signal,
+    () => writeBlocks(unit, lba, ctx.dataOut, fua, backendSignal(ctx)),
+    () => ctx.signal,
   );
   return isPromise(done) ? done.then(noop) : undefined;
 };
