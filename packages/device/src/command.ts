@@ -65,6 +65,11 @@ export class IncomingCommand implements DeviceCommand {
     return this.#abort.signal;
   }
 
+  /** Aborted (TMR or close() deadline): polled without building the signal. */
+  get aborted(): boolean {
+    return this.#abort ? this.#abort.signal.aborted : this.#abortReason !== undefined;
+  }
+
   /** @internal */
   abort(reason: unknown): void {
     if (this.#abort) {

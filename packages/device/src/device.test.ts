@@ -454,6 +454,103 @@ describe('TMR before the handler looks', () => {
   });
 });
 
+describe('abort state without an AbortController', () => {
+  it('the default handler builds no AbortController for commands that never wait', async () => {
+    const Original = globalThis.AbortController;
+    let built = 0;
+    globalThis.AbortController = class extends Original {
+      constructor() {
+        super();
+        built++;
+      }
+    };
+    const device = await open();
+    try {
+      const data = pattern(4096, 3);
+      expect((await harness.submit(device, { cdb: rw10(0x2a, 8, 8), dataOut: data })).status).toBe(GOOD);
+      const read = await harness.submit(device, { cdb: rw10(0x28, 8, 8), dataInLength: 4096 });
+      expect(read.status).toBe(GOOD);
+      expect(read.dataIn).toEqual(data);
+      expect(built).toBe(0);
+    } finally {
+      globalThis.AbortController = Original;
+      await device.close();
+    }
+  });
+
+  it('a kernel TMR aborts the default handler on an asynchronous backend, signal included', async () => {
+    const inner = memory();
+    let readStarted!: () => void;
+    const started = new Promise<void>((resolve) => {
+      readStarted = resolve;
+    });
+    let seen: AbortSignal | undefined;
+    const backend: BlockBackend = {
+      blockSize: 512,
+      blockCount: 2048,
+      read: (_lba, _into, signal) => {
+        seen = signal;
+        readStarted();
+        return new Promise((_resolve, reject) => {
+          signal?.addEventListener('abort', () => reject(signal.reason));
+        });
+      },
+      write: (lba, data, options) => inner.write(lba, data, options),
+      flush: () => {},
+    };
+    const device = await open({ backend });
+    try {
+      const pending = harness.submit(device, { cdb: rw10(0x28, 0, 1), dataInLength: 512 });
+      await started;
+      expect(seen?.aborted).toBe(false);
+      harness.simulator(device).tmr();
+      const result = await pending;
+      expect(result.aborted).toBe(true);
+      expect(seen?.aborted).toBe(true);
+      expect(device.stats().aborted).toBe(1);
+    } finally {
+      await device.close();
+    }
+  });
+
+  it('cmd.aborted reports a TMR that came before the handler looked, and the signal agrees', async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let arrived!: () => void;
+    const running = new Promise<void>((resolve) => {
+      arrived = resolve;
+    });
+    const seen: Array<boolean | undefined> = [];
+    const handler: Handler = async (cmd) => {
+      seen.push(cmd.aborted);
+      arrived();
+      await gate;
+      seen.push(cmd.aborted, cmd.signal.aborted);
+      return { status: TASK_ABORTED };
+    };
+    const device = await openDevice({
+      name: 'x',
+      handler,
+      size: 1 << 20,
+      blockSize: 512,
+      platform: harness.platform,
+    });
+    try {
+      const pending = harness.submit(device, { cdb: rw10(0x28, 0, 1), dataInLength: 512 });
+      await running;
+      harness.simulator(device).tmr();
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      release();
+      await pending;
+      expect(seen).toEqual([false, true, true]);
+    } finally {
+      await device.close();
+    }
+  });
+});
+
 describe('close', () => {
   it('drains commands in flight when they finish in time', async () => {
     const handler: Handler = () => new Promise((resolve) => setTimeout(() => resolve({ status: GOOD }), 30));

@@ -456,7 +456,9 @@ export class Device extends EventEmitter<DeviceEvents> {
         this.#emitError(error as Error);
       }
     }
-    const latencyMs = performance.now() - command.receivedAt;
+    // One clock read at completion serves the latency and the metrics' rate buckets.
+    const endedAt = performance.now();
+    const latencyMs = endedAt - command.receivedAt;
     const dataOutBytes = command.dataOutLength;
     const cdb = command.cdb;
     this.#metrics.finished({
@@ -466,6 +468,7 @@ export class Device extends EventEmitter<DeviceEvents> {
       dataInBytes,
       dataOutBytes,
       latencyMs,
+      endedAt,
     });
     if (this.listenerCount('command') > 0) {
       this.emit('command', {

@@ -37,6 +37,11 @@ export interface DeviceCommand {
   readonly dataInLength: number;
   /** Aborted when the kernel aborts the command (TMR) or close() gives up waiting for it. */
   readonly signal: AbortSignal;
+  /**
+   * Whether the command was aborted, without building `signal` (which costs an
+   * AbortController); the device's own commands offer it.
+   */
+  readonly aborted?: boolean;
   /** I_T nexus id the emulation keys unit attentions on. */
   readonly nexus: string;
   /** The device's name. */

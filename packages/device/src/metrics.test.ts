@@ -139,6 +139,36 @@ describe('MetricsCollector', () => {
     expect(s.latency.maxMs).toBeCloseTo(4, 9);
   });
 
+  it('a sample carrying endedAt costs no clock read and lands in the bucket of that time', () => {
+    const c = clock();
+    let reads = 0;
+    const m = new MetricsCollector({
+      now: () => {
+        reads++;
+        return c.now();
+      },
+    });
+    reads = 0;
+    // Four complete 250 ms buckets of 25 commands, stamped by the caller.
+    for (let b = 0; b < 4; b++) {
+      for (let i = 0; i < 25; i++) {
+        m.record({
+          opcode: 0x28,
+          status: 0,
+          dataInBytes: 1000,
+          dataOutBytes: 0,
+          latencyMs: 1,
+          endedAt: 3000 + b * 250,
+        });
+      }
+    }
+    expect(reads).toBe(0);
+    c.advance(3000); // now 4000: the four buckets 3000..3999 are complete
+    const s = m.snapshot();
+    expect(s.iops).toBeCloseTo(100, 6);
+    expect(s.readBytesPerSec).toBeCloseTo(100_000, 6);
+  });
+
   it('computes rates over the last second of complete buckets', () => {
     const c = clock();
     const m = new MetricsCollector({ now: c.now });

@@ -147,6 +147,11 @@ export interface CommandSample {
   readonly dataInBytes: number;
   readonly dataOutBytes: number;
   readonly latencyMs: number;
+  /**
+   * The collector's clock (performance.now() by default) at completion, when
+   * the caller has read it already: saves a clock read per command.
+   */
+  readonly endedAt?: number;
 }
 
 const READ_OPCODES = new Set([0x08, 0x28, 0xa8, 0x88]);
@@ -233,15 +238,15 @@ export class MetricsCollector {
     this.#bytesRead += sample.dataInBytes;
     this.#bytesWritten += dataOut;
     this.latency.record(sample.latencyMs);
-    const slot = this.#advanceRate();
+    const slot = this.#advanceRate(sample.endedAt ?? this.#now());
     this.#rateCommands[slot]!++;
     this.#rateIn[slot]! += sample.dataInBytes;
     this.#rateOut[slot]! += dataOut;
   }
 
   /** Rotate the rate ring to the current bucket; returns the current slot. */
-  #advanceRate(): number {
-    const epoch = Math.floor(this.#now() / RATE_BUCKET_MS);
+  #advanceRate(now: number): number {
+    const epoch = Math.floor(now / RATE_BUCKET_MS);
     const size = RATE_BUCKETS + 1;
     const steps = Math.min(epoch - this.#rateEpoch, size);
     for (let i = 1; i <= steps; i++) {
@@ -256,7 +261,7 @@ export class MetricsCollector {
 
   /** Averages over the complete buckets before the current one. */
   #rates(): { iops: number; readBytesPerSec: number; writeBytesPerSec: number } {
-    const current = this.#advanceRate();
+    const current = this.#advanceRate(this.#now());
     const size = RATE_BUCKETS + 1;
     const elapsed = this.#now() - this.#startedAt;
     // While the collector is younger than the window, average over what exists.

@@ -1,20 +1,49 @@
-import { type BlockBackend, defaultOpcodeTable, LogicalUnit, type OpcodeTable } from '@tcmu/scsi';
+import {
+  type BlockBackend,
+  type CommandRequest,
+  defaultOpcodeTable,
+  LogicalUnit,
+  type OpcodeTable,
+} from '@tcmu/scsi';
 import type { Direction } from './command.js';
 import type { Emulation } from './device.js';
-import type { DeviceLogger, Handler } from './handler.js';
+import type { DeviceCommand, DeviceLogger, Handler } from './handler.js';
 import type { DeviceIdentity } from './identity.js';
 import type { UnitOptions } from './options.js';
 
+/**
+ * The request the unit executes for a device command. The signal is read
+ * only when the command waits (an asynchronous backend, a contended range
+ * lock), so most commands never build an AbortController; `aborted` is the
+ * cheap poll the executor uses instead.
+ */
+class UnitRequest implements CommandRequest {
+  readonly cdb: Uint8Array;
+  readonly dataOut: Uint8Array;
+  readonly dataInLength: number;
+  readonly nexus: string;
+  readonly #command: DeviceCommand;
+
+  constructor(command: DeviceCommand) {
+    this.#command = command;
+    this.cdb = command.cdb;
+    this.dataOut = command.dataOut;
+    this.dataInLength = command.dataInLength;
+    this.nexus = command.nexus;
+  }
+
+  get signal(): AbortSignal {
+    return this.#command.signal;
+  }
+
+  get aborted(): boolean {
+    return this.#command.aborted ?? this.#command.signal.aborted;
+  }
+}
+
 /** The default handler: the @tcmu/scsi emulation of `unit` (never rejects). */
 export function scsiHandler(unit: LogicalUnit): Handler {
-  return (cmd) =>
-    unit.execute({
-      cdb: cmd.cdb,
-      dataOut: cmd.dataOut,
-      dataInLength: cmd.dataInLength,
-      nexus: cmd.nexus,
-      signal: cmd.signal,
-    });
+  return (cmd) => unit.execute(new UnitRequest(cmd));
 }
 
 /** Reads the direction of a CDB from an opcode table (the one dispatch uses). */
