@@ -31,7 +31,7 @@ export class MemoryBackend implements BlockBackend {
   readonly blockCount: number;
   readonly readOnly: boolean;
   readonly unmappedReadsZero = true;
-  readonly synchronousIo = true;
+  readonly ignoresSignal = true;
   /** Blocks per allocation chunk (also the mapping granularity). */
   readonly chunkBlocks: number;
   readonly discard?: (lba: number, blocks: number) => void;

@@ -16,10 +16,11 @@ export interface BlockBackend {
   /** Reads of unmapped blocks return zeros (LBPRZ). */
   readonly unmappedReadsZero?: boolean;
   /**
-   * `read` and `write` always complete synchronously, so nothing can abort
-   * them midway: READ and WRITE then pass them no signal and never build one.
+   * `read` and `write` never look at their signal (they complete synchronously,
+   * or cannot be cancelled): READ and WRITE then pass none, so a transport's
+   * lazy signal is never built. A command aborted meanwhile still ends TASK ABORTED.
    */
-  readonly synchronousIo?: boolean;
+  readonly ignoresSignal?: boolean;
 
   /** Fill `into` (blocks * blockSize bytes) from `lba`. */
   read(lba: number, into: Uint8Array, signal?: AbortSignal): void | Promise<void>;

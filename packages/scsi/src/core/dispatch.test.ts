@@ -342,8 +342,8 @@ describe('abort (AbortSignal)', () => {
   it('a command aborted while its backend works is TASK ABORTED, whether it fails or completes', async () => {
     const backend = new MemoryBackend({ blockSize: 512, blockCount: 64 });
     let finish: (() => void) | undefined;
-    // No longer synchronous: the unit must hand the read its signal.
-    Object.defineProperty(backend, 'synchronousIo', { value: false });
+    // This read waits on its signal: the unit must hand it one.
+    Object.defineProperty(backend, 'ignoresSignal', { value: false });
     backend.read = (_lba: number, _into: Uint8Array, signal?: AbortSignal): Promise<void> =>
       new Promise<void>((resolve, reject) => {
         finish = resolve;
@@ -388,7 +388,7 @@ describe('lazy abort state (CommandRequest.aborted, signal getter)', () => {
     return { request, reads, controller };
   };
 
-  it('READ and WRITE on a synchronous backend never read the signal', async () => {
+  it('READ and WRITE on a backend that ignores signals never read the signal', async () => {
     const { unit } = makeUnit();
     const write = lazyRequest(write10, { dataOut: new Uint8Array(512).fill(7) });
     expect((await unit.execute(write.request)).status).toBe(ScsiStatus.GOOD);
@@ -408,9 +408,31 @@ describe('lazy abort state (CommandRequest.aborted, signal getter)', () => {
     expect(into[0]).toBe(0);
   });
 
-  it('an asynchronous backend gets the signal, and an abort while it works is TASK ABORTED', async () => {
+  it('an asynchronous backend that ignores signals gets none, and an abort meanwhile is still TASK ABORTED', async () => {
     const backend = new MemoryBackend({ blockSize: 512, blockCount: 64 });
-    Object.defineProperty(backend, 'synchronousIo', { value: false });
+    let finish: (() => void) | undefined;
+    let seen: AbortSignal | undefined | 'not called' = 'not called';
+    backend.read = (_lba: number, _into: Uint8Array, signal?: AbortSignal): Promise<void> => {
+      seen = signal;
+      return new Promise<void>((resolve) => {
+        finish = resolve;
+      });
+    };
+    const { unit } = makeUnit({ backend });
+    let abortedFlag = false;
+    const read = lazyRequest(read10, { aborted: () => abortedFlag });
+    const pending = unit.execute(read.request);
+    await Promise.resolve();
+    expect(seen).toBeUndefined();
+    abortedFlag = true;
+    finish!();
+    expect((await pending).status).toBe(ScsiStatus.TASK_ABORTED);
+    expect(read.reads.signal).toBe(0);
+  });
+
+  it('a backend that takes signals gets it, and an abort while it works is TASK ABORTED', async () => {
+    const backend = new MemoryBackend({ blockSize: 512, blockCount: 64 });
+    Object.defineProperty(backend, 'ignoresSignal', { value: false });
     let seen: AbortSignal | undefined;
     backend.read = (_lba: number, _into: Uint8Array, signal?: AbortSignal): Promise<void> => {
       seen = signal;

@@ -173,9 +173,9 @@ const layout32 = (serviceAction: number): Layout => ({
 
 const noop = () => undefined;
 
-/** The signal for the backend call: none for a synchronous backend, so none is built. */
+/** The signal for the backend call: none for a backend that ignores it, so none is built. */
 const backendSignal = (ctx: CommandContext<ReadWriteFields>): AbortSignal | undefined =>
-  ctx.unit.backend.synchronousIo ? undefined : ctx.signal;
+  ctx.unit.backend.ignoresSignal ? undefined : ctx.signal;
 
 const readHandler =
   (layout: Layout): CommandHandler<ReadWriteFields> =>
