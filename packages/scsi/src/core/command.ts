@@ -11,6 +11,14 @@ export interface CommandRequest {
   /** I_T nexus identifier; unit attentions are reported once per nexus. */
   readonly nexus?: string;
   /**
+   * Memory READ may fill with its Data-In (e.g. the transport's Data-In
+   * buffer): when it holds the whole transfer the result's `dataIn` is a view
+   * of it and nothing is allocated or copied; otherwise it is left untouched.
+   * It must stay writable until the command completes, and holds partial data
+   * when the command fails.
+   */
+  readonly dataInBuffer?: Uint8Array;
+  /**
    * Aborted when the transport aborts the command. Read only when the command
    * waits (a contended range lock, an asynchronous backend) or a handler asks
    * for it, so a transport may offer it as a getter that builds the
@@ -47,6 +55,8 @@ export interface CommandContext<F = unknown> {
   readonly dataOut: Uint8Array;
   /** The initiator's Data-In length. */
   readonly dataInLength: number;
+  /** The caller's memory for Data-In, if any (CommandRequest.dataInBuffer). */
+  readonly dataInBuffer?: Uint8Array | undefined;
   readonly nexus: string;
   readonly signal: AbortSignal | undefined;
   readonly unit: LogicalUnitState;

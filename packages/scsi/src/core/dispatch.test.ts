@@ -452,6 +452,41 @@ describe('lazy abort state (CommandRequest.aborted, signal getter)', () => {
   });
 });
 
+describe('caller-provided Data-In buffer (CommandRequest.dataInBuffer)', () => {
+  const read10 = (blocks: number) => new Uint8Array([0x28, 0, 0, 0, 0, 2, 0, 0, blocks, 0]);
+
+  it('READ fills the caller buffer in place and answers a view of it', async () => {
+    const { unit, backend } = makeUnit();
+    const data = Uint8Array.from({ length: 1024 }, (_, i) => (i * 7 + 1) & 0xff);
+    backend.write(2, data, { fua: false });
+    const memory = new Uint8Array(4096).fill(0xee);
+    const whole = memory.subarray(0, 1024);
+    const exact = await unit.execute({ cdb: read10(2), dataInLength: 1024, dataInBuffer: whole });
+    expect(exact.status).toBe(ScsiStatus.GOOD);
+    expect(exact.dataIn).toBe(whole);
+    expect(whole).toEqual(data);
+
+    const larger = memory.subarray(1024);
+    const first = await unit.execute({ cdb: read10(1), dataInLength: 3072, dataInBuffer: larger });
+    expect(first.dataIn?.buffer).toBe(memory.buffer);
+    expect(first.dataIn?.byteOffset).toBe(1024);
+    expect(first.dataIn).toEqual(data.subarray(0, 512));
+    expect(first.residual).toBe(2560);
+    expect(memory[1024 + 512]).toBe(0xee);
+  });
+
+  it('a buffer too small for the transfer is left untouched and a fresh one is answered', async () => {
+    const { unit, backend } = makeUnit();
+    backend.write(2, new Uint8Array(1024).fill(5), { fua: false });
+    const small = new Uint8Array(512).fill(0xee);
+    const result = await unit.execute({ cdb: read10(2), dataInLength: 1024, dataInBuffer: small });
+    expect(result.status).toBe(ScsiStatus.GOOD);
+    expect(result.dataIn?.buffer).not.toBe(small.buffer);
+    expect(result.dataIn).toEqual(new Uint8Array(1024).fill(5));
+    expect(small.every((b) => b === 0xee)).toBe(true);
+  });
+});
+
 describe('abort while waiting for a range lock', () => {
   const write10 = [0x2a, 0, 0, 0, 0, 0, 0, 0, 1, 0];
   const caw = [0x89, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0];

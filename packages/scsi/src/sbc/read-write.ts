@@ -185,7 +185,14 @@ const readHandler =
     checkTransferLength(unit, blocks, layout.lengthByte);
     checkLbaRange(unit, lba, blocks);
     if (blocks === 0) return undefined;
-    const data = allocateDataIn(blocks * unit.backend.blockSize);
+    const bytes = blocks * unit.backend.blockSize;
+    const into = ctx.dataInBuffer;
+    const data =
+      into === undefined || into.length < bytes
+        ? allocateDataIn(bytes)
+        : into.length === bytes
+          ? into
+          : into.subarray(0, bytes);
     const done = withRangeLock(
       unit,
       lba,
