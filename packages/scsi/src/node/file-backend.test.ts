@@ -32,6 +32,15 @@ describe('FileBackend', () => {
     await backend.close();
   });
 
+  it('declares ignoresSignal: positional I/O cannot be cancelled, so READ/WRITE build no AbortController for it', async () => {
+    const backend = await FileBackend.open(join(dir, 'signal.img'), {
+      blockSize: 512,
+      create: { size: 4096 },
+    });
+    expect(backend.ignoresSignal).toBe(true);
+    await backend.close();
+  });
+
   it('create on an existing file keeps it (and its size)', async () => {
     const path = join(dir, 'disk.img');
     await writeFile(path, new Uint8Array(4096).fill(3));

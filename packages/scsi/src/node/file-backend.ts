@@ -59,6 +59,8 @@ export class FileBackend implements BlockBackend {
   readonly readOnly: boolean;
   /** Discarded ranges read as zeros: punched holes, or zeroes written. */
   readonly unmappedReadsZero = true;
+  /** Positional I/O cannot be cancelled once issued, so no signal is passed in. */
+  readonly ignoresSignal = true;
   readonly path: string;
   readonly #handle: FileHandle;
   readonly #punchHole: PunchHole | undefined;
