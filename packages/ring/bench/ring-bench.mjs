@@ -51,7 +51,7 @@ async function measure(size, consumer) {
     const source = new Uint8Array(131072).fill(0x5a);
     ring.on('command', (command) => {
       const produced = command.writeDataIn(source.subarray(0, command.dataInLength));
-      ring.complete(command, { status: 0, readLen: produced });
+      ring.complete(command, 0, undefined, produced);
     });
     const mainThreadStat = `/proc/self/task/${process.pid}/stat`;
     const before = cpuSecondsOf(mainThreadStat);

@@ -1,5 +1,7 @@
 export { ABI, commandEntryBaseSize, commandEntrySize, scsiCommandSize, tmrEntrySize } from './abi.js';
 export { RingCommand } from './command.js';
+export { NativeLane } from './lane.js';
+export type { LaneConfig, LaneCounters } from './lane.js';
 export {
   AddonLoadError,
   CommandAbortedError,
@@ -10,13 +12,23 @@ export {
   RingError,
   RingUsageError,
 } from './errors.js';
-export { closeFd, loadAddon, mapFd, memfdCreate, mknod, punchHole, socketPair, zeroRange } from './native.js';
+export {
+  closeFd,
+  LANE_OPCODES,
+  LANE_STATS,
+  loadAddon,
+  mapFd,
+  memfdCreate,
+  mknod,
+  punchHole,
+  socketPair,
+  zeroRange,
+} from './native.js';
 export type { NativeMapping } from './native.js';
 export { readUioMapSize, TcmuRing } from './ring.js';
 export type {
   CloseOptions,
   CloseResult,
-  CompletionOptions,
   FdRingOptions,
   RingFlags,
   TcmuRingEvents,

@@ -24,6 +24,58 @@ export interface NativePoller {
 
 export type PollCallback = (error: Error | null, events: number) => void;
 
+/**
+ * The consumer side of one TCMU ring (src/native/ring_engine.cc): walks and
+ * checks entries, serves plain READ/WRITE in its lane, hands the rest to JS as
+ * records and writes completions into the ring.
+ */
+export interface NativeRingEngine {
+  /** External ArrayBuffer over the whole map; detached (length 0) after unmap(). */
+  readonly buffer: ArrayBuffer;
+  /** Handoff records, RECORD_WORDS u32 each (see RingRecord). */
+  readonly records: ArrayBuffer;
+  /** Int32 [gate]: LANE_GATE bits the lane must leave to JS. */
+  readonly laneState: ArrayBuffer;
+  /** Float64 LANE_STATS counters and latency histogram of the lane. */
+  readonly laneStats: ArrayBuffer;
+  /** Commands handed to JS and not completed. */
+  readonly inFlight: number;
+  /** An out-of-order completion went into a slot of another command still in flight. */
+  readonly overtaken: boolean;
+  start(cmdrOffset: number, cmdrSize: number, tail: number, mailboxFlags: number, maxInFlight: number): void;
+  /** Walks now; returns the records written. Throws (code CORRUPT_RING, records) on a corrupt entry. */
+  fetch(): number;
+  /** 0 completed, 1 not in flight, 2 closed. */
+  complete(id: number, status: number, readLen: number, uflags: number, sense?: Uint8Array): number;
+  /** The lane's pending completions, then one cmd_tail store and one kick if it moved. */
+  publish(): boolean;
+  configureLane(fd: number, blockSize: number, blockCount: number, maxTransferBlocks: number, masks: Uint8Array): void;
+  stop(): void;
+  unmap(): void;
+}
+
+/** Record layout of NativeRingEngine.records (ring_engine.cc). */
+export const RingRecord = { words: 8, command: 1, tmr: 2 } as const;
+/** NativeRingEngine.laneState[0] bits. */
+export const LANE_GATE = { reads: 1, writes: 2 } as const;
+/** Layout of NativeRingEngine.laneStats (Float64Array). */
+export const LANE_STATS = {
+  reads: 0,
+  writes: 1,
+  bytesRead: 2,
+  bytesWritten: 3,
+  latencyCount: 4,
+  latencySumUs: 5,
+  latencyMinUs: 6,
+  latencyMaxUs: 7,
+  buckets: 8,
+} as const;
+/** Lane opcodes in the order of configureLane's masks: READ/WRITE 6, 10, 12, 16. */
+export const LANE_OPCODES = [0x08, 0x0a, 0x28, 0x2a, 0xa8, 0xaa, 0x88, 0x8a] as const;
+export const LANE_MASK_STRIDE = 16;
+
+export type RecordsCallback = (error: Error | null, records: number) => void;
+
 export interface NativeAddon {
   openUio(path: string): number;
   memfdCreate(name: string): number;
@@ -37,6 +89,13 @@ export interface NativeAddon {
   mknod(path: string, mode: number, major: number, minor: number): void;
   Mapping: new (fd: number, length: number) => NativeMapping;
   Poller: new (fd: number, callback: PollCallback) => NativePoller;
+  RingEngine: new (
+    memoryFd: number,
+    eventFd: number,
+    mapSize: number,
+    recordCapacity: number,
+    callback: RecordsCallback,
+  ) => NativeRingEngine;
 }
 
 const EXPECTED_FUNCTIONS = [
@@ -51,6 +110,7 @@ const EXPECTED_FUNCTIONS = [
   'mknod',
   'Mapping',
   'Poller',
+  'RingEngine',
 ] as const;
 
 let cached: NativeAddon | undefined;

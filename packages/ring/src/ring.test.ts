@@ -152,11 +152,11 @@ describe('ring walk', () => {
     const pending = Array.from({ length: 10 }, () => sim.submit({ cdb: new Uint8Array(6) }));
     await until(() => expect(held.length).toBe(4)); // 4 x 120 bytes fit in 511
     expect(sim.queued).toBe(6);
-    while (held.length > 0) ring.complete(held.shift()!, { status: 0 });
+    while (held.length > 0) ring.complete(held.shift()!, 0);
     await until(() => expect(held.length).toBeGreaterThan(0));
     ring.removeAllListeners('command');
-    ring.on('command', (command) => ring.complete(command, { status: 0 }));
-    for (const command of held.splice(0)) ring.complete(command, { status: 0 });
+    ring.on('command', (command) => ring.complete(command, 0));
+    for (const command of held.splice(0)) ring.complete(command, 0);
     const results = await Promise.all(pending);
     expect(results.map((r) => r.status)).toEqual(new Array(10).fill(0));
   });
@@ -166,13 +166,13 @@ describe('ring walk', () => {
     const held = hold(ring);
     const results = [0, 1, 2].map(() => sim.submit({ cdb: new Uint8Array(6) }));
     await until(() => expect(held.map((c) => c.id)).toEqual([1, 2, 3]));
-    ring.complete(held[1]!, { status: 0 });
+    ring.complete(held[1]!, 0);
     await results[1];
     void sim.submit({ cdb: new Uint8Array(6) });
     await until(() => expect(held.map((c) => c.id)).toEqual([1, 2, 3, 2]));
-    ring.complete(held[0]!, { status: 0 });
-    ring.complete(held[2]!, { status: 0 });
-    ring.complete(held[3]!, { status: 0 });
+    ring.complete(held[0]!, 0);
+    ring.complete(held[2]!, 0);
+    ring.complete(held[3]!, 0);
     await Promise.all([results[0], results[2]]);
   });
 
@@ -187,7 +187,7 @@ describe('ring walk', () => {
     while (completed < 20) {
       await until(() => expect(held.length).toBeGreaterThan(completed));
       expect(ring.inFlight).toBeLessThanOrEqual(4);
-      ring.complete(held[completed++]!, { status: 0 });
+      ring.complete(held[completed++]!, 0);
     }
     expect((await Promise.all(results)).length).toBe(20);
   });
@@ -196,7 +196,7 @@ describe('ring walk', () => {
     const { sim, ring } = setup({ cmdrSize: 65536 - 128 });
     const results = Array.from({ length: 100 }, () => sim.submit({ cdb: new Uint8Array(6) }));
     await new Promise((resolve) => setTimeout(resolve, 5));
-    ring.on('command', (command) => ring.complete(command, { status: 0 }));
+    ring.on('command', (command) => ring.complete(command, 0));
     await Promise.all(results);
     expect(sim.kicks).toBe(1);
   });
@@ -249,8 +249,9 @@ describe('out-of-order and in-order completion', () => {
               await until(() => expect(held.length).toBe(n));
               for (const [step, index] of order.entries()) {
                 const command = held[index]!;
-                const lba = new DataView(command.cdb.buffer).getUint32(2);
-                ring.complete(command, { status: 0, dataIn: filled(512, lba + 1) });
+                const lba = new DataView(command.cdb.buffer, command.cdb.byteOffset).getUint32(2);
+                command.writeDataIn(filled(512, lba + 1));
+                ring.complete(command, 0);
                 if (flushBetween[step]) await new Promise((resolve) => setImmediate(resolve));
               }
               const done = await Promise.all(results);
@@ -279,10 +280,10 @@ describe('out-of-order and in-order completion', () => {
     void second.then(() => {
       secondDone = true;
     });
-    ring.complete(held[1]!, { status: 0 });
+    ring.complete(held[1]!, 0);
     await new Promise((resolve) => setTimeout(resolve, 10));
     expect(secondDone).toBe(false);
-    ring.complete(held[0]!, { status: 0 });
+    ring.complete(held[0]!, 0);
     await Promise.all([first, second]);
   });
 });
@@ -295,16 +296,16 @@ describe('data buffers', () => {
     // then gets 32 non-adjacent blocks (32 iovecs) before the contiguous rest.
     const small = Array.from({ length: 64 }, () => sim.submit({ cdb: read10(0, 8), dataInLength: 4096 }));
     await until(() => expect(held.length).toBe(64));
-    for (let i = 0; i < 64; i += 2) ring.complete(held[i]!, { status: 0, readLen: 0 });
+    for (let i = 0; i < 64; i += 2) ring.complete(held[i]!, 0, undefined, 0);
     await Promise.all(small.filter((_, i) => i % 2 === 0));
     const payload = Uint8Array.from({ length: 40 * 4096 - 100 }, (_, i) => (i * 7) & 0xff);
     const write = sim.submit({ cdb: Uint8Array.of(0x2a, 0, 0, 0, 0, 0, 0, 1, 64, 0), dataOut: payload });
     await until(() => expect(held.length).toBe(65));
     const big = held[64]!;
-    expect(big.dataOutSegments().length).toBe(33);
+    expect(big.dataOutSegments!.length).toBe(33);
     expect(big.dataOutLength).toBe(payload.length);
-    expectBytes(big.dataOut(), payload);
-    ring.complete(big, { status: 0 });
+    expectBytes(big.dataOut, payload);
+    ring.complete(big, 0);
     expect((await write).status).toBe(0);
     const read = sim.submit({ cdb: read10(0, 80), dataInLength: payload.length });
     await until(() => expect(held.length).toBe(66));
@@ -313,9 +314,9 @@ describe('data buffers', () => {
     for (let offset = 0; offset < payload.length; offset += 3001) {
       reader.writeDataIn(payload.subarray(offset, offset + 3001), offset);
     }
-    ring.complete(reader, { status: 0 });
+    ring.complete(reader, 0);
     expectBytes((await read).dataIn, payload);
-    for (let i = 1; i < 64; i += 2) ring.complete(held[i]!, { status: 0, readLen: 0 });
+    for (let i = 1; i < 64; i += 2) ring.complete(held[i]!, 0, undefined, 0);
   });
 
   it('serves zero-length transfers', async () => {
@@ -324,9 +325,9 @@ describe('data buffers', () => {
     const result = sim.submit({ cdb: read10(0, 0), dataInLength: 0 });
     await until(() => expect(held.length).toBe(1));
     expect(held[0]!.dataInLength).toBe(0);
-    expect(held[0]!.dataOut().length).toBe(0);
+    expect(held[0]!.dataOut.length).toBe(0);
     expect(held[0]!.writeDataIn(Uint8Array.of(1, 2, 3))).toBe(0);
-    ring.complete(held[0]!, { status: 0, readLen: 0 });
+    ring.complete(held[0]!, 0, undefined, 0);
     expect((await result).dataIn.length).toBe(0);
   });
 
@@ -334,7 +335,7 @@ describe('data buffers', () => {
     const { sim, ring } = setup({ flags: KERNEL_FLAGS.current });
     ring.on('command', (command) => {
       command.writeDataIn(filled(100, 0xab));
-      ring.complete(command, { status: 0 });
+      ring.complete(command, 0);
     });
     const result = await sim.submit({ cdb: read10(0, 1), dataInLength: 4096 });
     expectBytes(result.dataIn, filled(100, 0xab));
@@ -345,9 +346,9 @@ describe('data buffers', () => {
     const { sim, ring } = setup({ flags: KERNEL_FLAGS.oooOnly });
     let produce = 4096;
     ring.on('command', (command) => {
-      if (command.dataOutLength && command.cdb[0] === 0x2a) return ring.complete(command, { status: 0 });
+      if (command.dataOutLength && command.cdb[0] === 0x2a) return ring.complete(command, 0);
       command.writeDataIn(filled(produce, 0xab));
-      ring.complete(command, { status: 0 });
+      ring.complete(command, 0);
     });
     // Leave a pattern in the data block, then read 100 bytes through the same block.
     await sim.submit({ cdb: Uint8Array.of(0x2a, 0, 0, 0, 0, 0, 0, 0, 8, 0), dataOut: filled(4096, 0xee) });
@@ -361,8 +362,8 @@ describe('data buffers', () => {
   it('readLen 0 zeroes the whole buffer even with READ_LEN (the kernel ignores read_len 0)', async () => {
     const { sim, ring } = setup({ flags: KERNEL_FLAGS.current });
     ring.on('command', (command) => {
-      if (command.cdb[0] === 0x2a) ring.complete(command, { status: 0 });
-      else ring.complete(command, { status: 0, readLen: 0 });
+      if (command.cdb[0] === 0x2a) ring.complete(command, 0);
+      else ring.complete(command, 0, undefined, 0);
     });
     await sim.submit({ cdb: Uint8Array.of(0x2a, 0, 0, 0, 0, 0, 0, 0, 8, 0), dataOut: filled(4096, 0xee) });
     const result = await sim.submit({ cdb: read10(0, 8), dataInLength: 4096 });
@@ -372,7 +373,7 @@ describe('data buffers', () => {
   it('CHECK CONDITION carries the sense bytes and no data', async () => {
     const { sim, ring } = setup();
     const sense = Uint8Array.of(0x70, 0, 0x03, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0x11, 0x00);
-    ring.on('command', (command) => ring.complete(command, { status: 0x02, sense }));
+    ring.on('command', (command) => ring.complete(command, 0x02, sense));
     const result = await sim.submit({ cdb: read10(0, 1), dataInLength: 512 });
     expect(result.status).toBe(0x02);
     expect(result.sense.subarray(0, sense.length)).toEqual(sense);
@@ -384,10 +385,10 @@ describe('data buffers', () => {
     const { sim, ring } = setup();
     ring.on('command', (command) => {
       expect(command.bidirectional).toBe(true);
-      expectBytes(command.dataOut(), filled(1024, 0x11));
+      expectBytes(command.dataOut, filled(1024, 0x11));
       expect(command.dataInLength).toBe(1024);
       command.writeDataIn(filled(1024, 0x22));
-      ring.complete(command, { status: 0 });
+      ring.complete(command, 0);
     });
     const result = await sim.submit({
       cdb: Uint8Array.of(0x53, 0, 0, 0, 0, 0, 0, 0, 2, 0),
@@ -397,11 +398,12 @@ describe('data buffers', () => {
     expectBytes(result.dataIn, filled(1024, 0x22));
   });
 
-  it('dataInSegments fill in place and count as produced', async () => {
+  it('dataInBuffer views fill in place and count as produced', async () => {
     const { sim, ring } = setup();
     ring.on('command', (command) => {
-      for (const segment of command.dataInSegments()) segment.fill(0x5a);
-      ring.complete(command, { status: 0 });
+      const buffer = command.dataInBuffer;
+      for (const segment of Array.isArray(buffer) ? buffer : [buffer]) segment.fill(0x5a);
+      ring.complete(command, 0);
     });
     expectBytes((await sim.submit({ cdb: read10(0, 3), dataInLength: 1536 })).dataIn, filled(1536, 0x5a));
   });
@@ -422,12 +424,12 @@ describe('TMR, unknown ops and API misuse', () => {
     expect(signal.reason).toBeInstanceOf(CommandAbortedError);
     expect(held[0]!.signal.aborted).toBe(false);
     // Aborted commands are still completed; the TMR entry sits behind them and is stepped over.
-    for (const command of held) ring.complete(command, { status: command === held[1] ? 0x40 : 0 });
+    for (const command of held) ring.complete(command, command === held[1] ? 0x40 : 0);
     const done = await Promise.all(results);
     expect(done.map((r) => r.aborted)).toEqual([false, true, false]);
     const after = sim.submit({ cdb: new Uint8Array(6) });
     await until(() => expect(held.length).toBe(4));
-    ring.complete(held[3]!, { status: 0 });
+    ring.complete(held[3]!, 0);
     expect((await after).status).toBe(0);
     expect(sim.broken).toBeUndefined();
   });
@@ -445,19 +447,27 @@ describe('TMR, unknown ops and API misuse', () => {
     expect(sim.broken).toBeUndefined();
   });
 
-  it('rejects double completion, oversized sense, bad status and bad readLen', async () => {
+  it('rejects double completion, bad status and bad readLen', async () => {
     const { sim, ring } = setup();
     const held = hold(ring);
     void sim.submit({ cdb: read10(0, 1), dataInLength: 512 });
     await until(() => expect(held.length).toBe(1));
     const command = held[0]!;
-    expect(() => ring.complete(command, { status: 0, sense: new Uint8Array(97) })).toThrow(RingUsageError);
-    expect(() => ring.complete(command, { status: 256 })).toThrow(RingUsageError);
-    expect(() => ring.complete(command, { status: 0, readLen: 513 })).toThrow(RingUsageError);
+    expect(() => ring.complete(command, 256)).toThrow(RingUsageError);
+    expect(() => ring.complete(command, -1)).toThrow(RingUsageError);
+    expect(() => ring.complete(command, 0, undefined, 513)).toThrow(RingUsageError);
     expect(() => command.writeDataIn(new Uint8Array(1), 600)).toThrow(RingUsageError);
-    ring.complete(command, { status: 0, readLen: 0 });
-    expect(() => ring.complete(command, { status: 0 })).toThrow(/not in flight/);
-    expect(() => command.dataOut()).toThrow(RingUsageError);
+    ring.complete(command, 0, undefined, 0);
+    expect(() => ring.complete(command, 0)).toThrow(/not in flight/);
+    expect(() => command.dataOut).toThrow(RingUsageError);
+  });
+
+  it('cuts sense longer than the 96-byte ring buffer', async () => {
+    const { sim, ring } = setup();
+    const sense = Uint8Array.from({ length: 120 }, (_, i) => i + 1);
+    ring.on('command', (command) => ring.complete(command, 0x02, sense, 0));
+    const result = await sim.submit({ cdb: read10(0, 1), dataInLength: 512 });
+    expectBytes(result.sense, sense.subarray(0, ABI.senseBufferSize));
   });
 });
 
@@ -566,14 +576,28 @@ describe('close and reopen', () => {
     void sim.submit({ cdb: read10(0, 1), dataInLength: 512 }).catch(() => {});
     await until(() => expect(held.length).toBe(1));
     const command = held[0]!;
-    const view = command.dataInSegments()[0]!;
-    expect(view.length).toBe(512);
     const result = await ring.close({ drainTimeoutMs: 5 });
     expect(result).toEqual({ abandoned: [1], resumable: true });
-    expect(held[0]!.signal.reason).toBeInstanceOf(RingClosedError);
-    expect(view.length).toBe(0); // detached, not a dangling pointer
-    expect(() => ring.complete(held[0]!, { status: 0 })).toThrow(RingClosedError);
+    expect(command.signal.reason).toBeInstanceOf(RingClosedError);
+    expect(() => command.dataOut).toThrow(RingClosedError);
+    expect(ring.complete(command, 0)).toBe(false); // the answer is discarded
     expect(ring.closed).toBe(true);
+  });
+
+  it('keeps the map while an abandoned command still holds views of it, then unmaps', async () => {
+    const { sim, ring } = setup();
+    const held = hold(ring);
+    void sim.submit({ cdb: read10(0, 1), dataInLength: 512 }).catch(() => {});
+    void sim.submit({ cdb: read10(1, 1), dataInLength: 512 }).catch(() => {});
+    await until(() => expect(held.length).toBe(2));
+    const view = held[0]!.dataInBuffer as Uint8Array; // e.g. a backend reading into it
+    await ring.close({ drainTimeoutMs: 5 });
+    expect(view.length).toBe(512); // still mapped: a late backend write lands in memory we own
+    view.fill(7);
+    expect(ring.complete(held[1]!, 0)).toBe(false); // no view handed out: does not hold the map
+    expect(view.length).toBe(512);
+    expect(ring.complete(held[0]!, 0)).toBe(false);
+    expect(view.length).toBe(0); // detached with the last holder, not a dangling pointer
   });
 
   it('drains: commands completed before the deadline are published', async () => {
@@ -581,7 +605,7 @@ describe('close and reopen', () => {
     const held = hold(ring);
     const result = sim.submit({ cdb: new Uint8Array(6) });
     await until(() => expect(held.length).toBe(1));
-    setTimeout(() => ring.complete(held[0]!, { status: 0 }), 20);
+    setTimeout(() => ring.complete(held[0]!, 0), 20);
     expect(await ring.close({ drainTimeoutMs: 5000 })).toEqual({ abandoned: [], resumable: true });
     expect((await result).status).toBe(0);
   });
@@ -593,7 +617,8 @@ describe('close and reopen', () => {
     const firstHeld = hold(first);
     const results = Array.from({ length: 5 }, (_, i) => sim.submit({ cdb: read10(i, 1), dataInLength: 512 }));
     await until(() => expect(firstHeld.length).toBe(2));
-    first.complete(firstHeld[0]!, { status: 0, dataIn: filled(512, 1) });
+    firstHeld[0]!.writeDataIn(filled(512, 1));
+    first.complete(firstHeld[0]!, 0);
     await results[0];
     await until(() => expect(firstHeld.length).toBe(3)); // the freed slot let command 3 in
     expect((await first.close()).abandoned).toEqual([2, 3]);
@@ -601,8 +626,9 @@ describe('close and reopen', () => {
     const second = TcmuRing.open(sim.ringOptions());
     cleanups.push(() => second.close());
     second.on('command', (command) => {
-      const lba = new DataView(command.cdb.buffer).getUint32(2);
-      second.complete(command, { status: 0, dataIn: filled(512, lba + 1) });
+      const lba = new DataView(command.cdb.buffer, command.cdb.byteOffset).getUint32(2);
+      command.writeDataIn(filled(512, lba + 1));
+      second.complete(command, 0);
     });
     const done = await Promise.all(results);
     done.forEach((result, i) => {
@@ -615,6 +641,8 @@ describe('close and reopen', () => {
     const { sim, ring } = setup();
     const errors: Error[] = [];
     ring.on('error', (error) => errors.push(error));
+    hold(ring); // the ring polls once it has a consumer
+    await new Promise((resolve) => setImmediate(resolve));
     sim.disconnect(); // the peer end goes away: the poll reports EOF
     await until(() => expect(errors.length).toBe(1));
     expect(errors[0]!.name).toBe('NativeError');

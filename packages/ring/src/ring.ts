@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { closeSync, readFileSync } from 'node:fs';
-import { ABI, scsiCommandSize } from './abi.js';
-import { RingCommand } from './command.js';
+import { ABI } from './abi.js';
+import { type CommandSource, RingCommand } from './command.js';
 import {
   CommandAbortedError,
   CorruptRingError,
@@ -10,7 +10,8 @@ import {
   RingClosedError,
   RingUsageError,
 } from './errors.js';
-import { callNative, loadAddon, type NativeMapping, type NativePoller } from './native.js';
+import { NativeLane } from './lane.js';
+import { callNative, loadAddon, type NativeRingEngine, RingRecord } from './native.js';
 
 /** Capabilities the kernel announced in mailbox->flags (TCMU_MAILBOX_FLAG_CAP_*). */
 export interface RingFlags {
@@ -29,6 +30,10 @@ interface CommonOptions {
   mapSize?: number;
   /** Commands handed to the handler at once; fetching pauses beyond it. Default 128. */
   maxInFlight?: number;
+  /** The TCMU device's name, reported by every command (default: the uio path, or 'ring'). */
+  device?: string;
+  /** The I_T nexus id every command reports: the ring carries none (default ''). */
+  nexus?: string;
 }
 
 export interface UioRingOptions extends CommonOptions {
@@ -44,21 +49,6 @@ export interface FdRingOptions extends CommonOptions {
 }
 
 export type TcmuRingOptions = UioRingOptions | FdRingOptions;
-
-export interface CompletionOptions {
-  /** SAM status byte (GOOD 0x00, CHECK CONDITION 0x02, BUSY 0x08, TASK SET FULL 0x28...) */
-  status: number;
-  /** Sense data, at most 96 bytes (TCMU_SENSE_BUFFERSIZE); forwarded for CHECK CONDITION */
-  sense?: Uint8Array;
-  /** Data-In to scatter at offset 0 (same as writeDataIn(dataIn) before completing) */
-  dataIn?: Uint8Array;
-  /**
-   * Data-In bytes produced. Default: the high-water mark of writeDataIn/dataIn
-   * (the whole buffer after dataInSegments()). A Data-In command that produced
-   * nothing must say `readLen: 0`, so stale buffer bytes are zeroed.
-   */
-  readLen?: number;
-}
 
 export interface TmrNotice {
   /** TCMU_TMR_* (ABI.tmrType) */
@@ -91,29 +81,22 @@ export interface TcmuRingEvents {
   close: [];
 }
 
-interface Slot {
-  offset: number;
-  length: number;
-  /** undefined for PAD, TMR and unknown-op entries (nothing to complete) */
-  command: RingCommand | undefined;
-}
-
-interface Completion {
-  command: RingCommand;
-  status: number;
-  sense: Uint8Array | undefined;
-  readLen: number;
-  uflags: number;
-}
-
 const DEFAULT_MAX_IN_FLIGHT = 128;
+/** Records beyond maxInFlight: room for TMR entries in the same walk. */
+const EXTRA_RECORDS = 64;
 const SAM_STATUS_CHECK_CONDITION = 0x02;
+const SAM_STATUS_TASK_ABORTED = 0x40;
+const IDS = ABI.maxCmdId + 1;
+/** CDBs up to this length live in a per-id slot of the ring's CDB memory. */
+const CDB_SLOT = 16;
+const cdbClass = (length: number): number => (length === 6 ? 0 : length === 10 ? 1 : length === 12 ? 2 : 3);
 
 /**
  * The userspace side of one TCMU command ring (see README.md for the
- * transport contract).
+ * transport contract). The walk, the checks of every entry and the
+ * completions run in the native engine; this class owns the command objects.
  */
-export class TcmuRing extends EventEmitter<TcmuRingEvents> {
+export class TcmuRing extends EventEmitter<TcmuRingEvents> implements CommandSource {
   readonly flags: RingFlags;
   readonly mapSize: number;
   readonly maxInFlight: number;
@@ -122,31 +105,39 @@ export class TcmuRing extends EventEmitter<TcmuRingEvents> {
   readonly cmdrSize: number;
   /** data area: [dataOffset, mapSize) */
   readonly dataOffset: number;
+  readonly device: string;
+  readonly nexus: string;
+  /** The native lane: plain READ/WRITE served in the addon (off until configured). */
+  readonly lane: NativeLane;
+  /** @internal the map (commands make their data views over it) */
+  readonly buffer: ArrayBuffer;
+  /** @internal per command id: performance.now() of the batch it arrived in */
+  readonly receivedAt = new Float64Array(IDS);
 
-  readonly #mapping: NativeMapping;
-  readonly #view: DataView;
+  readonly #engine: NativeRingEngine;
   readonly #bytes: Uint8Array;
-  readonly #eventFd: number;
+  readonly #view: DataView;
+  readonly #records: Uint32Array;
+  readonly #recordCapacity: number;
+  readonly #mailboxFlags: number;
   readonly #ownedFd: number | undefined;
-  #poller: NativePoller | undefined;
-
-  /** private fetch cursor (ring offset), starts at cmd_tail */
-  #cursor: number;
-  /** our copy of cmd_tail */
-  #tail: number;
-  /** fetched, unreaped entries in ring order */
-  readonly #slots: Slot[] = [];
-  #slotHead = 0;
-  readonly #inFlight = new Map<number, RingCommand>();
-  #pending: Completion[] = [];
-  #flushScheduled = false;
-  #state: 'open' | 'closing' | 'failed' | 'closed' = 'open';
-  #overtakenSlots = false;
+  readonly #commands: (RingCommand | undefined)[] = new Array(IDS);
+  /** CDB memory, a slot per id, and its views by id and length (the kernel reuses the lowest free id) */
+  readonly #cdbMemory = new Uint8Array(IDS * CDB_SLOT);
+  readonly #cdbViews: (Uint8Array | undefined)[] = [];
+  /** Off once a command was completed while its handler may still read its CDB (abortNow). */
+  #cdbReuse = true;
+  #inFlight = 0;
+  #state: 'new' | 'open' | 'closing' | 'failed' | 'closed' = 'new';
+  #publishScheduled = false;
+  readonly #publishTask = () => this.#publish();
   #drainWaiters: Array<() => void> = [];
+  /** Abandoned commands whose ring memory a handler may still use: the map stays until they end. */
+  #exposedAbandoned = 0;
 
   /**
-   * Opens and maps a TCMU ring and starts polling it. Commands are delivered
-   * once a 'command' listener is attached.
+   * Opens and maps a TCMU ring. Commands are delivered once a 'command'
+   * listener is attached.
    * @throws NativeError (open/mmap), MailboxError (not a version-2 ring)
    */
   static open(options: TcmuRingOptions): TcmuRing {
@@ -159,13 +150,13 @@ export class TcmuRing extends EventEmitter<TcmuRingEvents> {
       const mapSize = options.mapSize ?? readUioMapSize(options.uioPath);
       const fd = callNative(() => addon.openUio(options.uioPath));
       try {
-        return new TcmuRing(fd, fd, mapSize, maxInFlight, fd);
+        return new TcmuRing(fd, fd, mapSize, maxInFlight, options, options.uioPath, fd);
       } catch (error) {
         closeSync(fd);
         throw error;
       }
     }
-    return new TcmuRing(options.memoryFd, options.eventFd, options.mapSize, maxInFlight, undefined);
+    return new TcmuRing(options.memoryFd, options.eventFd, options.mapSize, maxInFlight, options, 'ring');
   }
 
   private constructor(
@@ -173,6 +164,8 @@ export class TcmuRing extends EventEmitter<TcmuRingEvents> {
     eventFd: number,
     mapSize: number,
     maxInFlight: number,
+    options: CommonOptions,
+    defaultName: string,
     ownedFd?: number,
   ) {
     super();
@@ -181,15 +174,24 @@ export class TcmuRing extends EventEmitter<TcmuRingEvents> {
         `mapSize must be a multiple of 4 of at least ${ABI.mailbox.size} bytes, got ${mapSize}`,
       );
     }
-    const addon = loadAddon();
     this.mapSize = mapSize;
     this.maxInFlight = maxInFlight;
-    this.#eventFd = eventFd;
+    this.device = options.device ?? defaultName;
+    this.nexus = options.nexus ?? '';
     this.#ownedFd = ownedFd;
-    this.#mapping = callNative(() => new addon.Mapping(memoryFd, mapSize));
+    this.#recordCapacity = maxInFlight + EXTRA_RECORDS;
+    const addon = loadAddon();
+    this.#engine = callNative(
+      () =>
+        new addon.RingEngine(memoryFd, eventFd, mapSize, this.#recordCapacity, (error, records) =>
+          this.#onRecords(error, records),
+        ),
+    );
     try {
-      this.#view = new DataView(this.#mapping.buffer);
-      this.#bytes = new Uint8Array(this.#mapping.buffer);
+      this.buffer = this.#engine.buffer;
+      this.#view = new DataView(this.buffer);
+      this.#bytes = new Uint8Array(this.buffer);
+      this.#records = new Uint32Array(this.#engine.records);
       const mb = ABI.mailbox;
       const version = this.#view.getUint16(mb.version, true);
       if (version !== ABI.mailboxVersion) {
@@ -198,6 +200,7 @@ export class TcmuRing extends EventEmitter<TcmuRingEvents> {
         );
       }
       const flags = this.#view.getUint16(mb.flags, true);
+      this.#mailboxFlags = flags;
       this.flags = Object.freeze({
         ooo: (flags & ABI.mailboxFlags.ooo) !== 0,
         readLen: (flags & ABI.mailboxFlags.readLen) !== 0,
@@ -219,27 +222,25 @@ export class TcmuRing extends EventEmitter<TcmuRingEvents> {
           `cmdr_size ${this.cmdrSize} does not fit a ${mapSize}-byte map at offset ${this.cmdrOffset}`,
         );
       }
-      const tail = this.#mapping.loadAcquire(mb.cmdTail);
+      const tail = this.#view.getUint32(mb.cmdTail, true);
       if (tail >= this.cmdrSize || tail % ABI.opAlign !== 0) {
         throw new MailboxError(
           `cmd_tail ${tail} is not an aligned offset inside the ${this.cmdrSize}-byte ring`,
         );
       }
-      this.#tail = tail;
-      this.#cursor = tail;
-      this.#poller = callNative(() => new addon.Poller(eventFd, (error) => this.#onEvent(error)));
+      this.lane = new NativeLane(this.#engine);
     } catch (error) {
-      this.#mapping.unmap();
+      this.#engine.unmap();
       throw error;
     }
     (this as EventEmitter).on('newListener', (event: string | symbol) => {
-      if (event === 'command') setImmediate(() => this.#fetch());
+      if (event === 'command' && this.#state === 'new') setImmediate(() => this.#start());
     });
   }
 
   /** Commands handed out and not yet completed. */
   get inFlight(): number {
-    return this.#inFlight.size;
+    return this.#inFlight;
   }
 
   get closed(): boolean {
@@ -247,346 +248,283 @@ export class TcmuRing extends EventEmitter<TcmuRingEvents> {
   }
 
   /**
-   * Completes a command. The response is written into the ring and published
-   * with the next batch: one release-store of cmd_tail and one kick for all
-   * completions made in the same tick.
-   * @throws RingUsageError (already completed, not ours, bad status/sense/readLen), RingClosedError
+   * Completes a command: the response goes straight into the ring entry and is
+   * published with the next batch (one release-store of cmd_tail and one kick
+   * for all completions made in the same tick). Data-In must be in place
+   * already (`writeDataIn`, or the `dataInBuffer` views).
+   *
+   * `readLen`: Data-In bytes produced. Default: the high-water mark of
+   * writeDataIn, or the whole buffer once `dataInBuffer` was handed out. A
+   * Data-In command that produced nothing says 0, so stale bytes are zeroed.
+   * At most 96 bytes of `sense` (TCMU_SENSE_BUFFERSIZE) reach the initiator.
+   *
+   * @returns false when the answer was discarded: the command was abandoned by
+   *   close() or already answered by abortNow().
+   * @throws RingUsageError (not in flight on this ring or completed twice, bad status or readLen)
    */
-  complete(command: RingCommand, options: CompletionOptions): void {
-    if (this.#inFlight.get(command.id) !== command) {
-      if (command.state === 'abandoned' || this.#state === 'closed') {
-        throw new RingClosedError(`cannot complete command ${command.id}: the ring is closed`);
+  complete(command: RingCommand, status: number, sense?: Uint8Array, readLen?: number): boolean {
+    const id = command.id;
+    if (this.#commands[id] !== command) return this.#completeStale(command);
+    if ((status & 0xff) !== status) throw new RingUsageError(`status must be a byte, got ${status}`);
+    const capacity = command.dataInLength;
+    if (readLen !== undefined && (!Number.isSafeInteger(readLen) || readLen < 0 || readLen > capacity)) {
+      throw new RingUsageError(`readLen ${readLen} is outside the ${capacity}-byte Data-In buffer`);
+    }
+    // Mirrors tcmu_handle_completion: decides what the kernel copies back and zeroes
+    // Data-In bytes it would otherwise copy stale.
+    let reported = 0;
+    let uflags = 0;
+    if (capacity > 0 && (readLen !== undefined || command.dataInWritten > 0 || command.dataInExposed)) {
+      const produced = readLen ?? (command.dataInExposed ? capacity : command.dataInWritten);
+      // The kernel honours read_len only for DMA_FROM_DEVICE and only when non-zero.
+      if (this.flags.readLen && !command.bidirectional && produced > 0) {
+        reported = produced;
+        uflags = ABI.uflags.readLen;
+      } else if (status !== SAM_STATUS_CHECK_CONDITION || command.bidirectional) {
+        // Without a valid read_len, CHECK CONDITION copies nothing; anything else the whole buffer.
+        command.zeroDataIn(produced, capacity);
       }
-      throw new RingUsageError(`command ${command.id} is not in flight on this ring (completed twice?)`);
     }
-    const { status, sense, dataIn, readLen } = options;
-    if (!Number.isInteger(status) || status < 0 || status > 0xff) {
-      throw new RingUsageError(`status must be a byte, got ${status}`);
-    }
-    if (sense && sense.length > ABI.senseBufferSize) {
-      throw new RingUsageError(
-        `sense is ${sense.length} bytes; the ring carries at most ${ABI.senseBufferSize}`,
-      );
-    }
-    if (
-      readLen !== undefined &&
-      (!Number.isSafeInteger(readLen) || readLen < 0 || readLen > command.dataInLength)
-    ) {
-      throw new RingUsageError(
-        `readLen ${readLen} is outside the ${command.dataInLength}-byte Data-In buffer`,
-      );
-    }
-    if (dataIn) {
-      if (dataIn.length > command.dataInLength) {
-        throw new RingUsageError(
-          `dataIn is ${dataIn.length} bytes; the Data-In buffer holds ${command.dataInLength}`,
-        );
-      }
-      command.writeDataIn(dataIn, 0);
-    }
-    const reported = this.#finishDataIn(command, status, readLen, dataIn !== undefined);
+    const result =
+      sense !== undefined && sense.length > 0
+        ? this.#engine.complete(id, status, reported, uflags, sense)
+        : this.#engine.complete(id, status, reported, uflags);
+    if (result !== 0) throw new RingUsageError(`the engine refused completing command ${id} (${result})`);
     command.state = 'completed';
-    this.#inFlight.delete(command.id);
-    this.#pending.push({
-      command,
-      status,
-      sense,
-      readLen: reported,
-      uflags: reported > 0 ? ABI.uflags.readLen : 0,
+    this.#commands[id] = undefined;
+    this.#inFlight--;
+    this.#schedulePublish();
+    return true;
+  }
+
+  /**
+   * Answers TASK ABORTED for a command whose handler may still be running
+   * (a drain deadline), unless its ring memory was handed out: a backend may
+   * still be reading or writing those blocks, and once completed the kernel
+   * reuses them. Then only its signal is aborted and it completes when its
+   * handler ends. Returns whether it was answered now.
+   */
+  abortNow(command: RingCommand, reason: Error): boolean {
+    command.abort(reason);
+    if (this.#commands[command.id] !== command || command.memoryExposed) return false;
+    // The handler may still read its CDB: later commands get CDB memory of their own.
+    this.#cdbReuse = false;
+    this.complete(command, SAM_STATUS_TASK_ABORTED, undefined, 0);
+    command.state = 'aborted';
+    return true;
+  }
+
+  /** Commands in flight (for a drain deadline). */
+  commandsInFlight(): RingCommand[] {
+    const out: RingCommand[] = [];
+    if (this.#inFlight === 0) return out;
+    for (const command of this.#commands) if (command) out.push(command);
+    return out;
+  }
+
+  /** Resolves once no command is in flight, or after `timeoutMs`. */
+  drain(timeoutMs: number): Promise<void> {
+    if (this.#inFlight === 0 || timeoutMs <= 0) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, timeoutMs);
+      this.#drainWaiters.push(() => {
+        clearTimeout(timer);
+        resolve();
+      });
     });
-    this.#scheduleFlush();
   }
 
   /**
    * Stops intake, waits up to drainTimeoutMs for commands in flight, publishes
    * the last completions, then unmaps (every data view becomes length 0) and
    * closes the fd it opened. Commands still in flight are abandoned: their
-   * signal aborts with RingClosedError and their entries stay unreaped.
+   * signal aborts with RingClosedError and their entries stay unreaped; the
+   * map stays until those whose ring memory was handed out have completed.
    */
   async close(options: CloseOptions = {}): Promise<CloseResult> {
     if (this.#state === 'closed') return { abandoned: [], resumable: true };
-    if (this.#state !== 'closing') {
-      this.#state = 'closing';
-      this.#stopPolling();
-      const timeout = options.drainTimeoutMs ?? 0;
-      if (this.#inFlight.size > 0 && timeout > 0) {
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, timeout);
-          this.#drainWaiters.push(() => {
-            clearTimeout(timer);
-            resolve();
-          });
-        });
-      }
-    } else {
+    if (this.#state === 'closing') {
       await new Promise<void>((resolve) => this.once('close', resolve));
-      return { abandoned: [], resumable: !this.#overtakenSlots };
+      return { abandoned: [], resumable: !this.#engine.overtaken };
     }
-    this.#flush();
-    const abandoned = [...this.#inFlight.keys()];
+    this.#state = 'closing';
+    this.#engine.stop();
+    await this.drain(options.drainTimeoutMs ?? 0);
+    this.#tryPublish();
+    const abandoned: number[] = [];
     const closedError = new RingClosedError('the ring was closed before this command completed');
-    for (const command of this.#inFlight.values()) {
+    for (const command of this.commandsInFlight()) {
+      abandoned.push(command.id);
       command.state = 'abandoned';
       command.abort(closedError);
+      if (command.memoryExposed) this.#exposedAbandoned++;
+      this.#commands[command.id] = undefined;
     }
-    this.#inFlight.clear();
-    this.#mapping.unmap();
+    this.#inFlight = 0;
+    if (this.#exposedAbandoned === 0) this.#engine.unmap();
     if (this.#ownedFd !== undefined) closeSync(this.#ownedFd);
     this.#state = 'closed';
     this.emit('close');
-    return { abandoned, resumable: abandoned.length === 0 || !this.#overtakenSlots };
+    return { abandoned, resumable: abandoned.length === 0 || !this.#engine.overtaken };
   }
 
   // ------------------------------------------------------------------ intake
 
-  #onEvent(error: Error | null): void {
-    if (error) {
-      this.#fail(NativeError.from(error) as Error);
-      return;
-    }
-    this.#fetch();
+  #start(): void {
+    if (this.#state !== 'new' || this.listenerCount('command') === 0) return;
+    this.#state = 'open';
+    const tail = this.#view.getUint32(ABI.mailbox.cmdTail, true);
+    callNative(() =>
+      this.#engine.start(this.cmdrOffset, this.cmdrSize, tail, this.#mailboxFlags, this.maxInFlight),
+    );
+    // Entries published before we polled raised no event for us.
+    this.#pull();
   }
 
-  #fetch(): void {
-    if (this.#state !== 'open' || this.listenerCount('command') === 0) return;
-    const size = this.cmdrSize;
-    const head = this.#mapping.loadAcquire(ABI.mailbox.cmdHead);
-    if (head >= size || head % ABI.opAlign !== 0) {
-      this.#fail(
-        new CorruptRingError(`cmd_head ${head} is not an aligned offset inside the ${size}-byte ring`, head),
-      );
-      return;
-    }
-    const view = this.#view;
-    while (this.#cursor !== head && this.#inFlight.size < this.maxInFlight) {
-      const at = this.#cursor;
-      const entry = this.cmdrOffset + at;
-      const lenOp = view.getUint32(entry + ABI.header.lenOp, true);
-      const length = lenOp & ~ABI.opMask;
-      const op = lenOp & ABI.opMask;
-      const available = (head - at + size) % size;
-      let problem: string | undefined;
-      if (length === 0) problem = 'entry length is 0';
-      else if (length > available)
-        problem = `entry length ${length} runs past cmd_head (${available} bytes published)`;
-      else if (at + length > size) problem = `entry length ${length} crosses the end of the ring`;
-      if (problem) {
-        this.#fail(new CorruptRingError(problem, at));
+  #onRecords(error: Error | null, records: number): void {
+    this.#consume(records);
+    if (error) this.#fail(ringError(error));
+    else if (records > 0) this.#schedulePublish();
+  }
+
+  /** Walks now (after completions made room) and publishes; loops while the records were full. */
+  #pull(): void {
+    while (this.#state === 'open') {
+      let records: number;
+      try {
+        records = this.#engine.fetch();
+      } catch (error) {
+        this.#consume(((error as { records?: number }).records ?? 0) as number);
+        this.#fail(ringError(error as Error));
         return;
       }
-      let command: RingCommand | undefined;
-      if (op === ABI.op.cmd) {
-        const parsed = this.#parseCommand(at, length);
-        if (typeof parsed === 'string') {
-          this.#fail(new CorruptRingError(parsed, at));
-          return;
-        }
-        command = parsed;
-      } else if (op === ABI.op.tmr) {
-        const problem = this.#handleTmr(at, length);
-        if (problem) {
-          this.#fail(new CorruptRingError(problem, at));
-          return;
-        }
-      } else if (op !== ABI.op.pad) {
-        // An opcode from a newer kernel: flag it and step over (the kernel reaps it as a no-op).
-        this.#bytes[entry + ABI.header.uflags]! |= ABI.uflags.unknownOp;
-      }
-      this.#slots.push({ offset: at, length, command });
-      this.#cursor = (at + length) % size;
-      if (command) {
-        this.#inFlight.set(command.id, command);
-        this.emit('command', command);
-        if (this.#state !== 'open') return;
-      }
-    }
-    // Entries that need no completion (PAD/TMR at the tail) can be released now.
-    if (this.#slotHead < this.#slots.length && this.#slots[this.#slotHead]!.command === undefined) {
-      this.#scheduleFlush();
+      this.#consume(records);
+      this.#tryPublish();
+      if (records < this.#recordCapacity) return;
     }
   }
 
-  /** Validates and copies out a CMD entry; returns a problem description when corrupt. */
-  #parseCommand(at: number, length: number): RingCommand | string {
+  /** Turns the engine's records into commands and TMR notices, in ring order. */
+  #consume(count: number): void {
+    if (count === 0) return;
+    const records = this.#records;
     const view = this.#view;
-    const entry = this.cmdrOffset + at;
-    if (length < ABI.cmdEntrySize) return `CMD entry length ${length} is below ${ABI.cmdEntrySize}`;
-    const id = view.getUint16(entry + ABI.header.cmdId, true);
-    if (id === 0) return 'CMD entry has cmd_id 0';
-    if (this.#inFlight.has(id)) return `cmd_id ${id} is already in flight`;
-    const iovCount = view.getUint32(entry + ABI.req.iovCnt, true);
-    const bidiCount = view.getUint32(entry + ABI.req.iovBidiCnt, true);
-    const iovTotal = iovCount + bidiCount;
-    const iovEnd = ABI.req.iov + ABI.iovec.size * iovTotal;
-    if (iovEnd > length)
-      return `iov_cnt ${iovCount} + iov_bidi_cnt ${bidiCount} iovecs do not fit a ${length}-byte entry`;
-    const cdbOff = readU64(view, entry + ABI.req.cdbOff);
-    const cdbStart = cdbOff - entry;
-    if (cdbStart < iovEnd || cdbStart >= length) return `cdb_off ${cdbOff} is outside the entry's CDB area`;
-    const opcode = this.#bytes[cdbOff]!;
-    if (opcode === 0x7f && cdbStart + 8 > length) return 'variable-length CDB header runs past the entry';
-    const cdbLength = scsiCommandSize(opcode, opcode === 0x7f ? this.#bytes[cdbOff + 7]! : 0);
-    if (cdbStart + cdbLength > length) return `${cdbLength}-byte CDB runs past the entry`;
-    const cdb = this.#bytes.slice(cdbOff, cdbOff + cdbLength);
-    const mainIov: number[] = new Array(iovCount * 2);
-    const bidiIov: number[] = new Array(bidiCount * 2);
-    for (let i = 0; i < iovTotal; i++) {
-      const at = entry + ABI.req.iov + i * ABI.iovec.size;
-      const base = readU64(view, at + ABI.iovec.base);
-      const len = readU64(view, at + ABI.iovec.len);
-      if (base < this.dataOffset || base + len > this.mapSize) {
-        return `iovec ${i} [${base}, +${len}) is outside the data area [${this.dataOffset}, ${this.mapSize})`;
-      }
-      const target = i < iovCount ? mainIov : bidiIov;
-      const index = i < iovCount ? i * 2 : (i - iovCount) * 2;
-      target[index] = base;
-      target[index + 1] = len;
-    }
-    return new RingCommand(id, cdb, this.#mapping.buffer, mainIov, bidiIov, at);
-  }
-
-  #handleTmr(at: number, length: number): string | undefined {
-    const view = this.#view;
-    const entry = this.cmdrOffset + at;
-    if (length < ABI.tmr.size) return `TMR entry length ${length} is below ${ABI.tmr.size}`;
-    const type = view.getUint8(entry + ABI.tmr.tmrType);
-    const count = view.getUint32(entry + ABI.tmr.cmdCnt, true);
-    if (ABI.tmr.cmdIds + 2 * count > length)
-      return `TMR entry names ${count} ids but is only ${length} bytes`;
-    const commandIds: number[] = [];
+    const now = performance.now();
     for (let i = 0; i < count; i++) {
-      const id = view.getUint16(entry + ABI.tmr.cmdIds + 2 * i, true);
-      commandIds.push(id);
-      this.#inFlight.get(id)?.abort(new CommandAbortedError(id, type));
+      const r = i * RingRecord.words;
+      if (records[r] === RingRecord.command) {
+        const id = records[r + 1]!;
+        const entry = records[r + 2]!;
+        const iovCount = records[r + 6]!;
+        const bidiCount = records[r + 7]!;
+        const cdb = this.#copyCdb(id, records[r + 4]!, records[r + 5]!);
+        const first = entry + ABI.req.iov;
+        const base = iovCount > 0 ? readU64(view, first + ABI.iovec.base) : 0;
+        const length = iovCount > 0 ? readU64(view, first + ABI.iovec.len) : 0;
+        const iov = iovCount > 1 ? readIovecs(view, first, iovCount) : undefined;
+        const bidi =
+          bidiCount > 0 ? readIovecs(view, first + iovCount * ABI.iovec.size, bidiCount) : undefined;
+        const command = new RingCommand(this, id, cdb, base, length, iov, bidi);
+        this.receivedAt[id] = now;
+        this.#commands[id] = command;
+        this.#inFlight++;
+        if (this.#state === 'open') this.emit('command', command);
+      } else {
+        const type = records[r + 1]!;
+        const ids = records[r + 3]!;
+        const commandIds: number[] = [];
+        for (let n = 0; n < records[r + 2]!; n++) {
+          const id = view.getUint16(ids + 2 * n, true);
+          commandIds.push(id);
+          this.#commands[id]?.abort(new CommandAbortedError(id, type));
+        }
+        this.emit('tmr', { type, commandIds });
+      }
     }
-    this.emit('tmr', { type, commandIds });
-    return undefined;
+  }
+
+  /** The CDB of a new command, in its id's slot (the engine checked it lies inside the entry). */
+  #copyCdb(id: number, offset: number, length: number): Uint8Array {
+    const bytes = this.#bytes;
+    if (length > CDB_SLOT || !this.#cdbReuse) return bytes.slice(offset, offset + length);
+    const memory = this.#cdbMemory;
+    const slot = id * CDB_SLOT;
+    for (let i = 0; i < length; i++) memory[slot + i] = bytes[offset + i]!;
+    const key = id * 4 + cdbClass(length);
+    let view = this.#cdbViews[key];
+    if (view === undefined || view.length !== length) {
+      view = new Uint8Array(memory.buffer, slot, length);
+      this.#cdbViews[key] = view;
+    }
+    return view;
   }
 
   /** Corrupt ring or dead fd: stop intake for good and report once. */
   #fail(error: Error): void {
     if (this.#state !== 'open') return;
     this.#state = 'failed';
-    this.#stopPolling();
+    this.#engine.stop();
     this.emit('error', error);
-  }
-
-  #stopPolling(): void {
-    this.#poller?.close();
-    this.#poller = undefined;
   }
 
   // -------------------------------------------------------------- completion
 
-  /**
-   * Mirrors tcmu_handle_completion: decides what the kernel will copy back to
-   * the initiator and zeroes Data-In bytes it would otherwise copy stale.
-   * Returns the read_len to publish with TCMU_UFLAG_READ_LEN, or 0 for none.
-   */
-  #finishDataIn(
-    command: RingCommand,
-    status: number,
-    readLen: number | undefined,
-    hadDataIn: boolean,
-  ): number {
-    const capacity = command.dataInLength;
-    const declared = readLen !== undefined || hadDataIn || command.dataInWritten > 0 || command.dataInExposed;
-    if (!declared || capacity === 0) return 0;
-    const produced = readLen ?? (command.dataInExposed ? capacity : command.dataInWritten);
-    // The kernel honours read_len only for DMA_FROM_DEVICE and only when non-zero.
-    if (this.flags.readLen && !command.bidirectional && produced > 0) return produced;
-    // Without a valid read_len, CHECK CONDITION copies nothing; anything else copies the whole buffer.
-    if (status !== SAM_STATUS_CHECK_CONDITION || command.bidirectional)
-      command.zeroDataIn(produced, capacity);
-    return 0;
+  #completeStale(command: RingCommand): boolean {
+    if (command.state === 'abandoned') {
+      if (command.memoryExposed && --this.#exposedAbandoned === 0) this.#engine.unmap();
+      command.state = 'completed';
+      return false;
+    }
+    if (command.state === 'aborted') {
+      command.state = 'completed';
+      return false;
+    }
+    throw new RingUsageError(`command ${command.id} is not in flight on this ring (completed twice?)`);
   }
 
-  #scheduleFlush(): void {
-    if (this.#flushScheduled) return;
-    this.#flushScheduled = true;
-    queueMicrotask(() => {
-      this.#flushScheduled = false;
-      if (this.#state === 'closed') return;
-      this.#flush();
-      if (this.#inFlight.size === 0 && this.#drainWaiters.length > 0) {
-        for (const wake of this.#drainWaiters.splice(0)) wake();
-      }
-      this.#fetch();
-    });
+  #schedulePublish(): void {
+    if (this.#publishScheduled) return;
+    this.#publishScheduled = true;
+    queueMicrotask(this.#publishTask);
   }
 
-  /** Writes pending responses into slots, then one release-store of cmd_tail and one kick. */
-  #flush(): void {
-    const before = this.#tail;
-    const pending = this.#pending;
-    this.#pending = [];
-    if (this.flags.ooo) {
-      for (const completion of pending) {
-        this.#releaseSkippable();
-        // The kernel reaps in ring order and looks the command up by the id it
-        // finds at the tail: answer in the oldest unreaped CMD slot.
-        const slot = this.#slots[this.#slotHead++]!;
-        if (slot.command !== completion.command) this.#overtakenSlots = true;
-        this.#writeResponse(slot.offset, completion);
-        this.#tail = (slot.offset + slot.length) % this.cmdrSize;
-      }
-    } else {
-      for (const completion of pending) (completion.command as CommandWithCompletion).completion = completion;
-      while (this.#slotHead < this.#slots.length) {
-        const slot = this.#slots[this.#slotHead]!;
-        const done = slot.command && (slot.command as CommandWithCompletion).completion;
-        if (slot.command && !done) break;
-        if (done) this.#writeResponse(slot.offset, done);
-        this.#slotHead++;
-        this.#tail = (slot.offset + slot.length) % this.cmdrSize;
-      }
+  #publish(): void {
+    this.#publishScheduled = false;
+    if (this.#state === 'closed') return;
+    this.#tryPublish();
+    if (this.#inFlight === 0 && this.#drainWaiters.length > 0) {
+      for (const wake of this.#drainWaiters.splice(0)) wake();
     }
-    this.#releaseSkippable();
-    if (this.#slotHead > 1024 && this.#slotHead * 2 > this.#slots.length) {
-      this.#slots.splice(0, this.#slotHead);
-      this.#slotHead = 0;
-    }
-    if (this.#tail === before) return;
-    this.#mapping.storeRelease(ABI.mailbox.cmdTail, this.#tail);
+    this.#pull();
+  }
+
+  #tryPublish(): void {
     try {
-      callNative(() => loadAddon().kick(this.#eventFd));
+      this.#engine.publish();
     } catch (error) {
-      this.#fail(error as Error);
-    }
-  }
-
-  /** Advances the tail over PAD/TMR/unknown entries at the front. */
-  #releaseSkippable(): void {
-    while (this.#slotHead < this.#slots.length) {
-      const slot = this.#slots[this.#slotHead]!;
-      if (slot.command) return;
-      this.#slotHead++;
-      this.#tail = (slot.offset + slot.length) % this.cmdrSize;
-    }
-  }
-
-  #writeResponse(slotOffset: number, completion: Completion): void {
-    const entry = this.cmdrOffset + slotOffset;
-    const view = this.#view;
-    view.setUint16(entry + ABI.header.cmdId, completion.command.id, true);
-    view.setUint8(entry + ABI.header.uflags, completion.uflags);
-    view.setUint32(entry + ABI.rsp.scsiStatus, completion.status, true); // status + 3 pad bytes
-    view.setUint32(entry + ABI.rsp.readLen, completion.readLen, true);
-    const senseStart = entry + ABI.rsp.senseBuffer;
-    const sense = completion.sense;
-    const senseLength = sense ? sense.length : 0;
-    if (sense) this.#bytes.set(sense, senseStart);
-    // Only CHECK CONDITION forwards sense, but never leave stale iovec bytes there.
-    if (completion.status === SAM_STATUS_CHECK_CONDITION || senseLength > 0) {
-      this.#bytes.fill(0, senseStart + senseLength, senseStart + ABI.senseBufferSize);
+      this.#fail(NativeError.from(error) as Error);
     }
   }
 }
 
-type CommandWithCompletion = RingCommand & { completion?: Completion };
+function ringError(error: Error): Error {
+  const { code, offset } = error as { code?: string; offset?: number };
+  if (code === 'CORRUPT_RING') return new CorruptRingError(error.message, offset ?? 0);
+  return NativeError.from(error) as Error;
+}
 
 function readU64(view: DataView, offset: number): number {
   return view.getUint32(offset, true) + view.getUint32(offset + 4, true) * 0x1_0000_0000;
+}
+
+function readIovecs(view: DataView, first: number, count: number): number[] {
+  const pairs: number[] = new Array(count * 2);
+  for (let i = 0; i < count; i++) {
+    const at = first + i * ABI.iovec.size;
+    pairs[i * 2] = readU64(view, at + ABI.iovec.base);
+    pairs[i * 2 + 1] = readU64(view, at + ABI.iovec.len);
+  }
+  return pairs;
 }
 
 /** Reads /sys/class/uio/uioN/maps/map0/size (hex) for a /dev/uioN path. */

@@ -42,7 +42,7 @@ export function createRamDisk(options: RamDiskOptions = {}): RamDisk {
     sense[7] = 10;
     sense[12] = asc;
     sense[13] = ascq;
-    ring.complete(command, { status: CHECK_CONDITION, sense, readLen: 0 });
+    ring.complete(command, CHECK_CONDITION, sense, 0);
   }
 
   function reply(
@@ -52,7 +52,8 @@ export function createRamDisk(options: RamDiskOptions = {}): RamDisk {
     allocationLength: number,
   ): undefined {
     const length = Math.min(data.length, allocationLength, command.dataInLength);
-    ring.complete(command, { status: GOOD, dataIn: data.subarray(0, length), readLen: length });
+    command.writeDataIn(data.subarray(0, length));
+    ring.complete(command, GOOD, undefined, length);
   }
 
   function transfer(
@@ -68,15 +69,15 @@ export function createRamDisk(options: RamDiskOptions = {}): RamDisk {
     if (command.dataOutLength < length) return fail(ring, command, 0x05, 0x24);
     if (write) {
       let at = start;
-      for (const segment of command.dataOutSegments()) {
+      for (const segment of command.dataOutSegments ?? [command.dataOut]) {
         const part = Math.min(segment.length, start + length - at);
         storage.set(segment.subarray(0, part), at);
         at += part;
       }
-      ring.complete(command, { status: GOOD });
+      ring.complete(command, GOOD);
     } else {
       command.writeDataIn(storage.subarray(start, start + length));
-      ring.complete(command, { status: GOOD, readLen: length });
+      ring.complete(command, GOOD, undefined, length);
     }
   }
 
@@ -86,7 +87,7 @@ export function createRamDisk(options: RamDiskOptions = {}): RamDisk {
     switch (cdb[0]) {
       case 0x00: // TEST UNIT READY
       case 0x35: // SYNCHRONIZE CACHE(10)
-        ring.complete(command, { status: GOOD });
+        ring.complete(command, GOOD);
         return;
       case 0x12: {
         const allocation = view.getUint16(3);
