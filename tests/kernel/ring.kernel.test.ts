@@ -17,7 +17,7 @@ import {
   TcmuRing,
   type TmrNotice,
 } from '../../packages/ring/src/index.js';
-import { LogicalUnit, MemoryBackend } from '../../packages/scsi/src/index.js';
+import { type CommandResult, LogicalUnit, MemoryBackend } from '../../packages/scsi/src/index.js';
 import {
   type ConformanceDriver,
   type ConformanceResult,
@@ -196,10 +196,10 @@ describe('TCMU ring on the real kernel, served by the RAM-disk fixture', () => {
     const ramDisk = createRamDisk({ blockSize: BLOCK_SIZE, blocks: BLOCKS });
     ring.on('tmr', (notice) => notices.push(notice));
     ring.on('command', (command) => {
-      const lba = new DataView(command.cdb.buffer).getUint32(2);
+      const lba = new DataView(command.cdb.buffer, command.cdb.byteOffset).getUint32(2);
       if (command.cdb[0] === 0x28 && lba === HELD_LBA && held.length === 0) {
         held.push(command);
-        command.signal.addEventListener('abort', () => ring.complete(command, { status: 0x40 })); // TASK ABORTED
+        command.signal.addEventListener('abort', () => ring.complete(command, 0x40)); // TASK ABORTED
         return;
       }
       ramDisk.handle(ring, command);
@@ -267,7 +267,10 @@ describe('TCMU ring on the real kernel, served by the RAM-disk fixture', () => {
   });
 });
 
-/** The emulation from @tcmu/scsi behind the ring (the direction comes from its opcode table). */
+/**
+ * The emulation from @tcmu/scsi behind the ring: the ring command is the request itself
+ * (READ fills the ring's Data-In memory in place) and the result says the direction.
+ */
 function serveWithScsi(ring: TcmuRing): void {
   const unit = new LogicalUnit({
     backend: new MemoryBackend({ blockSize: BLOCK_SIZE, blockCount: BLOCKS }),
@@ -275,25 +278,17 @@ function serveWithScsi(ring: TcmuRing): void {
     powerOnUnitAttention: false,
   });
   ring.on('command', (command) => {
-    const slot = unit.table.resolve(command.cdb);
-    const direction = 'entry' in slot ? slot.entry.direction : 'unknown';
-    const dataIn = direction === 'in' || direction === 'bidi' || direction === 'unknown';
-    const dataOut = direction === 'out' || direction === 'bidi';
-    void unit
-      .execute({
-        cdb: command.cdb,
-        signal: command.signal,
-        ...(dataOut ? { dataOut: command.dataOut() } : {}),
-        ...(dataIn ? { dataInLength: command.dataInLength } : {}),
-      })
-      .then((result) => {
-        ring.complete(command, {
-          status: result.status,
-          ...(result.sense ? { sense: result.sense.subarray(0, 96) } : {}),
-          ...(result.dataIn ? { dataIn: result.dataIn } : {}),
-          ...(dataIn ? { readLen: result.dataIn?.length ?? 0 } : {}),
-        });
-      });
+    const finish = (result: CommandResult) => {
+      let readLen: number | undefined;
+      if (result.direction === 'in' || result.direction === 'bidi') {
+        if (result.dataIn && !command.isRingMemory(result.dataIn)) command.writeDataIn(result.dataIn);
+        readLen = command.dataInLength - result.residual;
+      }
+      ring.complete(command, result.status, result.sense, readLen);
+    };
+    const result = unit.execute(command);
+    if (result instanceof Promise) void result.then(finish);
+    else finish(result);
   });
 }
 

@@ -20,7 +20,7 @@ describe('parseCommandLine', () => {
       dir: '/dev/tcmufile',
       iscsi: undefined,
       queueDepth: undefined,
-      io: 'sync',
+      io: 'native',
     });
   });
 
@@ -101,7 +101,7 @@ describe('parseCommandLine', () => {
     [['serve', 'a.img', '--iscsi', '1.2.3.4:0'], /port must be/],
     [['serve', 'a.img', '--iscsi', 'a b'], /HOST\[:PORT\]/],
     [['serve', 'a.img', '-q', '0'], /queue-depth/],
-    [['serve', 'a.img', '--io', 'direct'], /--io must be sync or async/],
+    [['serve', 'a.img', '--io', 'direct'], /--io must be native, sync or async/],
     [['serve', 'a.img', '-q', '2x'], /queue-depth/],
     [['frobnicate'], /unknown command 'frobnicate'/],
     [['--size', '1G'], /expected a command before '--size'/],

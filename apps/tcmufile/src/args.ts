@@ -21,7 +21,7 @@ export interface ServeCommand {
   iscsi: IscsiPortal | undefined;
   queueDepth: number | undefined;
   /** How the image is read and written (see FileBackendOptions.io). */
-  io: 'sync' | 'async';
+  io: IoMode;
 }
 
 export type Command =
@@ -65,9 +65,15 @@ Options:
   -d, --dir DIR           directory for the device node DIR/NAME (default ${defaultNodeDir})
       --iscsi HOST[:PORT] also export the disk over iSCSI on this portal (default port ${defaultIscsiPort})
   -q, --queue-depth N     commands in flight at once (default: the device's, 128)
-      --io sync|async     sync (default): read and write the image on the main thread
-                          (a page-cache copy, cheapest for images in memory or cache);
-                          async: through libuv's threadpool, for slow storage
+      --io native|sync|async
+                          native (default): plain READ/WRITE are served inside the ring
+                          addon, preadv/pwritev straight on the ring's memory; every
+                          other command (and any READ/WRITE the emulation must see)
+                          goes to the TypeScript emulation, which reads the image on
+                          the main thread; sync: everything through the emulation, on
+                          the main thread (a page-cache copy, cheapest for images in
+                          memory or cache); async: through libuv's threadpool, for
+                          slow storage
   -h, --help              this help`,
   doctor: `Usage: tcmufile doctor
 
@@ -213,7 +219,7 @@ function parseServe(args: readonly string[]): ServeCommand {
     iscsi: values.iscsi === undefined ? undefined : parsePortal(String(values.iscsi)),
     queueDepth:
       values['queue-depth'] === undefined ? undefined : parseQueueDepth(String(values['queue-depth'])),
-    io: parseIoMode(values.io === undefined ? 'sync' : String(values.io)),
+    io: parseIoMode(values.io === undefined ? 'native' : String(values.io)),
   };
 }
 
@@ -257,8 +263,13 @@ export function parsePortal(text: string): IscsiPortal {
   return { host, port };
 }
 
-function parseIoMode(text: string): 'sync' | 'async' {
-  if (text !== 'sync' && text !== 'async') throw new UsageError(`--io must be sync or async, got '${text}'`);
+/** How the image is read and written: see `--io` in the usage. */
+export type IoMode = 'native' | 'sync' | 'async';
+
+function parseIoMode(text: string): IoMode {
+  if (text !== 'native' && text !== 'sync' && text !== 'async') {
+    throw new UsageError(`--io must be native, sync or async, got '${text}'`);
+  }
   return text;
 }
 

@@ -1,35 +1,43 @@
-import { FileBackend, type OpenDeviceOptions, openDevice, ReadOnlyBackend } from '@tcmu/device';
+import {
+  BackendWrapper,
+  FileBackend,
+  type OpenDeviceOptions,
+  openDevice,
+  ReadOnlyBackend,
+} from '@tcmu/device';
 import type { DeviceRequest, ServedDevice } from './serve.js';
 
 type Backend = NonNullable<OpenDeviceOptions['backend']>;
 
 /**
- * The first `blockCount` blocks of `inner`: serving `--size` bytes of a bigger image. The
- * emulation range-checks every LBA against blockCount, so the tail is never reached.
+ * The first `blockCount` blocks of a backend: serving `--size` bytes of a bigger image.
+ * Every capability and flag is the inner backend's (the shared BackendWrapper), the
+ * direct file included: the emulation, and the native lane with it, range-check every
+ * LBA against this blockCount, so the tail is never reached.
  */
+class PrefixBackend extends BackendWrapper {
+  readonly #blockCount: number;
+
+  constructor(inner: Backend, blockCount: number) {
+    super(inner);
+    this.#blockCount = blockCount;
+  }
+
+  override get blockCount(): number {
+    return this.#blockCount;
+  }
+
+  protected override mappingStatusInner(lba: number, maxBlocks: number) {
+    return this.inner.mappingStatus!(lba, Math.min(maxBlocks, this.#blockCount - lba));
+  }
+}
+
 export function prefixView(inner: Backend, blockCount: number): Backend {
   if (blockCount === inner.blockCount) return inner;
   if (!Number.isSafeInteger(blockCount) || blockCount < 1 || blockCount > inner.blockCount) {
     throw new RangeError(`prefix of ${blockCount} blocks does not fit a backend of ${inner.blockCount}`);
   }
-  const view: Backend = {
-    blockSize: inner.blockSize,
-    blockCount,
-    readOnly: inner.readOnly,
-    physicalBlockExponent: inner.physicalBlockExponent,
-    unmappedReadsZero: inner.unmappedReadsZero,
-    read: (lba, into, signal) => inner.read(lba, into, signal),
-    write: (lba, data, options, signal) => inner.write(lba, data, options, signal),
-    flush: (signal) => inner.flush(signal),
-  };
-  const { discard, writeZeroes, mappingStatus } = inner;
-  if (discard) view.discard = (lba, blocks, signal) => discard.call(inner, lba, blocks, signal);
-  if (writeZeroes) view.writeZeroes = (lba, blocks, signal) => writeZeroes.call(inner, lba, blocks, signal);
-  if (mappingStatus) {
-    view.mappingStatus = (lba, maxBlocks) =>
-      mappingStatus.call(inner, lba, Math.min(maxBlocks, blockCount - lba));
-  }
-  return view;
+  return new PrefixBackend(inner, blockCount);
 }
 
 /** `tcmufile serve`'s device: the image through the file backend, on loopback (plus iSCSI). */
@@ -37,7 +45,7 @@ export async function openImageDevice(request: DeviceRequest): Promise<ServedDev
   const file = await FileBackend.open(request.image.path, {
     blockSize: request.blockSize,
     readOnly: request.readOnly,
-    io: request.io,
+    io: request.io === 'async' ? 'async' : 'sync',
   });
   try {
     const sized = prefixView(file, request.image.size / request.blockSize);
@@ -51,6 +59,7 @@ export async function openImageDevice(request: DeviceRequest): Promise<ServedDev
       nodeDir: request.nodeDir,
       fabric,
       logger: request.logger,
+      nativeLane: request.io === 'native',
       ...(request.queueDepth === undefined ? {} : { queueDepth: request.queueDepth }),
     });
     return {

@@ -1,4 +1,4 @@
-import type { IscsiPortal, ServeCommand } from './args.js';
+import type { IoMode, IscsiPortal, ServeCommand } from './args.js';
 import type { ImageRequest, PreparedImage } from './image.js';
 import type { Logger } from './log.js';
 import { formatBytes } from './size.js';
@@ -22,7 +22,7 @@ export interface DeviceRequest {
   nodeDir: string;
   iscsi: IscsiPortal | undefined;
   queueDepth: number | undefined;
-  io: 'sync' | 'async';
+  io: IoMode;
   logger: Logger;
 }
 

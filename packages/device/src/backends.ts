@@ -2,6 +2,7 @@ import { punchHole } from '@tcmu/ring';
 import { type FileBackendOptions, FileBackend as ScsiFileBackend } from '@tcmu/scsi/node';
 
 export {
+  BackendWrapper,
   FaultInjectionBackend,
   type FaultInjectionOptions,
   type LbaSelector,

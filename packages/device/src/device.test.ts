@@ -313,10 +313,16 @@ describe('handlers and middleware', () => {
     }
   });
 
-  it('gives a write handler the Data-Out and no Data-In buffer; a read handler the opposite', async () => {
-    const seen: Array<{ out: number; inLength: number }> = [];
+  it('hands a handler the ring command itself: a write reads dataOut, a read fills dataInBuffer in place', async () => {
+    const seen: Array<{ out: number; inLength: number; first?: number }> = [];
     const handler: Handler = (cmd: DeviceCommand) => {
-      seen.push({ out: cmd.dataOut.length, inLength: cmd.dataInLength });
+      if (cmd.opcode === 0x2a) {
+        seen.push({ out: cmd.dataOutLength, inLength: cmd.dataInLength, first: cmd.dataOut[0]! });
+        return { status: GOOD };
+      }
+      const buffer = cmd.dataInBuffer as Uint8Array;
+      buffer.fill(0x5c); // no copy: the ring's Data-In memory
+      seen.push({ out: cmd.dataOutLength, inLength: cmd.dataInLength });
       return { status: GOOD };
     };
     const device = await openDevice({
@@ -327,12 +333,14 @@ describe('handlers and middleware', () => {
       platform: harness.platform,
     });
     try {
-      await harness.submit(device, { cdb: rw10(0x2a, 0, 2), dataOut: new Uint8Array(1024) });
-      await harness.submit(device, { cdb: rw10(0x28, 0, 2), dataInLength: 1024 });
+      await harness.submit(device, { cdb: rw10(0x2a, 0, 2), dataOut: new Uint8Array(1024).fill(9) });
+      const read = await harness.submit(device, { cdb: rw10(0x28, 0, 2), dataInLength: 1024 });
+      // The ring has one main buffer: its length is both, the opcode says which it is.
       expect(seen).toEqual([
-        { out: 1024, inLength: 0 },
-        { out: 0, inLength: 1024 },
+        { out: 1024, inLength: 1024, first: 9 },
+        { out: 1024, inLength: 1024 },
       ]);
+      expect(read.dataIn).toEqual(new Uint8Array(1024).fill(0x5c));
     } finally {
       await device.close();
     }

@@ -1,8 +1,16 @@
 import { EventEmitter } from 'node:events';
 import { join } from 'node:path';
-import { type LogicalUnit, SenseReasons, senseFor } from '@tcmu/scsi';
-import { CommandAbortedError, type RingCommand, type TcmuRing, type TmrNotice } from '@tcmu/ring';
-import { carriesDataIn, type Direction, IncomingCommand } from './command.js';
+import {
+  type CommandResult,
+  type DataDirection,
+  isPromise,
+  type LogicalUnit,
+  type PlainIoProfile,
+  plainIoProfile,
+  SenseReasons,
+  senseFor,
+} from '@tcmu/scsi';
+import { LANE_OPCODES, type RingCommand, type TcmuRing } from '@tcmu/ring';
 import {
   DeviceClosedError,
   DeviceError,
@@ -11,7 +19,7 @@ import {
   type SetupStep,
   TeardownError,
 } from './errors.js';
-import { composeHandler, type DeviceLogger, type Handler, type HandlerResult } from './handler.js';
+import type { DeviceLogger, Handler, HandlerResult } from './handler.js';
 import type { DeviceIdentity } from './identity.js';
 import { type DeviceStats, MetricsCollector } from './metrics.js';
 import type {
@@ -61,16 +69,20 @@ export type DeviceState = 'new' | 'opening' | 'ready' | 'closing' | 'closed' | '
 const STATUS_GOOD = 0x00;
 const STATUS_CHECK_CONDITION = 0x02;
 const STATUS_TASK_ABORTED = 0x40;
-const MAX_SENSE = 96;
 const DEFAULT_DRAIN_TIMEOUT_MS = 5000;
 const ROLLBACK_DRAIN_TIMEOUT_MS = 2000;
 
-/** The pieces of the default handler the device needs (see scsi.ts). */
+/** How the device answers commands (see scsi.ts). */
 export interface Emulation {
-  readonly handler: Handler;
-  directionOf(cdb: Uint8Array): Direction;
   /** The emulated logical unit (absent with a custom handler and no backend). */
   readonly unit?: LogicalUnit | undefined;
+  /**
+   * The handler chain (a custom handler, or middleware around the unit);
+   * undefined when commands go straight to `unit.execute()`.
+   */
+  readonly handler?: Handler | undefined;
+  /** A custom handler's command direction, from the opcode table (its results do not carry one). */
+  directionOf(cdb: Uint8Array): DataDirection | undefined;
 }
 
 /** @internal a Target the device joins as one more LUN */
@@ -99,11 +111,24 @@ export class Device extends EventEmitter<DeviceEvents> {
   readonly #options: ResolvedOptions;
   readonly #logger: DeviceLogger;
   readonly #metrics: MetricsCollector;
-  readonly #handler: Handler;
-  readonly #directionOf: (cdb: Uint8Array) => Direction;
-  readonly #inFlight = new Map<number, IncomingCommand>();
+  readonly #emulation: Emulation;
+  /** The unit commands go to directly (no handler chain): the one-pass path. */
+  readonly #direct: LogicalUnit | undefined;
   /** Set once the drain deadline of close() passed: how long a late command may run. */
   #lateCommandBoundMs: number | undefined;
+  /** The ring commands complete on; kept after close, so late handlers still release what they hold. */
+  #completions: TcmuRing | undefined;
+  #laneProfile: PlainIoProfile | undefined;
+  /** The table entries the lane profile was made from (an override changes what the lane may serve). */
+  #laneEntries: readonly unknown[] = [];
+  #unsubscribeUnit: (() => void) | undefined;
+  /** performance.now() read once per batch of completions (cleared by a microtask). */
+  #clock = 0;
+  #clockFresh = false;
+  readonly #staleClock = () => {
+    this.#clockFresh = false;
+  };
+  readonly #onCommand = (command: RingCommand) => this.#serve(command);
   #state: DeviceState = 'new';
   #ring: TcmuRing | undefined;
   #backstore: BackstoreRef | undefined;
@@ -131,8 +156,16 @@ export class Device extends EventEmitter<DeviceEvents> {
     this.#platform = platform;
     this.#logger = options.logger;
     this.#metrics = new MetricsCollector();
-    this.#handler = composeHandler(options.middleware, emulation.handler);
-    this.#directionOf = emulation.directionOf;
+    this.#emulation = emulation;
+    this.#direct = emulation.handler === undefined ? emulation.unit : undefined;
+    // Someone watching every command: the native lane would hide commands from them.
+    const emitter = this as EventEmitter;
+    emitter.on('newListener', (event: string | symbol) => {
+      if (event === 'command') queueMicrotask(() => this.#updateLaneGate());
+    });
+    emitter.on('removeListener', (event: string | symbol) => {
+      if (event === 'command') this.#updateLaneGate();
+    });
   }
 
   get state(): DeviceState {
@@ -218,11 +251,16 @@ export class Device extends EventEmitter<DeviceEvents> {
       step = 'uio';
       this.#uio = await platform.findUio(this.#backstore);
       step = 'ring';
-      const ring = platform.openRing(this.#uio, { maxInFlight: options.queueDepth });
+      const ring = platform.openRing(this.#uio, {
+        maxInFlight: options.queueDepth,
+        device: options.name,
+        nexus: options.nexus,
+      });
       this.#ring = ring;
+      this.#completions = ring;
       ring.on('error', (error) => this.#onRingError(error));
-      ring.on('command', (command) => this.#onCommand(command));
-      ring.on('tmr', (notice) => this.#onTmr(notice));
+      ring.on('command', this.#onCommand);
+      if (options.nativeLane) this.#startLane(ring);
       step = 'queue-depth';
       const depth = await platform.setQueueDepth(this.#backstore, options.queueDepth);
       if (depth !== undefined && depth < options.queueDepth) {
@@ -329,6 +367,8 @@ export class Device extends EventEmitter<DeviceEvents> {
     // The drain deadline runs while the LUNs go away: a hung handler would
     // otherwise keep the kernel's LUN removal waiting forever.
     const deadline = setTimeout(() => this.#abortInFlight(drainTimeoutMs), drainTimeoutMs);
+    this.#unsubscribeUnit?.();
+    this.#unsubscribeUnit = undefined;
     try {
       if (this.#node) {
         const node = this.#node;
@@ -360,138 +400,218 @@ export class Device extends EventEmitter<DeviceEvents> {
     return errors;
   }
 
+  /** Resolves when no command is in flight, or after the drain deadline (see #abortInFlight). */
   #drained(): Promise<void> {
-    if (this.#inFlight.size === 0) return Promise.resolve();
+    if ((this.#ring?.inFlight ?? 0) === 0 || this.#lateCommandBoundMs !== undefined) return Promise.resolve();
     return new Promise((resolve) => this.#drainWaiters.push(resolve));
+  }
+
+  #wakeDrainWaiters(): void {
+    for (const wake of this.#drainWaiters.splice(0)) wake();
   }
 
   /**
    * Drain deadline: abort the handlers still running and answer TASK ABORTED
-   * for them. Commands that arrive later (sd flushing the disk while the LUN
-   * goes away, midlayer retries) still run, each bounded by the same timeout:
-   * refusing them with BUSY would make the kernel retry them for minutes.
+   * for them, except those whose backend may still use the ring's memory
+   * (in-place reads, zero-copy writes): the kernel reuses those blocks once a
+   * command is answered, so they end when their backend call ends, and are
+   * abandoned when the ring closes (which keeps the memory mapped until then).
+   * Commands that arrive later (sd flushing the disk while the LUN goes away,
+   * midlayer retries) still run, each bounded by the same timeout: refusing
+   * them with BUSY would make the kernel retry them for minutes.
    */
   #abortInFlight(boundMs: number): void {
     this.#lateCommandBoundMs = boundMs;
-    if (this.#inFlight.size === 0) return;
-    this.#logger.warn(
-      { device: this.name, inFlight: this.#inFlight.size },
-      'drain timeout: aborting commands',
-    );
-    for (const command of [...this.#inFlight.values()]) this.#abortCommand(command);
+    const ring = this.#ring;
+    const inFlight = ring?.commandsInFlight() ?? [];
+    if (ring !== undefined && inFlight.length > 0) {
+      this.#logger.warn({ device: this.name, inFlight: inFlight.length }, 'drain timeout: aborting commands');
+      for (const command of inFlight) this.#abortCommand(ring, command);
+    }
+    this.#wakeDrainWaiters();
   }
 
-  #abortCommand(command: IncomingCommand): void {
-    command.abort(new DeviceClosedError(`device '${this.name}' closed before the command completed`));
-    this.#complete(command, { status: STATUS_TASK_ABORTED });
+  #abortCommand(ring: TcmuRing, command: RingCommand): void {
+    const reason = new DeviceClosedError(`device '${this.name}' closed before the command completed`);
+    if (ring.abortNow(command, reason)) this.#count(command, STATUS_TASK_ABORTED, 0, 'none');
   }
 
   // ---------------------------------------------------------------- data path
 
-  #onCommand(ring: RingCommand): void {
-    const command = new IncomingCommand(ring, this.#directionOf(ring.cdb), this.name, this.#options.nexus);
+  /**
+   * One command, one pass: the ring's command object goes to the unit as the
+   * request itself (or through the handler chain), and the result goes
+   * straight back into the ring entry. A synchronous backend answers in this
+   * same call: no promise, no closure.
+   */
+  #serve(command: RingCommand): void {
     this.#metrics.started();
-    this.#inFlight.set(command.id, command);
-    if (this.#lateCommandBoundMs !== undefined) {
-      command.deadline = setTimeout(() => this.#abortCommand(command), this.#lateCommandBoundMs);
-    }
-    let pending: HandlerResult | Promise<HandlerResult>;
+    if (this.#lateCommandBoundMs !== undefined) this.#boundLateCommand(command);
+    let result: CommandResult | HandlerResult | Promise<CommandResult | HandlerResult>;
     try {
-      pending = this.#handler(command);
+      const unit = this.#direct;
+      result = unit !== undefined ? unit.execute(command) : this.#emulation.handler!(command);
     } catch (error) {
       this.#handlerFailed(command, error);
       return;
     }
-    if (isPromiseLike(pending)) {
-      pending.then(
-        (result) => this.#complete(command, result),
+    if (isPromise(result)) {
+      result.then(
+        (answer) => this.#finish(command, answer),
         (error: unknown) => this.#handlerFailed(command, error),
       );
     } else {
-      this.#complete(command, pending);
+      this.#finish(command, result);
     }
   }
 
-  #handlerFailed(command: IncomingCommand, error: unknown): void {
-    if (!this.#inFlight.has(command.id) || this.#inFlight.get(command.id) !== command) return;
+  /** A command that arrived after the drain deadline: bounded by the same timeout. */
+  #boundLateCommand(command: RingCommand): void {
+    const ring = this.#ring;
+    if (ring === undefined) return;
+    const timer = setTimeout(() => {
+      if (command.state === 'active') this.#abortCommand(ring, command);
+    }, this.#lateCommandBoundMs);
+    timer.unref?.();
+  }
+
+  #handlerFailed(command: RingCommand, error: unknown): void {
+    if (command.state !== 'active') return;
     this.#logger.error({ device: this.name, id: command.id, err: error }, 'handler failed');
     this.#emitError(
       new HandlerError(`handler failed on command ${command.id} (opcode 0x${hex2(command.opcode)})`, {
         cause: error,
       }),
     );
-    this.#complete(command, { status: STATUS_CHECK_CONDITION, sense: this.#internalFailureSense() });
+    this.#answer(command, STATUS_CHECK_CONDITION, this.#internalFailureSense(), undefined, 'none');
   }
 
-  #complete(command: IncomingCommand, result: HandlerResult): void {
-    if (this.#inFlight.get(command.id) !== command) return; // already answered (drain deadline)
-    if (command.deadline) clearTimeout(command.deadline);
-    const ring = this.#ring;
-    let answer = result;
-    if (!isHandlerResult(result)) {
-      this.#logger.error({ device: this.name, id: command.id }, 'handler returned no valid result');
-      this.#emitError(new HandlerError(`handler returned no valid result for command ${command.id}`));
-      answer = { status: STATUS_CHECK_CONDITION, sense: this.#internalFailureSense() };
+  /** Puts a result into the ring: Data-In in place (copied only when it is not ring memory already), then the completion. */
+  #finish(command: RingCommand, result: CommandResult | HandlerResult): void {
+    let direction = (result as CommandResult).direction as DataDirection | undefined;
+    if (direction === undefined) {
+      // A custom handler's answer: checked once, here (the emulation's answers are well formed).
+      if (!isHandlerResult(result)) {
+        this.#logger.error({ device: this.name, id: command.id }, 'handler returned no valid result');
+        this.#emitError(new HandlerError(`handler returned no valid result for command ${command.id}`));
+        this.#answer(command, STATUS_CHECK_CONDITION, this.#internalFailureSense(), undefined, 'none');
+        return;
+      }
+      direction = this.#emulation.directionOf(command.cdb);
     }
-    const capacity = command.dataInLength;
-    let dataIn = answer.dataIn;
-    if (dataIn && dataIn.length > capacity) dataIn = dataIn.subarray(0, capacity);
-    let sense = answer.sense;
-    if (sense && sense.length > MAX_SENSE) sense = sense.subarray(0, MAX_SENSE);
-    const dataInBytes = dataIn?.length ?? 0;
-    this.#inFlight.delete(command.id);
-    if (ring && !ring.closed) {
-      try {
-        const completion: { status: number; sense?: Uint8Array; dataIn?: Uint8Array; readLen?: number } = {
-          status: answer.status,
-        };
-        if (sense && sense.length > 0) completion.sense = sense;
-        if (dataIn && dataIn.length > 0) completion.dataIn = dataIn;
-        // Declare Data-In (even none) for Data-In commands, so nothing stale reaches the initiator.
-        if (capacity > 0 && carriesDataIn(command.direction) && command.direction !== 'unknown') {
-          completion.readLen = dataInBytes;
-        }
-        ring.complete(command.ring, completion);
-      } catch (error) {
-        this.#emitError(error as Error);
+    let readLen: number | undefined;
+    const dataIn = result.dataIn;
+    if (command.state === 'active') {
+      if (dataIn !== undefined && dataIn.length > 0) {
+        readLen = command.isRingMemory(dataIn)
+          ? Math.min(dataIn.length, command.dataInLength)
+          : command.writeDataIn(dataIn);
+      } else if (direction === 'in' || direction === 'bidi') {
+        // Declare Data-In even when none was produced, so nothing stale reaches the initiator;
+        // a custom handler that filled dataInBuffer in place produced all of it (the ring's default).
+        const residual = (result as CommandResult).residual;
+        if (residual !== undefined) readLen = command.dataInLength - residual;
+        else if (!command.dataInExposed) readLen = 0;
       }
     }
-    // One clock read at completion serves the latency and the metrics' rate buckets.
-    const endedAt = performance.now();
+    this.#answer(command, result.status, result.sense, readLen, direction ?? 'none');
+  }
+
+  #answer(
+    command: RingCommand,
+    status: number,
+    sense: Uint8Array | undefined,
+    readLen: number | undefined,
+    direction: DataDirection,
+  ): void {
+    const ring = this.#completions;
+    if (ring === undefined) return;
+    let answered: boolean;
+    try {
+      answered = ring.complete(command, status, sense, readLen);
+    } catch (error) {
+      this.#emitError(error as Error);
+      return;
+    }
+    // false: answered already at the drain deadline, or abandoned by the ring's close.
+    if (answered) this.#count(command, status, readLen ?? 0, direction);
+  }
+
+  /** Metrics and the 'command' event, once per answered command. */
+  #count(command: RingCommand, status: number, dataIn: number, direction: DataDirection): void {
+    if (!this.#clockFresh) {
+      this.#clock = performance.now(); // one clock read per batch of completions
+      this.#clockFresh = true;
+      queueMicrotask(this.#staleClock);
+    }
+    const endedAt = this.#clock;
     const latencyMs = endedAt - command.receivedAt;
-    const dataOutBytes = command.dataOutLength;
+    const opcode = command.opcode;
     const cdb = command.cdb;
-    this.#metrics.finished({
-      opcode: command.opcode,
-      ...(command.opcode === 0x7f && cdb.length >= 10 ? { serviceAction: (cdb[8]! << 8) | cdb[9]! } : {}),
-      status: answer.status,
-      dataInBytes,
-      dataOutBytes,
-      latencyMs,
-      endedAt,
-    });
+    const serviceAction = opcode === 0x7f && cdb.length >= 10 ? (cdb[8]! << 8) | cdb[9]! : 0;
+    const dataOut = direction === 'out' || direction === 'bidi' ? command.dataOutLength : 0;
+    this.#metrics.completed(opcode, serviceAction, status, dataIn, dataOut, latencyMs, endedAt);
     if (this.listenerCount('command') > 0) {
       this.emit('command', {
         id: command.id,
-        cdb,
-        opcode: command.opcode,
-        status: answer.status,
-        sense,
-        dataInBytes,
-        dataOutBytes: answer.status === STATUS_GOOD ? dataOutBytes : 0,
+        cdb: cdb.slice(),
+        opcode,
+        status,
+        sense: undefined,
+        dataInBytes: dataIn,
+        dataOutBytes: status === STATUS_GOOD ? dataOut : 0,
         latencyMs,
       });
     }
-    if (this.#inFlight.size === 0 && this.#drainWaiters.length > 0) {
-      for (const wake of this.#drainWaiters.splice(0)) wake();
-    }
+    if (this.#drainWaiters.length > 0 && (this.#ring?.inFlight ?? 0) === 0) this.#wakeDrainWaiters();
   }
 
-  /** The kernel aborted commands (ABORT TASK, LUN RESET...): abort their handlers' signals. */
-  #onTmr(notice: TmrNotice): void {
-    for (const id of notice.commandIds) {
-      this.#inFlight.get(id)?.abort(new CommandAbortedError(id, notice.type));
-    }
+  // --------------------------------------------------------- the native lane
+
+  /**
+   * Plain READ/WRITE served inside the ring addon, on the backend's file,
+   * whenever the unit would answer them GOOD anyway (see plainIoProfile): the
+   * gate follows the unit's state and closes while someone watches commands.
+   */
+  #startLane(ring: TcmuRing): void {
+    const unit = this.unit!;
+    this.#configureLane(ring, unit);
+    this.#unsubscribeUnit = unit.onStateChange(() => {
+      if (this.#ring === undefined) return;
+      const profile = this.#laneProfile;
+      if (
+        profile === undefined ||
+        unit.backend.blockCount !== profile.blockCount ||
+        this.#laneEntries.some((entry, i) => unit.table.get(LANE_OPCODES[i]!) !== entry)
+      ) {
+        this.#configureLane(this.#ring, unit);
+      }
+      this.#updateLaneGate();
+    });
+    this.#metrics.includeLane(ring.lane.stats);
+    this.#updateLaneGate();
+  }
+
+  #configureLane(ring: TcmuRing, unit: LogicalUnit): void {
+    const profile = plainIoProfile(unit);
+    this.#laneProfile = profile;
+    this.#laneEntries = LANE_OPCODES.map((opcode) => unit.table.get(opcode));
+    ring.lane.configure({
+      fd: unit.backend.directFile!.fd,
+      blockSize: profile.blockSize,
+      blockCount: profile.blockCount,
+      maxTransferBlocks: profile.maxTransferBlocks,
+      opcodes: profile.opcodes,
+    });
+  }
+
+  #updateLaneGate(): void {
+    const ring = this.#ring;
+    const unit = this.unit;
+    if (ring === undefined || unit === undefined || !ring.lane.configured) return;
+    const open = this.listenerCount('command') === 0;
+    const { reads, writes } = unit.plainIo(this.#options.nexus);
+    ring.lane.setGate(open && reads, open && writes);
   }
 
   /** HARDWARE ERROR / INTERNAL TARGET FAILURE (44 00): what a handler bug reports, in the unit's sense format. */
@@ -518,9 +638,6 @@ async function lowestFreeLun(platform: DevicePlatform, target: TargetRef): Promi
 }
 
 const hex2 = (n: number): string => n.toString(16).padStart(2, '0');
-
-const isPromiseLike = (value: unknown): value is Promise<HandlerResult> =>
-  typeof (value as { then?: unknown } | null)?.then === 'function';
 
 const isHandlerResult = (value: unknown): value is HandlerResult => {
   if (typeof value !== 'object' || value === null) return false;

@@ -22,6 +22,7 @@ const command = (overrides: Partial<DeviceCommand> = {}): DeviceCommand => ({
   device: 'vol0',
   receivedAt: performance.now(),
   ...overrides,
+  dataOutLength: overrides.dataOutLength ?? overrides.dataOut?.length ?? 0,
 });
 
 const good: Handler = (cmd) => ({ status: 0, dataIn: new Uint8Array(cmd.dataInLength).fill(7) });

@@ -19,22 +19,35 @@ export interface HandlerResult {
   readonly dataIn?: Uint8Array;
 }
 
-/** One SCSI command as a handler sees it. */
+/**
+ * One SCSI command as a handler sees it: the ring's command object itself
+ * (@tcmu/ring RingCommand), which @tcmu/scsi also takes as the request.
+ */
 export interface DeviceCommand {
   /** The ring's command id (unique among commands in flight). */
   readonly id: number;
-  /** The CDB (a private copy: safe to keep). */
+  /**
+   * The CDB. Valid until the command completes (the ring reuses its memory
+   * for the next command with this id): copy what you keep longer.
+   */
   readonly cdb: Uint8Array;
   /** cdb[0]. */
   readonly opcode: number;
   /**
-   * Data-Out bytes (WRITE data, parameter lists): a zero-copy view of the
-   * ring's data area, valid only until the command completes; copy what you
-   * keep longer. Empty when the command has no Data-Out.
+   * The ring's main buffer as Data-Out (WRITE data, parameter lists): a
+   * zero-copy view of the data area (a gathered copy when it is in several
+   * iovecs), valid only until the command completes. For a command that reads
+   * it is the Data-In buffer, with stale bytes: look at the opcode.
    */
   readonly dataOut: Uint8Array;
-  /** Bytes of Data-In the initiator expects. */
+  /** Size of the main buffer (what `dataOut` would hold), without touching it. */
+  readonly dataOutLength: number;
+  /** The Data-Out iovecs as views, when there are several (else undefined: dataOut is a view). */
+  readonly dataOutSegments?: readonly Uint8Array[] | undefined;
+  /** Bytes of Data-In the initiator expects (the main buffer's size, or the BIDI buffer's). */
   readonly dataInLength: number;
+  /** The Data-In memory, to fill in place (one view, or the views of several iovecs). */
+  readonly dataInBuffer?: Uint8Array | readonly Uint8Array[];
   /** Aborted when the kernel aborts the command (TMR) or close() gives up waiting for it. */
   readonly signal: AbortSignal;
   /**
@@ -46,7 +59,7 @@ export interface DeviceCommand {
   readonly nexus: string;
   /** The device's name. */
   readonly device: string;
-  /** performance.now() when the command was received. */
+  /** performance.now() of the batch the command arrived in. */
   readonly receivedAt: number;
 }
 
@@ -84,6 +97,24 @@ export function composeHandler(middleware: readonly Middleware[], handler: Handl
   return next;
 }
 
+/**
+ * Data-Out bytes of a finished command: the emulation's result says its
+ * direction; without one (a custom handler's), the main buffer counts.
+ */
+export const dataOutBytes = (cmd: DeviceCommand, result: HandlerResult): number => {
+  const direction = (result as { direction?: string }).direction;
+  return direction === undefined || direction === 'out' || direction === 'bidi' ? cmd.dataOutLength : 0;
+};
+
+/** Data-In bytes a result produced: its `dataIn`, or what the emulation wrote in place (dataInLength - residual). */
+export const dataInBytes = (cmd: DeviceCommand, result: HandlerResult): number => {
+  if (result.dataIn !== undefined) return Math.min(result.dataIn.length, cmd.dataInLength);
+  const { direction, residual } = result as { direction?: string; residual?: number };
+  return (direction === 'in' || direction === 'bidi') && residual !== undefined
+    ? cmd.dataInLength - residual
+    : 0;
+};
+
 /** Injectable logger: a pino-compatible subset. */
 export interface DeviceLogger {
   debug(obj: object, msg?: string): void;
@@ -114,8 +145,8 @@ export function logCommands(logger: DeviceLogger, options: LogCommandsOptions = 
       id: cmd.id,
       cdb: hex(cmd.cdb),
       status: result.status,
-      dataIn: result.dataIn?.length ?? 0,
-      dataOut: cmd.dataOut.length,
+      dataIn: dataInBytes(cmd, result),
+      dataOut: dataOutBytes(cmd, result),
       latencyMs: performance.now() - cmd.receivedAt,
       ...(result.sense && result.sense.length > 0 ? { sense: hex(result.sense) } : {}),
     };
@@ -199,8 +230,8 @@ export function collectMetrics(collector: MetricsCollector): Middleware {
           ? { serviceAction: (cmd.cdb[8]! << 8) | cmd.cdb[9]! }
           : {}),
         status: result.status,
-        dataInBytes: Math.min(result.dataIn?.length ?? 0, cmd.dataInLength),
-        dataOutBytes: cmd.dataOut.length,
+        dataInBytes: dataInBytes(cmd, result),
+        dataOutBytes: dataOutBytes(cmd, result),
         latencyMs: performance.now() - startedAt,
       });
     }

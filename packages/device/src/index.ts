@@ -47,6 +47,7 @@ export {
 } from './errors.js';
 export type { SetupStep } from './errors.js';
 export {
+  BackendWrapper,
   FaultInjectionBackend,
   FileBackend,
   FileBackendError,

@@ -39,6 +39,18 @@ export class LatencyHistogram {
   #sumUs = 0;
   #minUs = Number.POSITIVE_INFINITY;
   #maxUs = 0;
+  /** Samples recorded elsewhere (the ring's native lane), same layout: count, sum, min, max, buckets. */
+  #extra: Float64Array | undefined;
+
+  /**
+   * Adds a histogram kept outside JS to every summary: `source` holds count,
+   * sum (us), min (us), max (us), then BUCKET_COUNT bucket counts (LANE_STATS
+   * of @tcmu/ring from `latencyCount` on).
+   */
+  include(source: Float64Array): void {
+    if (source.length < 4 + BUCKET_COUNT) throw new RangeError('latency source is too short');
+    this.#extra = source;
+  }
 
   /** Record one sample in milliseconds (negative or NaN samples count as 0). */
   record(ms: number): void {
@@ -55,7 +67,15 @@ export class LatencyHistogram {
   }
 
   get count(): number {
-    return this.#count;
+    return this.#count + (this.#extra?.[0] ?? 0);
+  }
+
+  #bucket(i: number): number {
+    return this.#counts[i]! + (this.#extra?.[4 + i] ?? 0);
+  }
+
+  get #max(): number {
+    return Math.max(this.#maxUs, this.#extra?.[3] ?? 0);
   }
 
   /**
@@ -63,24 +83,31 @@ export class LatencyHistogram {
    * bound of the bucket holding that rank, capped by the exact maximum.
    */
   percentile(p: number): number {
-    if (this.#count === 0) return 0;
+    const count = this.count;
+    if (count === 0) return 0;
     const clamped = Math.min(Math.max(p, 0), 100);
-    const rank = Math.max(1, Math.ceil((clamped / 100) * this.#count));
+    const rank = Math.max(1, Math.ceil((clamped / 100) * count));
     let seen = 0;
     for (let i = 0; i < BUCKET_COUNT; i++) {
-      seen += this.#counts[i]!;
-      if (seen >= rank) return Math.min(upperBoundUs(i), this.#maxUs) / 1000;
+      seen += this.#bucket(i);
+      if (seen >= rank) return Math.min(upperBoundUs(i), this.#max) / 1000;
     }
-    return this.#maxUs / 1000;
+    return this.#max / 1000;
   }
 
   summary(): LatencySummary {
-    const count = this.#count;
+    const count = this.count;
+    const extra = this.#extra;
+    const sumUs = this.#sumUs + (extra?.[1] ?? 0);
+    const minUs = Math.min(
+      this.#minUs,
+      extra !== undefined && extra[0]! > 0 ? extra[2]! : Number.POSITIVE_INFINITY,
+    );
     return {
       count,
-      minMs: count === 0 ? 0 : this.#minUs / 1000,
-      maxMs: this.#maxUs / 1000,
-      meanMs: count === 0 ? 0 : this.#sumUs / count / 1000,
+      minMs: count === 0 ? 0 : minUs / 1000,
+      maxMs: this.#max / 1000,
+      meanMs: count === 0 ? 0 : sumUs / count / 1000,
       p50Ms: this.percentile(50),
       p90Ms: this.percentile(90),
       p99Ms: this.percentile(99),
@@ -92,7 +119,7 @@ export class LatencyHistogram {
   buckets(): HistogramBucket[] {
     const out: HistogramBucket[] = [];
     for (let i = 0; i < BUCKET_COUNT; i++) {
-      const count = this.#counts[i]!;
+      const count = this.#bucket(i);
       if (count > 0) out.push({ leMs: upperBoundUs(i) / 1000, count });
     }
     return out;
@@ -154,9 +181,11 @@ export interface CommandSample {
   readonly endedAt?: number;
 }
 
-const READ_OPCODES = new Set([0x08, 0x28, 0xa8, 0x88]);
+/** Per opcode: 1 a medium read, 2 a medium write (0x7F is decided by its service action). */
+const CLASS_OF = new Uint8Array(256);
+for (const op of [0x08, 0x28, 0xa8, 0x88]) CLASS_OF[op] = 1;
 // WRITE 6/10/12/16, WRITE AND VERIFY 10/12/16, WRITE SAME 10/16, COMPARE AND WRITE.
-const WRITE_OPCODES = new Set([0x0a, 0x2a, 0xaa, 0x8a, 0x2e, 0xae, 0x8e, 0x41, 0x93, 0x89]);
+for (const op of [0x0a, 0x2a, 0xaa, 0x8a, 0x2e, 0xae, 0x8e, 0x41, 0x93, 0x89]) CLASS_OF[op] = 2;
 const VARIABLE_LENGTH = 0x7f;
 const SA_READ_32 = 0x0009;
 const SA_WRITE_32 = 0x000b;
@@ -169,8 +198,9 @@ export type CommandClass = 'read' | 'write' | 'other';
 
 /** Classifies a CDB as a medium read, a medium write or anything else. */
 export function classifyCommand(opcode: number, serviceAction?: number): CommandClass {
-  if (READ_OPCODES.has(opcode)) return 'read';
-  if (WRITE_OPCODES.has(opcode)) return 'write';
+  const kind = CLASS_OF[opcode & 0xff];
+  if (kind === 1) return 'read';
+  if (kind === 2) return 'write';
   if (opcode === VARIABLE_LENGTH) {
     if (serviceAction === SA_READ_32) return 'read';
     if (serviceAction === SA_WRITE_32 || serviceAction === SA_WRITE_SAME_32) return 'write';
@@ -206,6 +236,10 @@ export class MetricsCollector {
   readonly #rateIn = new Float64Array(RATE_BUCKETS + 1);
   readonly #rateOut = new Float64Array(RATE_BUCKETS + 1);
   #rateEpoch: number;
+  /** Counters kept outside JS (the ring's native lane, LANE_STATS layout) and what was seen of them. */
+  #lane: Float64Array | undefined;
+  readonly #laneSeen = new Float64Array(4);
+  #laneSeenAt = 0;
 
   constructor(options: MetricsOptions = {}) {
     this.#now = options.now ?? (() => performance.now());
@@ -227,21 +261,101 @@ export class MetricsCollector {
 
   /** Count a finished command without touching `inFlight` (for middleware). */
   record(sample: CommandSample): void {
+    this.count(
+      sample.opcode,
+      sample.serviceAction ?? 0,
+      sample.status,
+      sample.dataInBytes,
+      sample.dataOutBytes,
+      sample.latencyMs,
+      sample.endedAt ?? this.#now(),
+    );
+  }
+
+  /** `finished()` without the sample object: what the device calls for every command. */
+  completed(
+    opcode: number,
+    serviceAction: number,
+    status: number,
+    dataInBytes: number,
+    dataOutBytes: number,
+    latencyMs: number,
+    endedAt: number,
+  ): void {
+    if (this.#inFlight > 0) this.#inFlight--;
+    this.count(opcode, serviceAction, status, dataInBytes, dataOutBytes, latencyMs, endedAt);
+  }
+
+  /** The counting itself: integer additions and one histogram bucket, no allocation. */
+  count(
+    opcode: number,
+    serviceAction: number,
+    status: number,
+    dataInBytes: number,
+    dataOutBytes: number,
+    latencyMs: number,
+    endedAt: number,
+  ): void {
     this.#commands++;
-    const kind = classifyCommand(sample.opcode, sample.serviceAction);
-    if (kind === 'read') this.#reads++;
-    else if (kind === 'write') this.#writes++;
-    const ok = sample.status === STATUS_GOOD || sample.status === STATUS_CONDITION_MET;
+    const kind = CLASS_OF[opcode & 0xff];
+    if (kind === 1) this.#reads++;
+    else if (kind === 2) this.#writes++;
+    else if (opcode === VARIABLE_LENGTH) {
+      if (serviceAction === SA_READ_32) this.#reads++;
+      else if (serviceAction === SA_WRITE_32 || serviceAction === SA_WRITE_SAME_32) this.#writes++;
+    }
+    const ok = status === STATUS_GOOD || status === STATUS_CONDITION_MET;
     if (!ok) this.#errors++;
-    if (sample.status === STATUS_TASK_ABORTED) this.#aborted++;
-    const dataOut = ok ? sample.dataOutBytes : 0;
-    this.#bytesRead += sample.dataInBytes;
+    if (status === STATUS_TASK_ABORTED) this.#aborted++;
+    const dataOut = ok ? dataOutBytes : 0;
+    this.#bytesRead += dataInBytes;
     this.#bytesWritten += dataOut;
-    this.latency.record(sample.latencyMs);
-    const slot = this.#advanceRate(sample.endedAt ?? this.#now());
+    this.latency.record(latencyMs);
+    const slot = this.#advanceRate(endedAt);
     this.#rateCommands[slot]!++;
-    this.#rateIn[slot]! += sample.dataInBytes;
+    this.#rateIn[slot]! += dataInBytes;
     this.#rateOut[slot]! += dataOut;
+  }
+
+  /**
+   * Adds counters kept outside JS to every snapshot: `lane` is @tcmu/ring's
+   * NativeLane.stats (LANE_STATS layout: reads, writes, bytes read, bytes
+   * written, then the latency histogram). Commands the lane answered count
+   * as GOOD reads and writes; its rates are spread over the time since they
+   * were last looked at.
+   */
+  includeLane(lane: Float64Array): void {
+    this.#lane = lane;
+    this.#laneSeenAt = this.#now();
+    this.#laneSeen.set(lane.subarray(0, 4));
+    this.latency.include(lane.subarray(4));
+  }
+
+  /** Moves what the lane did since the last look into the rate buckets elapsed meanwhile. */
+  #absorbLane(now: number): void {
+    const lane = this.#lane;
+    if (lane === undefined) return;
+    const seen = this.#laneSeen;
+    const commands = lane[0]! + lane[1]! - seen[0]! - seen[1]!;
+    if (commands === 0) return;
+    const bytesIn = lane[2]! - seen[2]!;
+    const bytesOut = lane[3]! - seen[3]!;
+    seen.set(lane.subarray(0, 4));
+    const size = RATE_BUCKETS + 1;
+    const first = Math.max(
+      Math.floor(this.#laneSeenAt / RATE_BUCKET_MS),
+      Math.floor(now / RATE_BUCKET_MS) - RATE_BUCKETS,
+    );
+    const last = Math.floor(now / RATE_BUCKET_MS);
+    this.#laneSeenAt = now;
+    const span = last - first + 1;
+    this.#advanceRate(now);
+    for (let epoch = first; epoch <= last; epoch++) {
+      const slot = epoch % size;
+      this.#rateCommands[slot]! += commands / span;
+      this.#rateIn[slot]! += bytesIn / span;
+      this.#rateOut[slot]! += bytesOut / span;
+    }
   }
 
   /** Rotate the rate ring to the current bucket; returns the current slot. */
@@ -261,6 +375,7 @@ export class MetricsCollector {
 
   /** Averages over the complete buckets before the current one. */
   #rates(): { iops: number; readBytesPerSec: number; writeBytesPerSec: number } {
+    this.#absorbLane(this.#now());
     const current = this.#advanceRate(this.#now());
     const size = RATE_BUCKETS + 1;
     const elapsed = this.#now() - this.#startedAt;
@@ -288,14 +403,17 @@ export class MetricsCollector {
   }
 
   snapshot(): DeviceStats {
+    const lane = this.#lane;
+    const laneReads = lane?.[0] ?? 0;
+    const laneWrites = lane?.[1] ?? 0;
     return {
-      commands: this.#commands,
-      reads: this.#reads,
-      writes: this.#writes,
+      commands: this.#commands + laneReads + laneWrites,
+      reads: this.#reads + laneReads,
+      writes: this.#writes + laneWrites,
       errors: this.#errors,
       aborted: this.#aborted,
-      bytesRead: this.#bytesRead,
-      bytesWritten: this.#bytesWritten,
+      bytesRead: this.#bytesRead + (lane?.[2] ?? 0),
+      bytesWritten: this.#bytesWritten + (lane?.[3] ?? 0),
       inFlight: this.#inFlight,
       maxInFlight: this.#maxInFlight,
       ...this.#rates(),

@@ -36,6 +36,7 @@ function build(
   const emulation = createEmulation({
     backend: options.backend,
     handler: options.handler,
+    middleware: resolved.middleware,
     identity: resolved.identity,
     unit: options.unit,
     logger: resolved.logger,

@@ -64,6 +64,14 @@ export interface OpenDeviceOptions {
   readonly hwMaxSectors?: number;
   /** Size of the ring's data area in MiB (kernel default 1024 when absent). */
   readonly maxDataAreaMb?: number;
+  /**
+   * Serve plain READ/WRITE in the ring addon's native lane, straight from the
+   * backend's file with preadv/pwritev on the ring's memory, whenever the
+   * emulation would answer them GOOD (everything else still goes to it).
+   * Needs a backend with `directFile` (FileBackend with io 'sync') and no
+   * handler or middleware. Default false.
+   */
+  readonly nativeLane?: boolean;
   /** Side effects (configfs, ring, device nodes); default: the real system. For tests. */
   readonly platform?: DevicePlatform;
 }
@@ -86,6 +94,7 @@ export interface ResolvedOptions {
   readonly maxDataAreaMb: number | undefined;
   /** I_T nexus id handed to the emulation (unit attentions are per nexus). */
   readonly nexus: string;
+  readonly nativeLane: boolean;
 }
 
 export const DEFAULT_QUEUE_DEPTH = 128;
@@ -214,6 +223,22 @@ export function resolveOptions(options: OpenDeviceOptions, shared?: { attached: 
   if (nodeDir !== undefined && !shared?.attached && !targets.some((t) => t.type === 'loopback')) {
     throw new InvalidOptionError('nodeDir', 'needs the loopback fabric (there is no local disk otherwise)');
   }
+  const nativeLane = options.nativeLane ?? false;
+  if (typeof nativeLane !== 'boolean') throw new InvalidOptionError('nativeLane', 'must be a boolean');
+  if (nativeLane) {
+    if (options.handler !== undefined || middleware.length > 0) {
+      throw new InvalidOptionError(
+        'nativeLane',
+        'commands it serves would bypass the handler and middleware',
+      );
+    }
+    if (options.backend?.directFile === undefined) {
+      throw new InvalidOptionError(
+        'nativeLane',
+        "needs a backend with directFile (FileBackend with io: 'sync', possibly through ReadOnlyBackend)",
+      );
+    }
+  }
   const unit = options.unit ?? {};
   for (const [key, max] of [
     ['vendor', 8],
@@ -244,5 +269,6 @@ export function resolveOptions(options: OpenDeviceOptions, shared?: { attached: 
     hwMaxSectors,
     maxDataAreaMb: options.maxDataAreaMb,
     nexus: 'tcmu',
+    nativeLane,
   };
 }

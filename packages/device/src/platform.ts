@@ -6,13 +6,22 @@ import type { TcmuRing } from '@tcmu/ring';
  * addon; tests pass one over the configfs fake tree and the ring simulator,
  * or wrap it to fail a chosen step.
  */
+/** What the device asks of the ring it serves. */
+export interface RingOpenOptions {
+  readonly maxInFlight: number;
+  /** The device's name, reported by every command. */
+  readonly device: string;
+  /** The I_T nexus id commands are attributed to. */
+  readonly nexus: string;
+}
+
 export interface DevicePlatform {
   /** Create the TCMU backstore `user_<hba>/<name>` (nl_reply_supported=-1) and enable it. */
   createBackstore(spec: BackstoreSpec): Promise<BackstoreRef>;
   /** Find the UIO device the kernel made for the backstore. */
   findUio(backstore: BackstoreRef): Promise<UioRef>;
   /** Open and map the ring, polling started. */
-  openRing(uio: UioRef, options: { maxInFlight: number }): TcmuRing;
+  openRing(uio: UioRef, options: RingOpenOptions): TcmuRing;
   /** Best effort: ask the kernel for this queue depth; returns the depth in force (if known). */
   setQueueDepth(backstore: BackstoreRef, depth: number): Promise<number | undefined>;
   /** A loopback target (with its nexus) or an iSCSI target with a portal. */

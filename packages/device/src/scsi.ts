@@ -1,56 +1,19 @@
-import {
-  type BlockBackend,
-  type CommandRequest,
-  defaultOpcodeTable,
-  LogicalUnit,
-  type OpcodeTable,
-} from '@tcmu/scsi';
-import type { Direction } from './command.js';
+import { type DataDirection, defaultOpcodeTable, LogicalUnit, type OpcodeTable } from '@tcmu/scsi';
 import type { Emulation } from './device.js';
-import type { DeviceCommand, DeviceLogger, Handler } from './handler.js';
+import { composeHandler, type DeviceLogger, type Handler, type Middleware } from './handler.js';
 import type { DeviceIdentity } from './identity.js';
 import type { UnitOptions } from './options.js';
 
-/**
- * The request the unit executes for a device command. The signal is read
- * only when the command waits (an asynchronous backend, a contended range
- * lock), so most commands never build an AbortController; `aborted` is the
- * cheap poll the executor uses instead.
- */
-class UnitRequest implements CommandRequest {
-  readonly cdb: Uint8Array;
-  readonly dataOut: Uint8Array;
-  readonly dataInLength: number;
-  readonly nexus: string;
-  readonly #command: DeviceCommand;
-
-  constructor(command: DeviceCommand) {
-    this.#command = command;
-    this.cdb = command.cdb;
-    this.dataOut = command.dataOut;
-    this.dataInLength = command.dataInLength;
-    this.nexus = command.nexus;
-  }
-
-  get signal(): AbortSignal {
-    return this.#command.signal;
-  }
-
-  get aborted(): boolean {
-    return this.#command.aborted ?? this.#command.signal.aborted;
-  }
-}
-
-/** The default handler: the @tcmu/scsi emulation of `unit` (never rejects). */
+/** The default handler as a function: the @tcmu/scsi emulation of `unit` (never rejects). */
 export function scsiHandler(unit: LogicalUnit): Handler {
-  return (cmd) => unit.execute(new UnitRequest(cmd));
+  return (cmd) => unit.execute(cmd);
 }
 
-/** Reads the direction of a CDB from an opcode table (the one dispatch uses). */
-export function directionFrom(table: OpcodeTable): (cdb: Uint8Array) => Direction {
+/** The direction of a CDB in an opcode table (for answers that do not say it). */
+export function directionFrom(table: OpcodeTable): (cdb: Uint8Array) => DataDirection | undefined {
   return (cdb) => {
     const slot = table.resolve(cdb);
-    return 'entry' in slot ? slot.entry.direction : 'unknown';
+    return 'entry' in slot ? slot.entry.direction : undefined;
   };
 }
 
@@ -61,8 +24,9 @@ export function alignMaxSectors(sectors: number, blockSize: number): number {
 }
 
 export interface EmulationOptions {
-  readonly backend: BlockBackend | undefined;
+  readonly backend: import('@tcmu/scsi').BlockBackend | undefined;
   readonly handler: Handler | undefined;
+  readonly middleware: readonly Middleware[];
   readonly identity: DeviceIdentity;
   readonly unit: UnitOptions | undefined;
   readonly logger: DeviceLogger;
@@ -70,7 +34,10 @@ export interface EmulationOptions {
   readonly hwMaxSectors: number;
 }
 
-/** The LogicalUnit over the backend (if any), the handler to run and the direction lookup. */
+/**
+ * The LogicalUnit over the backend (if any) and, when commands cannot go
+ * straight to it (a custom handler, middleware), the handler chain.
+ */
 export function createEmulation(options: EmulationOptions): Emulation & { unit: LogicalUnit | undefined } {
   const { backend } = options;
   let unit: LogicalUnit | undefined;
@@ -93,7 +60,12 @@ export function createEmulation(options: EmulationOptions): Emulation & { unit: 
       powerOnUnitAttention: false,
     });
   }
-  const handler = options.handler ?? (unit ? scsiHandler(unit) : undefined);
-  if (!handler) throw new TypeError('a backend or a handler is required');
-  return { unit, handler, directionOf: directionFrom(unit ? unit.table : defaultOpcodeTable()) };
+  const final = options.handler ?? (unit ? scsiHandler(unit) : undefined);
+  if (!final) throw new TypeError('a backend or a handler is required');
+  const chained = options.handler !== undefined || options.middleware.length > 0;
+  return {
+    unit,
+    handler: chained ? composeHandler(options.middleware, final) : undefined,
+    directionOf: directionFrom(unit ? unit.table : defaultOpcodeTable()),
+  };
 }

@@ -2,14 +2,14 @@ import * as fsp from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { type HostFs, type LoopbackLun, type Roots, TargetManager, type UserBackstore } from '@tcmu/configfs';
 import { mknod, TcmuRing } from '@tcmu/ring';
-import type { DevicePlatform, DiskRef, NodeKind, NodeRef, UioRef } from './platform.js';
+import type { DevicePlatform, DiskRef, NodeKind, NodeRef, RingOpenOptions, UioRef } from './platform.js';
 
 export interface SystemPlatformOptions {
   /** configfs/sysfs access (default: the real filesystem); tests pass @tcmu/configfs's FakeKernel. */
   readonly fs?: HostFs;
   readonly roots?: Partial<Roots>;
   /** How the ring is opened (default TcmuRing.open on the UIO device); tests map it to a simulator. */
-  readonly openRing?: (uio: UioRef, options: { maxInFlight: number }) => TcmuRing;
+  readonly openRing?: (uio: UioRef, options: RingOpenOptions) => TcmuRing;
   /** Wait for the UIO device after enable (default 10 s). */
   readonly uioTimeoutMs?: number;
   /** Wait for the SCSI disk after linking the LUN (default 30 s: the scan is slow under emulation). */
@@ -39,8 +39,8 @@ export function systemPlatform(options: SystemPlatformOptions = {}): DevicePlatf
   const diskTimeoutMs = options.diskTimeoutMs ?? 30_000;
   const openRing =
     options.openRing ??
-    ((uio: UioRef, ring: { maxInFlight: number }) =>
-      TcmuRing.open({ uioPath: uio.path, mapSize: uio.mapSize, maxInFlight: ring.maxInFlight }));
+    ((uio: UioRef, ring: RingOpenOptions) =>
+      TcmuRing.open({ uioPath: uio.path, mapSize: uio.mapSize, ...ring }));
 
   const loopbackTpg = (wwn: string) => `${manager.targetRoot}/loopback/${wwn}/tpgt_${LOOPBACK_TPGT}`;
 

@@ -265,7 +265,13 @@ function views(buffer: ArrayBuffer, iov: number[]): Uint8Array[] {
 }
 
 /** Copies between `bytes` and the iovec list at logical `offset` (scatter: into the iovecs). */
-function scatterOrGather(buffer: ArrayBuffer, iov: number[], bytes: Uint8Array, offset: number, scatter: boolean) {
+function scatterOrGather(
+  buffer: ArrayBuffer,
+  iov: number[],
+  bytes: Uint8Array,
+  offset: number,
+  scatter: boolean,
+) {
   let skip = offset;
   let copied = 0;
   for (let i = 0; i < iov.length && copied < bytes.length; i += 2) {

@@ -69,7 +69,8 @@ export class NativeLane {
     LANE_OPCODES.forEach((opcode, index) => {
       const mask = config.opcodes.get(opcode);
       if (mask === undefined) return;
-      if (mask.length > LANE_MASK_STRIDE) throw new RingUsageError(`lane mask of 0x${opcode.toString(16)} is too long`);
+      if (mask.length > LANE_MASK_STRIDE)
+        throw new RingUsageError(`lane mask of 0x${opcode.toString(16)} is too long`);
       masks.set(mask, index * LANE_MASK_STRIDE);
       masks[index * LANE_MASK_STRIDE] = 1; // byte 0 (the opcode) marks the row as served
     });

@@ -49,7 +49,13 @@ export interface NativeRingEngine {
   complete(id: number, status: number, readLen: number, uflags: number, sense?: Uint8Array): number;
   /** The lane's pending completions, then one cmd_tail store and one kick if it moved. */
   publish(): boolean;
-  configureLane(fd: number, blockSize: number, blockCount: number, maxTransferBlocks: number, masks: Uint8Array): void;
+  configureLane(
+    fd: number,
+    blockSize: number,
+    blockCount: number,
+    maxTransferBlocks: number,
+    masks: Uint8Array,
+  ): void;
   stop(): void;
   unmap(): void;
 }

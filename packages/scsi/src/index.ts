@@ -5,6 +5,7 @@ export * from './core/errors.js';
 export * from './core/status.js';
 export * from './core/io.js';
 export { LogicalUnit, defaultUnitConfig, naaFromSerial } from './core/unit.js';
+export { plainIoProfile, type PlainIoProfile } from './core/plain-io.js';
 export type { LogicalUnitOptions, Middleware } from './core/unit.js';
 export { execute } from './execute.js';
 export * from './sense/reasons.js';

@@ -1,4 +1,5 @@
 import { BackendIoError, type BlockBackend, type LbaExtent, type WriteOptions } from '../core/backend.js';
+import { BackendWrapper } from './wrapper.js';
 
 /** Which LBAs fail: a predicate, or a set / list of LBAs. */
 export type LbaSelector = ((lba: number) => boolean) | ReadonlySet<number> | readonly number[];
@@ -38,80 +39,88 @@ const delay = (ms: number, signal?: AbortSignal): Promise<void> =>
 /**
  * Wraps a backend and makes chosen blocks fail, or every call slow: for
  * testing how filesystems, databases and initiators cope with bad sectors
- * (the SCSI layer reports MEDIUM ERROR with the failing LBA).
+ * (the SCSI layer reports MEDIUM ERROR with the failing LBA). Every call is
+ * asynchronous, and the file underneath is never offered for direct I/O.
  */
-export class FaultInjectionBackend implements BlockBackend {
-  readonly discard?: (lba: number, blocks: number, signal?: AbortSignal) => Promise<void>;
-  readonly writeZeroes?: (lba: number, blocks: number, signal?: AbortSignal) => Promise<void>;
-  readonly mappingStatus?: (lba: number, maxBlocks: number) => Promise<LbaExtent>;
+export class FaultInjectionBackend extends BackendWrapper {
   readonly #failRead: ((lba: number) => boolean) | undefined;
   readonly #failWrite: ((lba: number) => boolean) | undefined;
   readonly #latencyMs: number;
   readonly #failFlush: boolean;
 
-  constructor(
-    readonly inner: BlockBackend,
-    options: FaultInjectionOptions = {},
-  ) {
+  constructor(inner: BlockBackend, options: FaultInjectionOptions = {}) {
+    super(inner);
     this.#failRead = toPredicate(options.failReads);
     this.#failWrite = toPredicate(options.failWrites);
     this.#latencyMs = options.latencyMs ?? 0;
     this.#failFlush = options.failFlush ?? false;
-    const { discard, writeZeroes, mappingStatus } = inner;
-    if (discard !== undefined) {
-      this.discard = async (lba, blocks, signal) => {
-        await this.#enter(signal);
-        this.#check(this.#failWrite, lba, blocks, 'discard');
-        await discard.call(inner, lba, blocks, signal);
-      };
-    }
-    if (writeZeroes !== undefined) {
-      this.writeZeroes = async (lba, blocks, signal) => {
-        await this.#enter(signal);
-        this.#check(this.#failWrite, lba, blocks, 'write zeroes');
-        await writeZeroes.call(inner, lba, blocks, signal);
-      };
-    }
-    if (mappingStatus !== undefined) {
-      this.mappingStatus = async (lba, maxBlocks) => {
-        await this.#enter();
-        return mappingStatus.call(inner, lba, maxBlocks);
-      };
-    }
   }
 
-  get blockSize(): number {
-    return this.inner.blockSize;
-  }
-  get blockCount(): number {
-    return this.inner.blockCount;
-  }
-  get readOnly(): boolean | undefined {
-    return this.inner.readOnly;
-  }
-  get physicalBlockExponent(): number | undefined {
-    return this.inner.physicalBlockExponent;
-  }
-  get unmappedReadsZero(): boolean | undefined {
-    return this.inner.unmappedReadsZero;
+  /** Injected faults must be seen: no direct file access around them. */
+  override get directFile(): undefined {
+    return undefined;
   }
 
-  async read(lba: number, into: Uint8Array, signal?: AbortSignal): Promise<void> {
+  /** The latency honours the signal. */
+  override get ignoresSignal(): boolean | undefined {
+    return this.#latencyMs > 0 ? false : this.inner.ignoresSignal;
+  }
+
+  override async read(lba: number, into: Uint8Array, signal?: AbortSignal): Promise<void> {
     await this.#enter(signal);
     this.#check(this.#failRead, lba, into.length / this.blockSize, 'read');
     await this.inner.read(lba, into, signal);
   }
 
-  async write(lba: number, data: Uint8Array, options: WriteOptions, signal?: AbortSignal): Promise<void> {
+  protected override async readvInner(lba: number, into: readonly Uint8Array[], signal?: AbortSignal) {
+    await this.#enter(signal);
+    this.#check(this.#failRead, lba, totalLength(into) / this.blockSize, 'read');
+    await this.inner.readv!(lba, into, signal);
+  }
+
+  override async write(
+    lba: number,
+    data: Uint8Array,
+    options: WriteOptions,
+    signal?: AbortSignal,
+  ): Promise<void> {
     await this.#enter(signal);
     this.#check(this.#failWrite, lba, data.length / this.blockSize, 'write');
     await this.inner.write(lba, data, options, signal);
   }
 
-  async flush(signal?: AbortSignal): Promise<void> {
+  protected override async writevInner(
+    lba: number,
+    data: readonly Uint8Array[],
+    options: WriteOptions,
+    signal?: AbortSignal,
+  ) {
+    await this.#enter(signal);
+    this.#check(this.#failWrite, lba, totalLength(data) / this.blockSize, 'write');
+    await this.inner.writev!(lba, data, options, signal);
+  }
+
+  override async flush(signal?: AbortSignal): Promise<void> {
     await this.#enter(signal);
     if (this.#failFlush) throw new BackendIoError('injected flush failure');
     await this.inner.flush(signal);
+  }
+
+  protected override async discardInner(lba: number, blocks: number, signal?: AbortSignal) {
+    await this.#enter(signal);
+    this.#check(this.#failWrite, lba, blocks, 'discard');
+    await this.inner.discard!(lba, blocks, signal);
+  }
+
+  protected override async writeZeroesInner(lba: number, blocks: number, signal?: AbortSignal) {
+    await this.#enter(signal);
+    this.#check(this.#failWrite, lba, blocks, 'write zeroes');
+    await this.inner.writeZeroes!(lba, blocks, signal);
+  }
+
+  protected override async mappingStatusInner(lba: number, maxBlocks: number): Promise<LbaExtent> {
+    await this.#enter();
+    return this.inner.mappingStatus!(lba, maxBlocks);
   }
 
   async #enter(signal?: AbortSignal): Promise<void> {
@@ -126,3 +135,9 @@ export class FaultInjectionBackend implements BlockBackend {
     }
   }
 }
+
+const totalLength = (segments: readonly Uint8Array[]): number => {
+  let total = 0;
+  for (const segment of segments) total += segment.length;
+  return total;
+};

@@ -68,40 +68,56 @@ export class MemoryBackend implements BlockBackend {
   }
 
   read(lba: number, into: Uint8Array): void {
-    const blocks = this.#check(lba, into.length, 'read');
-    let offset = 0;
-    let remaining = blocks * this.blockSize;
-    let chunkIndex = Math.floor(lba / this.chunkBlocks);
-    let within = (lba - chunkIndex * this.chunkBlocks) * this.blockSize;
-    while (remaining > 0) {
-      const n = Math.min(remaining, this.#chunkBytes - within);
-      const chunk = this.#chunks.get(chunkIndex);
-      if (chunk === undefined) into.fill(0, offset, offset + n);
-      else into.set(chunk.subarray(within, within + n), offset);
-      offset += n;
-      remaining -= n;
-      chunkIndex++;
-      within = 0;
+    this.#check(lba, into.length, 'read');
+    this.#transfer(lba * this.blockSize, into, false);
+  }
+
+  readv(lba: number, into: readonly Uint8Array[]): void {
+    this.#check(lba, totalLength(into), 'read');
+    let position = lba * this.blockSize;
+    for (const segment of into) {
+      this.#transfer(position, segment, false);
+      position += segment.length;
     }
   }
 
   write(lba: number, data: Uint8Array, _options?: WriteOptions): void {
-    const blocks = this.#check(lba, data.length, 'write');
+    this.#check(lba, data.length, 'write');
     this.#refuseIfReadOnly(lba);
+    this.#transfer(lba * this.blockSize, data, true);
+  }
+
+  writev(lba: number, data: readonly Uint8Array[], _options?: WriteOptions): void {
+    this.#check(lba, totalLength(data), 'write');
+    this.#refuseIfReadOnly(lba);
+    let position = lba * this.blockSize;
+    for (const segment of data) {
+      this.#transfer(position, segment, true);
+      position += segment.length;
+    }
+  }
+
+  /** Copies between `bytes` and the medium at byte `position`, chunk by chunk (unallocated chunks read as zeros). */
+  #transfer(position: number, bytes: Uint8Array, write: boolean): void {
+    const chunkBytes = this.#chunkBytes;
     let offset = 0;
-    let remaining = blocks * this.blockSize;
-    let chunkIndex = Math.floor(lba / this.chunkBlocks);
-    let within = (lba - chunkIndex * this.chunkBlocks) * this.blockSize;
-    while (remaining > 0) {
-      const n = Math.min(remaining, this.#chunkBytes - within);
+    let chunkIndex = Math.floor(position / chunkBytes);
+    let within = position - chunkIndex * chunkBytes;
+    while (offset < bytes.length) {
+      const n = Math.min(bytes.length - offset, chunkBytes - within);
       let chunk = this.#chunks.get(chunkIndex);
-      if (chunk === undefined) {
-        chunk = new Uint8Array(this.#chunkBytes);
-        this.#chunks.set(chunkIndex, chunk);
+      if (write) {
+        if (chunk === undefined) {
+          chunk = new Uint8Array(chunkBytes);
+          this.#chunks.set(chunkIndex, chunk);
+        }
+        chunk.set(n === bytes.length ? bytes : bytes.subarray(offset, offset + n), within);
+      } else if (chunk === undefined) {
+        bytes.fill(0, offset, offset + n);
+      } else {
+        bytes.set(chunk.subarray(within, within + n), offset);
       }
-      chunk.set(data.subarray(offset, offset + n), within);
       offset += n;
-      remaining -= n;
       chunkIndex++;
       within = 0;
     }
@@ -173,3 +189,9 @@ export class MemoryBackend implements BlockBackend {
     if (this.readOnly) throw new BackendIoError('the backend is read-only', lba);
   }
 }
+
+const totalLength = (segments: readonly Uint8Array[]): number => {
+  let total = 0;
+  for (const segment of segments) total += segment.length;
+  return total;
+};

@@ -1,8 +1,19 @@
 /**
  * The storage a logical unit is emulated over. Addresses are logical blocks.
- * Methods may return synchronously (fast in-memory backends) or a promise.
- * A thrown/rejected error becomes MEDIUM ERROR (reads: UNRECOVERED READ ERROR,
- * writes: WRITE ERROR); a `BackendIoError` may carry the failing LBA.
+ * The contract (docs/backends.md says it at length):
+ *
+ * - **Synchronous when you can.** A method that has finished returns (void or
+ *   a value), it does not return a promise: the unit then answers the command
+ *   in the same turn, without allocating one. Return a promise only for work
+ *   that really waits.
+ * - **Buffers are lent.** `into`, `data` and their segments may be the
+ *   transport's memory (the TCMU ring's data area). Use them only until the
+ *   call settles; once it has, never touch them again.
+ * - **Errors.** A thrown/rejected error becomes MEDIUM ERROR (reads:
+ *   UNRECOVERED READ ERROR, writes: WRITE ERROR); a `BackendIoError` may carry
+ *   the failing LBA.
+ * - **Capabilities** are the optional members below: present means offered.
+ *   Wrappers forward all of them (BackendWrapper) unless they change what one means.
  */
 export interface BlockBackend {
   /** Logical block length in bytes (e.g. 512 or 4096). */
@@ -21,11 +32,28 @@ export interface BlockBackend {
    * lazy signal is never built. A command aborted meanwhile still ends TASK ABORTED.
    */
   readonly ignoresSignal?: boolean;
+  /**
+   * The data is exactly this file, block `lba` at byte `lba * blockSize`, read
+   * and written on the calling thread with nothing in between (no cache of its
+   * own, no transformation): a transport may serve plain READ/WRITE on it
+   * directly (the TCMU ring's native lane). Wrappers that change what reads or
+   * writes do must not forward it.
+   */
+  readonly directFile?: DirectFile;
 
   /** Fill `into` (blocks * blockSize bytes) from `lba`. */
   read(lba: number, into: Uint8Array, signal?: AbortSignal): void | Promise<void>;
+  /** Fill the segments in order, as one contiguous read from `lba` (a scatter list). */
+  readv?(lba: number, into: readonly Uint8Array[], signal?: AbortSignal): void | Promise<void>;
   /** Write `data` (blocks * blockSize bytes) at `lba`; `fua`: durable before resolving. */
   write(lba: number, data: Uint8Array, options: WriteOptions, signal?: AbortSignal): void | Promise<void>;
+  /** Write the segments in order, as one contiguous write at `lba` (a gather list). */
+  writev?(
+    lba: number,
+    data: readonly Uint8Array[],
+    options: WriteOptions,
+    signal?: AbortSignal,
+  ): void | Promise<void>;
   /** Make every completed write durable (SYNCHRONIZE CACHE, WCE=0). */
   flush(signal?: AbortSignal): void | Promise<void>;
   /** Deallocate blocks (UNMAP, WRITE SAME with UNMAP). Absent: thin provisioning not offered. */
@@ -34,6 +62,11 @@ export interface BlockBackend {
   writeZeroes?(lba: number, blocks: number, signal?: AbortSignal): void | Promise<void>;
   /** Mapping status of the extent starting at `lba` (GET LBA STATUS). */
   mappingStatus?(lba: number, maxBlocks: number): LbaExtent | Promise<LbaExtent>;
+}
+
+/** See BlockBackend.directFile. */
+export interface DirectFile {
+  readonly fd: number;
 }
 
 export interface WriteOptions {
@@ -47,8 +80,11 @@ export interface LbaExtent {
   readonly state: 'mapped' | 'deallocated' | 'anchored';
 }
 
+const BACKEND_IO_ERROR = Symbol.for('@tcmu/scsi.BackendIoError');
+
 /** An I/O failure a backend reports; `lba` lands in the sense INFORMATION field. */
 export class BackendIoError extends Error {
+  readonly [BACKEND_IO_ERROR] = true;
   override readonly name = 'BackendIoError';
   constructor(
     message: string,
@@ -56,5 +92,10 @@ export class BackendIoError extends Error {
     options?: ErrorOptions,
   ) {
     super(message, options);
+  }
+
+  /** Works across duplicated module copies (the ESM and CJS builds), unlike instanceof. */
+  static isInstance(value: unknown): value is BackendIoError {
+    return typeof value === 'object' && value !== null && BACKEND_IO_ERROR in value;
   }
 }

@@ -1,23 +1,33 @@
 import type { BlockBackend } from './backend.js';
 
-/** One command as an initiator (or a transport such as the TCMU ring) submits it. */
+/**
+ * One command as an initiator (or a transport such as the TCMU ring) submits
+ * it. A transport may implement it with getters over its own command object:
+ * the unit reads each data member at most once, and only for commands whose
+ * direction uses it (Data-Out for 'out'/'bidi', Data-In for 'in'/'bidi').
+ */
 export interface CommandRequest {
   /** The CDB bytes exactly as received (may be longer than the command's CDB length). */
   readonly cdb: Uint8Array;
   /** Data-Out buffer (writes, parameter lists). Empty or absent when none. */
   readonly dataOut?: Uint8Array;
+  /**
+   * The Data-Out buffer as a scatter list, when the transport has it in
+   * several pieces (a ring's iovecs): read instead of `dataOut`, so a WRITE can
+   * go to the backend without gathering (`BlockBackend.writev`).
+   */
+  readonly dataOutSegments?: readonly Uint8Array[] | undefined;
   /** The initiator's Data-In buffer length (bytes it is ready to receive). */
   readonly dataInLength?: number;
   /** I_T nexus identifier; unit attentions are reported once per nexus. */
   readonly nexus?: string;
   /**
    * Memory READ may fill with its Data-In (e.g. the transport's Data-In
-   * buffer): when it holds the whole transfer the result's `dataIn` is a view
-   * of it and nothing is allocated or copied; otherwise it is left untouched.
-   * It must stay writable until the command completes, and holds partial data
-   * when the command fails.
+   * buffer, one piece or a scatter list): when it holds the whole transfer
+   * nothing is allocated or copied. It must stay writable until the command
+   * completes, and holds partial data when the command fails.
    */
-  readonly dataInBuffer?: Uint8Array;
+  readonly dataInBuffer?: Uint8Array | readonly Uint8Array[];
   /**
    * Aborted when the transport aborts the command. Read only when the command
    * waits (a contended range lock, an asynchronous backend) or a handler asks
@@ -38,10 +48,20 @@ export interface CommandResult {
   readonly status: number;
   /** Sense data (fixed or descriptor format) when status is CHECK CONDITION. */
   readonly sense?: Uint8Array;
-  /** Bytes for the initiator; never longer than dataInLength. */
+  /**
+   * Bytes for the initiator; never longer than dataInLength. When READ filled
+   * `request.dataInBuffer` in place this is a view of it (one buffer) or
+   * absent (a scatter list: `residual` tells what was produced).
+   */
   readonly dataIn?: Uint8Array;
-  /** dataInLength minus the bytes actually returned (SAM-5 residual, underflow). */
+  /** dataInLength minus the Data-In bytes actually produced (SAM-5 residual, underflow); 0 without a Data-In phase. */
   readonly residual: number;
+  /**
+   * The command's data direction, from the opcode table ('none' when the
+   * opcode is unknown): tells a transport that cannot see it (the TCMU ring
+   * has one main buffer for both) whether that buffer was Data-In.
+   */
+  readonly direction: DataDirection;
 }
 
 export type DataDirection = 'none' | 'in' | 'out' | 'bidi';
@@ -51,12 +71,14 @@ export interface CommandContext<F = unknown> {
   readonly cdb: Uint8Array;
   /** The decoded CDB fields (the entry's `decode` result). */
   readonly fields: F;
-  /** Data-Out bytes (zero-length when none). */
+  /** Data-Out bytes, contiguous (zero-length when none; gathered on first use from a scatter list). */
   readonly dataOut: Uint8Array;
-  /** The initiator's Data-In length. */
+  /** The Data-Out as the transport's scatter list, when it was one (see CommandRequest.dataOutSegments). */
+  readonly dataOutSegments: readonly Uint8Array[] | undefined;
+  /** The initiator's Data-In length (0 for commands without Data-In). */
   readonly dataInLength: number;
   /** The caller's memory for Data-In, if any (CommandRequest.dataInBuffer). */
-  readonly dataInBuffer?: Uint8Array | undefined;
+  readonly dataInBuffer?: Uint8Array | readonly Uint8Array[] | undefined;
   readonly nexus: string;
   readonly signal: AbortSignal | undefined;
   readonly unit: LogicalUnitState;
@@ -64,12 +86,13 @@ export interface CommandContext<F = unknown> {
 
 /**
  * A handler returns the whole Data-In response (the executor applies the
- * allocation-length rules of SPC-5 4.2.5.6) or nothing; it ends a command
- * with CHECK CONDITION by throwing ScsiCheckCondition.
+ * allocation-length rules of SPC-5 4.2.5.6), nothing, or, when it wrote its
+ * Data-In into `ctx.dataInBuffer` in place, the number of bytes it wrote. It
+ * ends a command with CHECK CONDITION by throwing ScsiCheckCondition.
  */
-export type CommandHandler<F = unknown> = (
-  ctx: CommandContext<F>,
-) => Uint8Array | undefined | Promise<Uint8Array | undefined>;
+export type CommandHandler<F = unknown> = (ctx: CommandContext<F>) => HandlerOutput | Promise<HandlerOutput>;
+
+export type HandlerOutput = Uint8Array | number | undefined;
 
 /** One row of the opcode table: drives parsing, dispatch, validation and REPORT SUPPORTED OPERATION CODES. */
 export interface OpcodeEntry<F = unknown> {
@@ -190,6 +213,13 @@ export interface RangeLockManager {
    * range; returns the release function. Uncontended calls return it synchronously.
    */
   lock(lba: number, blocks: number, mode: 'shared' | 'exclusive'): (() => void) | Promise<() => void>;
+  /**
+   * The hot path of a shared lock: true when it is granted at once without
+   * recording a range (no exclusive lock held or waited for); then call
+   * releaseShared() exactly once. False: use lock().
+   */
+  tryShared(): boolean;
+  releaseShared(): void;
 }
 
 export interface FormatStatus {

@@ -58,7 +58,11 @@ describe('opcode dispatch', () => {
 
   it('execute(unit, request) is unit.execute(request)', async () => {
     const { unit } = makeUnit();
-    expect(await execute(unit, { cdb: new Uint8Array(6) })).toEqual({ status: ScsiStatus.GOOD, residual: 0 });
+    expect(await execute(unit, { cdb: new Uint8Array(6) })).toEqual({
+      status: ScsiStatus.GOOD,
+      residual: 0,
+      direction: 'none',
+    });
   });
 
   it('a CDB longer than its command is accepted (transports pad CDBs to 16 bytes)', async () => {
@@ -213,7 +217,7 @@ describe('allocation length and residuals (SPC-5 4.2.5.6)', () => {
   it('allocation length 0 returns no data and is not an error', async () => {
     const { unit } = makeUnit();
     const result = await run(unit, INQUIRY(0), { dataInLength: 36 });
-    expect(result).toEqual({ status: ScsiStatus.GOOD, residual: 36 });
+    expect(result).toEqual({ status: ScsiStatus.GOOD, residual: 36, direction: 'in' });
   });
 
   it('the initiator buffer caps the data; the residual is what it did not get', async () => {
@@ -235,7 +239,7 @@ describe('allocation length and residuals (SPC-5 4.2.5.6)', () => {
 
   it('a command without data completes with the full residual', async () => {
     const { unit } = makeUnit();
-    expect(await run(unit, TUR, { dataInLength: 8 })).toEqual({ status: 0, residual: 8 });
+    expect(await run(unit, TUR, { dataInLength: 8 })).toEqual({ status: 0, residual: 8, direction: 'none' });
   });
 });
 
@@ -336,6 +340,7 @@ describe('abort (AbortSignal)', () => {
     expect(await run(unit, TUR, { signal: controller.signal, dataInLength: 4 })).toEqual({
       status: ScsiStatus.TASK_ABORTED,
       residual: 4,
+      direction: 'none',
     });
   });
 
@@ -587,7 +592,8 @@ describe('extending the command set', () => {
     });
     unit.use((request, next) => {
       seen.push('inner');
-      if (request.cdb[0] === 0xc6) return { status: ScsiStatus.GOOD, residual: 0, dataIn: Uint8Array.of(42) };
+      if (request.cdb[0] === 0xc6)
+        return { status: ScsiStatus.GOOD, residual: 0, dataIn: Uint8Array.of(42), direction: 'in' as const };
       return next(request);
     });
     expect([...expectGood(await run(unit, [0xc6, 0, 0, 0, 0, 0]))]).toEqual([42]);

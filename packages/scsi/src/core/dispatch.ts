@@ -4,96 +4,116 @@ import { senseFor } from '../sense/sense.js';
 import { BackendIoError } from './backend.js';
 import type {
   CommandContext,
-  CommandHandler,
   CommandRequest,
   CommandResult,
+  DataDirection,
+  HandlerOutput,
   OpcodeEntry,
 } from './command.js';
 import { type CheckConditionDetails, ScsiCheckCondition } from './errors.js';
-import { isPromise } from './io.js';
+import { byteLength, gather, isPromise, limitSegments } from './io.js';
 import { ScsiStatus } from './status.js';
 import type { LogicalUnit } from './unit.js';
 
 const EMPTY = new Uint8Array(0);
-const GOOD_NO_DATA: CommandResult = Object.freeze({ status: ScsiStatus.GOOD, residual: 0 });
 const NO_DETAILS: CheckConditionDetails = Object.freeze({});
+/** GOOD without Data-In, per direction: the results that need no allocation. */
+const GOOD: Readonly<Record<DataDirection, CommandResult>> = Object.freeze({
+  none: Object.freeze({ status: ScsiStatus.GOOD, residual: 0, direction: 'none' }),
+  in: Object.freeze({ status: ScsiStatus.GOOD, residual: 0, direction: 'in' }),
+  out: Object.freeze({ status: ScsiStatus.GOOD, residual: 0, direction: 'out' }),
+  bidi: Object.freeze({ status: ScsiStatus.GOOD, residual: 0, direction: 'bidi' }),
+});
 
-type HandlerOutput = Awaited<ReturnType<CommandHandler>>;
+const carriesDataIn = (direction: DataDirection): boolean => direction === 'in' || direction === 'bidi';
+const carriesDataOut = (direction: DataDirection): boolean => direction === 'out' || direction === 'bidi';
 
 /**
- * Execute one command: resolve the opcode, report a pending unit attention,
- * validate the CDB against the entry's usage mask, apply the NOT READY /
- * WRITE PROTECTED rules, decode, check the Data-Out length, run the handler and
- * apply the allocation length. Synchronous when the handler is; never throws.
+ * Execute one command: resolve the opcode (once), report a pending unit
+ * attention, validate the CDB against the entry's usage mask, apply the NOT
+ * READY / WRITE PROTECTED rules, decode, check the Data-Out length, run the
+ * handler and apply the allocation length. Synchronous when the handler is;
+ * never throws.
  */
 export function dispatch(unit: LogicalUnit, request: CommandRequest): CommandResult | Promise<CommandResult> {
-  if (isAborted(request)) return aborted(request);
+  if (isAborted(request)) return aborted(request, 'none');
   const cdb = request.cdb;
   const nexus = request.nexus ?? '';
   const resolved = unit.table.resolve(cdb, unit);
   const slot = resolved instanceof OpcodeSlot ? resolved : undefined;
+  const direction: DataDirection = slot === undefined ? 'none' : slot.entry.direction;
   // SAM-5 5.14: every command but INQUIRY, REPORT LUNS and REQUEST SENSE reports a pending UA first.
   if (slot === undefined || !slot.entry.reportsNoUnitAttention) {
     const attention = unit.takeUnitAttention(nexus);
-    if (attention !== undefined) return checkCondition(unit, request, attention, NO_DETAILS);
+    if (attention !== undefined) return checkCondition(unit, request, direction, attention, NO_DETAILS);
   }
-  if (slot === undefined) return fromCheckCondition(unit, request, resolved as ScsiCheckCondition);
+  if (slot === undefined) return fromCheckCondition(unit, request, direction, resolved as ScsiCheckCondition);
   const entry = slot.entry;
   const invalid = slot.checkCdb(cdb, unit);
-  if (invalid !== undefined) return fromCheckCondition(unit, request, invalid);
+  if (invalid !== undefined) return fromCheckCondition(unit, request, direction, invalid);
   // SBC-4 4.34: while a FORMAT UNIT runs, only the commands allowed during format run.
   if (unit.format.active && !entry.allowedDuringFormat) {
-    return checkCondition(unit, request, SenseReasons.NOT_READY_FORMAT_IN_PROGRESS, {
+    return checkCondition(unit, request, direction, SenseReasons.NOT_READY_FORMAT_IN_PROGRESS, {
       progress: unit.format.progress,
     });
   }
   if (unit.stopped && slot.mediumAccess) {
-    return checkCondition(unit, request, SenseReasons.NOT_READY_INITIALIZING_COMMAND_REQUIRED, NO_DETAILS);
+    return checkCondition(
+      unit,
+      request,
+      direction,
+      SenseReasons.NOT_READY_INITIALIZING_COMMAND_REQUIRED,
+      NO_DETAILS,
+    );
   }
   // SBC-4 5.4: after a failed FORMAT UNIT only a new FORMAT UNIT may touch the medium.
   if (unit.format.corrupted && slot.mediumAccess && !entry.formatsMedium) {
-    return checkCondition(unit, request, SenseReasons.MEDIUM_FORMAT_CORRUPTED, NO_DETAILS);
+    return checkCondition(unit, request, direction, SenseReasons.MEDIUM_FORMAT_CORRUPTED, NO_DETAILS);
   }
   if (entry.writes && unit.readOnly) {
-    return checkCondition(unit, request, SenseReasons.WRITE_PROTECTED, NO_DETAILS);
+    return checkCondition(unit, request, direction, SenseReasons.WRITE_PROTECTED, NO_DETAILS);
   }
 
   let fields: unknown;
   let output: HandlerOutput | Promise<HandlerOutput>;
   try {
     fields = entry.decode(cdb);
-    let dataOut = request.dataOut ?? EMPTY;
+    let segments: readonly Uint8Array[] | undefined;
+    let dataOut: Uint8Array = EMPTY;
+    if (carriesDataOut(direction)) {
+      segments = request.dataOutSegments;
+      if (segments === undefined) dataOut = request.dataOut ?? EMPTY;
+    }
+    let dataOutLength = segments === undefined ? dataOut.length : byteLength(segments);
     if (entry.dataOutLength !== undefined) {
       const needed = entry.dataOutLength(fields, unit);
       // Kernel transports always deliver the whole Data-Out buffer; a short one is a
       // transport-level error, answered as the kernel does in target_cmd_size_check().
-      if (dataOut.length < needed) {
+      if (dataOutLength < needed) {
         return checkCondition(
           unit,
           request,
+          direction,
           SenseReasons.INVALID_FIELD_IN_COMMAND_INFORMATION_UNIT,
           NO_DETAILS,
         );
       }
-      if (dataOut.length > needed) dataOut = dataOut.subarray(0, needed);
+      if (dataOutLength > needed) {
+        if (segments !== undefined) segments = limitSegments(segments, needed);
+        else dataOut = dataOut.subarray(0, needed);
+        dataOutLength = needed;
+      }
     }
-    const context = new Context(
-      cdb,
-      fields,
-      dataOut,
-      request.dataInLength ?? Number.MAX_SAFE_INTEGER,
-      request.dataInBuffer,
-      nexus,
-      request,
-      unit,
-    );
+    const dataInLength = carriesDataIn(direction) ? (request.dataInLength ?? Number.MAX_SAFE_INTEGER) : 0;
+    const context = new Context(cdb, fields, dataOut, segments, dataOutLength, dataInLength, request, unit);
     output = entry.handler(context);
   } catch (error) {
     return failure(unit, request, entry, error);
   }
   if (isPromise(output)) {
     return output.then(
-      (response) => (isAborted(request) ? aborted(request) : complete(request, entry, fields, response)),
+      (response) =>
+        isAborted(request) ? aborted(request, direction) : complete(request, entry, fields, response),
       (error: unknown) => failure(unit, request, entry, error),
     );
   }
@@ -102,20 +122,40 @@ export function dispatch(unit: LogicalUnit, request: CommandRequest): CommandRes
 
 /**
  * The handler's view of the command. A class (not a literal with a getter, which
- * V8 builds through the runtime): `signal` is read from the request on demand,
- * since a transport may build it lazily (CommandRequest.signal).
+ * V8 builds through the runtime): `signal` and the Data-In memory are read from
+ * the request on demand, since a transport may build them lazily, and a
+ * scattered Data-Out is gathered only for a handler that wants it contiguous.
  */
 class Context implements CommandContext {
+  #dataOut: Uint8Array;
+
   constructor(
     readonly cdb: Uint8Array,
     readonly fields: unknown,
-    readonly dataOut: Uint8Array,
+    dataOut: Uint8Array,
+    readonly dataOutSegments: readonly Uint8Array[] | undefined,
+    private readonly dataOutLength: number,
     readonly dataInLength: number,
-    readonly dataInBuffer: Uint8Array | undefined,
-    readonly nexus: string,
     private readonly request: CommandRequest,
     readonly unit: LogicalUnit,
-  ) {}
+  ) {
+    this.#dataOut = dataOut;
+  }
+
+  get dataOut(): Uint8Array {
+    if (this.dataOutSegments !== undefined && this.#dataOut.length !== this.dataOutLength) {
+      this.#dataOut = gather(this.dataOutSegments, this.dataOutLength);
+    }
+    return this.#dataOut;
+  }
+
+  get dataInBuffer(): Uint8Array | readonly Uint8Array[] | undefined {
+    return this.request.dataInBuffer;
+  }
+
+  get nexus(): string {
+    return this.request.nexus ?? '';
+  }
 
   get signal(): AbortSignal | undefined {
     return this.request.signal;
@@ -125,6 +165,7 @@ class Context implements CommandContext {
 /**
  * SPC-5 4.2.5.6: the handler built the whole response; return at most the
  * allocation length and at most the initiator's buffer, length fields untouched.
+ * A number is what the handler wrote into the caller's Data-In memory.
  */
 function complete(
   request: CommandRequest,
@@ -132,18 +173,24 @@ function complete(
   fields: unknown,
   response: HandlerOutput,
 ): CommandResult {
-  const limit = request.dataInLength;
+  const direction = entry.direction;
+  const limit = direction === 'out' ? undefined : request.dataInLength;
+  if (typeof response === 'number') {
+    const residual = limit === undefined ? 0 : limit - response;
+    return residual === 0 ? GOOD[direction] : { status: ScsiStatus.GOOD, residual, direction };
+  }
   if (!response || response.length === 0) {
-    return limit ? { status: ScsiStatus.GOOD, residual: limit } : GOOD_NO_DATA;
+    return limit ? { status: ScsiStatus.GOOD, residual: limit, direction } : GOOD[direction];
   }
   let length = response.length;
   if (entry.allocationLength !== undefined) length = Math.min(length, entry.allocationLength(fields));
   if (limit !== undefined) length = Math.min(length, limit);
-  if (length <= 0) return limit ? { status: ScsiStatus.GOOD, residual: limit } : GOOD_NO_DATA;
+  if (length <= 0) return limit ? { status: ScsiStatus.GOOD, residual: limit, direction } : GOOD[direction];
   return {
     status: ScsiStatus.GOOD,
     dataIn: length === response.length ? response : response.subarray(0, length),
     residual: limit === undefined ? 0 : limit - length,
+    direction,
   };
 }
 
@@ -153,42 +200,51 @@ function failure(
   entry: OpcodeEntry<unknown>,
   error: unknown,
 ): CommandResult {
-  if (isAborted(request)) return aborted(request);
-  if (error instanceof ScsiCheckCondition) return fromCheckCondition(unit, request, error);
-  if (error instanceof BackendIoError) {
+  const direction = entry.direction;
+  if (isAborted(request)) return aborted(request, direction);
+  if (ScsiCheckCondition.isInstance(error)) return fromCheckCondition(unit, request, direction, error);
+  if (BackendIoError.isInstance(error)) {
     const reason = entry.writes ? SenseReasons.WRITE_ERROR : SenseReasons.UNRECOVERED_READ_ERROR;
     return checkCondition(
       unit,
       request,
+      direction,
       reason,
       error.lba === undefined ? NO_DETAILS : { information: error.lba },
     );
   }
-  return internalFailure(unit, request, error);
+  return internalFailure(unit, request, error, direction);
 }
 
 /** Anything unexpected: logged, answered HARDWARE ERROR / INTERNAL TARGET FAILURE. */
-export function internalFailure(unit: LogicalUnit, request: CommandRequest, error: unknown): CommandResult {
+export function internalFailure(
+  unit: LogicalUnit,
+  request: CommandRequest,
+  error: unknown,
+  direction: DataDirection = 'none',
+): CommandResult {
   unit.logger.error(
     { err: error, cdb: hexBytes(request.cdb) },
     'internal error while executing a SCSI command',
   );
-  return checkCondition(unit, request, SenseReasons.INTERNAL_TARGET_FAILURE, NO_DETAILS);
+  return checkCondition(unit, request, direction, SenseReasons.INTERNAL_TARGET_FAILURE, NO_DETAILS);
 }
 
 function fromCheckCondition(
   unit: LogicalUnit,
   request: CommandRequest,
+  direction: DataDirection,
   error: ScsiCheckCondition,
 ): CommandResult {
   const reason = SenseReasons[error.reason] as SenseReason | undefined;
-  if (reason === undefined) return internalFailure(unit, request, error);
-  return checkCondition(unit, request, reason, error.details);
+  if (reason === undefined) return internalFailure(unit, request, error, direction);
+  return checkCondition(unit, request, direction, reason, error.details);
 }
 
 function checkCondition(
   unit: LogicalUnit,
   request: CommandRequest,
+  direction: DataDirection,
   reason: SenseReason,
   details: CheckConditionDetails,
 ): CommandResult {
@@ -197,15 +253,20 @@ function checkCondition(
     { information: details.information, fieldPointer: details.fieldPointer, progress: details.progress },
     unit.modes.descriptorSense,
   );
-  return { status: ScsiStatus.CHECK_CONDITION, sense, residual: request.dataInLength ?? 0 };
+  return { status: ScsiStatus.CHECK_CONDITION, sense, residual: residualOf(request, direction), direction };
 }
 
 const isAborted = (request: CommandRequest): boolean => request.aborted ?? request.signal?.aborted ?? false;
 
-const aborted = (request: CommandRequest): CommandResult => ({
+const aborted = (request: CommandRequest, direction: DataDirection): CommandResult => ({
   status: ScsiStatus.TASK_ABORTED,
-  residual: request.dataInLength ?? 0,
+  residual: residualOf(request, direction),
+  direction,
 });
+
+/** A failed command produced no Data-In: the whole Data-In buffer is residual (none for a Data-Out command). */
+const residualOf = (request: CommandRequest, direction: DataDirection): number =>
+  direction === 'out' ? 0 : (request.dataInLength ?? 0);
 
 const hexBytes = (bytes: Uint8Array | undefined): string =>
   bytes ? Array.from(bytes.subarray(0, 32), (b) => b.toString(16).padStart(2, '0')).join(' ') : '';

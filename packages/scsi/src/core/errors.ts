@@ -24,8 +24,17 @@ export interface CheckConditionDetails {
  * Thrown by command handlers to end a command with CHECK CONDITION. The
  * executor turns it into sense data; it never escapes `execute()`.
  */
+const CHECK_CONDITION = Symbol.for('@tcmu/scsi.ScsiCheckCondition');
+
 export class ScsiCheckCondition extends Error {
+  readonly [CHECK_CONDITION] = true;
   override readonly name = 'ScsiCheckCondition';
+
+  /** Works across duplicated module copies (the ESM and CJS builds), unlike instanceof. */
+  static isInstance(value: unknown): value is ScsiCheckCondition {
+    return typeof value === 'object' && value !== null && CHECK_CONDITION in value;
+  }
+
   constructor(
     readonly reason: SenseReasonName,
     readonly details: CheckConditionDetails = {},

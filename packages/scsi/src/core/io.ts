@@ -18,7 +18,7 @@ const lbaOf = (error: unknown): number | undefined => {
 };
 
 const readError = (error: unknown) => {
-  if (error instanceof ScsiCheckCondition) return error;
+  if (ScsiCheckCondition.isInstance(error)) return error;
   const lba = lbaOf(error);
   return new ScsiCheckCondition(
     'UNRECOVERED_READ_ERROR',
@@ -27,7 +27,7 @@ const readError = (error: unknown) => {
 };
 
 const writeError = (error: unknown) => {
-  if (error instanceof ScsiCheckCondition) return error;
+  if (ScsiCheckCondition.isInstance(error)) return error;
   const lba = lbaOf(error);
   return new ScsiCheckCondition(
     'WRITE_ERROR',
@@ -35,48 +35,128 @@ const writeError = (error: unknown) => {
   );
 };
 
-function guard(run: () => Maybe<void>, wrap: (e: unknown) => ScsiCheckCondition): Maybe<void> {
-  let pending: Maybe<void>;
-  try {
-    pending = run();
-  } catch (error) {
-    throw wrap(error);
-  }
-  if (isPromise(pending)) {
-    return pending.then(undefined, (error: unknown) => {
-      throw wrap(error);
-    });
+const rethrowRead = (error: unknown): never => {
+  throw readError(error);
+};
+const rethrowWrite = (error: unknown): never => {
+  throw writeError(error);
+};
+
+/** One buffer, or a scatter list of them (a transport's iovecs). */
+export type DataBuffer = Uint8Array | readonly Uint8Array[];
+
+export const isScatterList = (buffer: DataBuffer): buffer is readonly Uint8Array[] => Array.isArray(buffer);
+
+export function byteLength(buffer: DataBuffer): number {
+  if (!isScatterList(buffer)) return buffer.length;
+  let total = 0;
+  for (const segment of buffer) total += segment.length;
+  return total;
+}
+
+/** Copies `bytes` into the scatter list from its start. */
+export function scatterInto(segments: readonly Uint8Array[], bytes: Uint8Array): void {
+  let at = 0;
+  for (const segment of segments) {
+    if (at >= bytes.length) return;
+    const n = Math.min(segment.length, bytes.length - at);
+    segment.set(bytes.subarray(at, at + n));
+    at += n;
   }
 }
 
-/** Read whole blocks; failures become MEDIUM ERROR / UNRECOVERED READ ERROR. */
-export const readBlocks = (
-  unit: LogicalUnitState,
-  lba: number,
-  into: Uint8Array,
-  signal?: AbortSignal,
-): Maybe<void> => guard(() => unit.backend.read(lba, into, signal), readError);
+/** The scatter list cut to its first `length` bytes (views, nothing copied). */
+export function limitSegments(segments: readonly Uint8Array[], length: number): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  let left = length;
+  for (const segment of segments) {
+    if (left <= 0) break;
+    out.push(segment.length <= left ? segment : segment.subarray(0, left));
+    left -= segment.length;
+  }
+  return out;
+}
+
+/** The scatter list's first `length` bytes as one new buffer. */
+export function gather(segments: readonly Uint8Array[], length: number): Uint8Array {
+  const out = new Uint8Array(length);
+  let at = 0;
+  for (const segment of segments) {
+    if (at >= length) break;
+    const n = Math.min(segment.length, length - at);
+    out.set(n === segment.length ? segment : segment.subarray(0, n), at);
+    at += n;
+  }
+  return out;
+}
 
 /**
- * Write whole blocks; failures become MEDIUM ERROR / WRITE ERROR. `fua`, or a
- * disabled write cache (caching page WCE=0), makes the data durable before the
- * command completes (SBC-4 4.11, 5.40).
+ * Read whole blocks into one buffer or a scatter list (the backend's readv,
+ * else through a bounce buffer); failures become MEDIUM ERROR / UNRECOVERED
+ * READ ERROR. Synchronous when the backend is.
  */
-export const writeBlocks = (
+export function readBlocks(
   unit: LogicalUnitState,
   lba: number,
-  data: Uint8Array,
+  into: DataBuffer,
+  signal?: AbortSignal,
+): Maybe<void> {
+  const backend = unit.backend;
+  let pending: Maybe<void>;
+  try {
+    if (!isScatterList(into)) pending = backend.read(lba, into, signal);
+    else if (backend.readv !== undefined) pending = backend.readv(lba, into, signal);
+    else {
+      const bounce = new Uint8Array(byteLength(into));
+      pending = backend.read(lba, bounce, signal);
+      if (isPromise(pending)) pending = pending.then(() => scatterInto(into, bounce));
+      else scatterInto(into, bounce);
+    }
+  } catch (error) {
+    throw readError(error);
+  }
+  if (isPromise(pending)) return pending.then(undefined, rethrowRead);
+}
+
+/**
+ * Write whole blocks from one buffer or a gather list (the backend's writev,
+ * else gathered); failures become MEDIUM ERROR / WRITE ERROR. `fua`, or a
+ * disabled write cache (caching page WCE=0), makes the data durable before
+ * the command completes (SBC-4 4.11, 5.40). Synchronous when the backend is.
+ */
+export function writeBlocks(
+  unit: LogicalUnitState,
+  lba: number,
+  data: DataBuffer,
   fua: boolean,
   signal?: AbortSignal,
-): Maybe<void> =>
-  guard(
-    () => unit.backend.write(lba, data, { fua: fua || !unit.modes.writeCacheEnabled }, signal),
-    writeError,
-  );
+): Maybe<void> {
+  const backend = unit.backend;
+  const options = fua || !unit.modes.writeCacheEnabled ? FUA : NO_FUA;
+  let pending: Maybe<void>;
+  try {
+    if (!isScatterList(data)) pending = backend.write(lba, data, options, signal);
+    else if (backend.writev !== undefined) pending = backend.writev(lba, data, options, signal);
+    else pending = backend.write(lba, gather(data, byteLength(data)), options, signal);
+  } catch (error) {
+    throw writeError(error);
+  }
+  if (isPromise(pending)) return pending.then(undefined, rethrowWrite);
+}
+
+const FUA = Object.freeze({ fua: true });
+const NO_FUA = Object.freeze({ fua: false });
 
 /** Flush the backend's volatile cache; failures become MEDIUM ERROR / WRITE ERROR. */
-export const flushBackend = (unit: LogicalUnitState, signal?: AbortSignal): Maybe<void> =>
-  guard(() => unit.backend.flush(signal), writeError);
+export function flushBackend(unit: LogicalUnitState, signal?: AbortSignal): Maybe<void> {
+  let pending: Maybe<void>;
+  try {
+    pending = unit.backend.flush(signal);
+  } catch (error) {
+    throw writeError(error);
+  }
+  if (isPromise(pending)) return pending.then(undefined, rethrowWrite);
+}
 
 /**
  * SBC-4 4.5: LBA + number of blocks must stay within the capacity; checked

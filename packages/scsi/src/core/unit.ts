@@ -135,26 +135,32 @@ export class LogicalUnit implements LogicalUnitState {
   readonly table: OpcodeTable;
   readonly luns: readonly number[];
 
-  /** START STOP UNIT with START=0 stopped the unit (SBC-4 4.20). */
-  stopped = false;
   readonly #preventingNexuses = new Set<string>();
   readonly #attention = new Map<string, AttentionQueue>();
   readonly #powerOnAttention: boolean;
   readonly #middleware: Middleware[] = [];
   #chain: ((request: CommandRequest) => Promise<CommandResult>) | undefined;
+  #stopped = false;
+  readonly #listeners = new Set<() => void>();
+  readonly #changed = (): void => {
+    for (const listener of this.#listeners) listener();
+  };
 
   constructor(options: LogicalUnitOptions) {
     this.backend = options.backend;
     this.config = defaultUnitConfig(options.backend, options.config);
     this.readOnly = Boolean(options.readOnly || options.backend.readOnly);
     this.logger = options.logger ?? silentLogger;
-    this.modes = new ModePageStore({
-      writeCacheEnabled: options.writeCacheEnabled ?? true,
-      descriptorSense: options.descriptorSense ?? false,
-      readOnly: this.readOnly,
-    });
-    this.locks = new RangeLocks();
-    this.format = new FormatState();
+    this.modes = new ModePageStore(
+      {
+        writeCacheEnabled: options.writeCacheEnabled ?? true,
+        descriptorSense: options.descriptorSense ?? false,
+        readOnly: this.readOnly,
+      },
+      this.#changed,
+    );
+    this.locks = new RangeLocks(this.#changed);
+    this.format = new FormatState(this.#changed);
     this.table = (options.table ?? defaultOpcodeTable()).clone();
     this.luns = options.luns ?? [0];
     for (const lun of this.luns) {
@@ -165,11 +171,56 @@ export class LogicalUnit implements LogicalUnitState {
     this.#powerOnAttention = options.powerOnUnitAttention ?? true;
   }
 
-  /** Execute one command. Never rejects: every failure is a SCSI status. */
-  execute(request: CommandRequest): Promise<CommandResult> {
+  /**
+   * Execute one command. Synchronous when the backend is: the result comes
+   * back directly, and a promise only when something waits (await it either
+   * way). Never throws or rejects: every failure is a SCSI status.
+   */
+  execute(request: CommandRequest): CommandResult | Promise<CommandResult> {
     if (this.#chain) return this.#chain(request);
-    const result = dispatch(this, request);
-    return result instanceof Promise ? result : Promise.resolve(result);
+    return dispatch(this, request);
+  }
+
+  /** START STOP UNIT with START=0 stopped the unit (SBC-4 4.20). */
+  get stopped(): boolean {
+    return this.#stopped;
+  }
+  set stopped(stopped: boolean) {
+    if (stopped === this.#stopped) return;
+    this.#stopped = stopped;
+    this.#changed();
+  }
+
+  /**
+   * Whether plain READ and WRITE (6/10/12/16) from `nexus` may be answered
+   * without the emulation right now, by a transport's own fast path that
+   * answers GOOD exactly when the emulation would (see plainIoProfile and
+   * docs/backends.md). Not while anything a plain command must see is
+   * pending: a unit attention, middleware, a stopped unit, a FORMAT, an
+   * exclusive range lock (COMPARE AND WRITE); and no writes on a read-only
+   * unit or with the write cache off (every write is then FUA).
+   */
+  plainIo(nexus: string): { readonly reads: boolean; readonly writes: boolean } {
+    const queue = this.#attention.get(nexus);
+    const attention = queue === undefined ? this.#powerOnAttention : queue.length > 0;
+    const reads =
+      !attention &&
+      this.#chain === undefined &&
+      !this.#stopped &&
+      !this.format.active &&
+      !this.format.corrupted &&
+      !this.locks.exclusiveActive;
+    return { reads, writes: reads && !this.readOnly && this.modes.writeCacheEnabled };
+  }
+
+  /**
+   * Calls `listener` after every change that may change `plainIo()` (unit
+   * attentions, middleware, table overrides, START STOP, FORMAT, mode pages,
+   * exclusive locks, capacity). Returns the unsubscribe function.
+   */
+  onStateChange(listener: () => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
   }
 
   /** Add a middleware in front of the built-in command handling (first added runs first). */
@@ -193,6 +244,7 @@ export class LogicalUnit implements LogicalUnitState {
       };
     }
     this.#chain = next;
+    this.#changed();
     return this;
   }
 
@@ -202,6 +254,7 @@ export class LogicalUnit implements LogicalUnitState {
    */
   override(entry: AnyOpcodeEntry): this {
     this.table.set(entry);
+    this.#changed();
     return this;
   }
 
@@ -215,6 +268,7 @@ export class LogicalUnit implements LogicalUnitState {
       if (nexus === except || queue.includes(sense)) continue;
       queue.push(sense);
     }
+    this.#changed();
   }
 
   /** Tell every I_T nexus the capacity changed (after the backend was resized). */
@@ -234,7 +288,10 @@ export class LogicalUnit implements LogicalUnitState {
   /** Remove and return the oldest unit attention pending for `nexus`. */
   takeUnitAttention(nexus: string): SenseReason | undefined {
     const queue = this.#queueOf(nexus);
-    return queue.length === 0 ? undefined : queue.shift();
+    if (queue.length === 0) return undefined;
+    const reason = queue.shift();
+    if (queue.length === 0) this.#changed();
+    return reason;
   }
 
   /** PREVENT ALLOW MEDIUM REMOVAL state per I_T nexus (SPC-5 6.14 / SBC-4 5.13). */

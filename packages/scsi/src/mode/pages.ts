@@ -96,8 +96,10 @@ export class ModePageStore implements ModeState {
   // Mirrors of the bits read on every command (hot path).
   #writeCacheEnabled = true;
   #descriptorSense = false;
+  readonly #onChange: (() => void) | undefined;
 
-  constructor(options: ModePageStoreOptions = {}) {
+  /** `onChange` runs after every change of the current values. */
+  constructor(options: ModePageStoreOptions = {}, onChange?: () => void) {
     this.readOnly = options.readOnly ?? false;
     for (const d of definitions) {
       const defaults = d.defaults(options);
@@ -105,6 +107,7 @@ export class ModePageStore implements ModeState {
       this.#current.set(d.code, defaults.slice());
     }
     this.#sync();
+    this.#onChange = onChange;
   }
 
   get writeCacheEnabled(): boolean {
@@ -166,5 +169,6 @@ export class ModePageStore implements ModeState {
     const control = this.#current.get(0x0a);
     this.#writeCacheEnabled = caching !== undefined && (caching[2]! & WCE) !== 0;
     this.#descriptorSense = control !== undefined && (control[2]! & D_SENSE) !== 0;
+    this.#onChange?.();
   }
 }

@@ -181,26 +181,57 @@ describe('FileBackend', () => {
       await backend.close();
     });
 
-    it('failures are BackendIoError rejections with the LBA, never throws', async () => {
+    it('failures throw BackendIoError with the LBA at once (the unit answers MEDIUM ERROR)', async () => {
       const path = join(dir, 'disk.img');
       await writeFile(path, new Uint8Array(2048));
       const readOnly = await FileBackend.open(path, { blockSize: 512, readOnly: true, io: 'sync' });
-      await expect(readOnly.write(1, new Uint8Array(512), { fua: false })).rejects.toMatchObject({
-        name: 'BackendIoError',
-        lba: 1,
-      });
+      expect(() => readOnly.write(1, new Uint8Array(512), { fua: false })).toThrow(
+        expect.objectContaining({ name: 'BackendIoError', lba: 1 }),
+      );
       await readOnly.close();
       const backend = await FileBackend.open(path, { blockSize: 512, io: 'sync' });
       await writeFile(path, new Uint8Array(512));
-      await expect(backend.read(0, new Uint8Array(2048))).rejects.toMatchObject({
-        name: 'BackendIoError',
-        lba: 1,
-      });
-      await backend.close();
-      await expect(backend.read(0, new Uint8Array(512))).rejects.toBeInstanceOf(BackendIoError);
-      await expect(backend.write(0, new Uint8Array(512), { fua: false })).rejects.toBeInstanceOf(
-        BackendIoError,
+      expect(() => backend.read(0, new Uint8Array(2048))).toThrow(
+        expect.objectContaining({ name: 'BackendIoError', lba: 1 }),
       );
+      await backend.close();
+      expect(() => backend.read(0, new Uint8Array(512))).toThrow(BackendIoError);
+      expect(() => backend.write(0, new Uint8Array(512), { fua: false })).toThrow(BackendIoError);
+    });
+
+    it('answers synchronously: reads and writes return nothing, FUA returns the flush', async () => {
+      const path = join(dir, 'sync.img');
+      await writeFile(path, new Uint8Array(4096));
+      const backend = await FileBackend.open(path, { blockSize: 512, io: 'sync' });
+      expect(backend.directFile).toEqual({ fd: backend.fd });
+      expect(backend.write(0, new Uint8Array(512).fill(9), { fua: false })).toBeUndefined();
+      const into = new Uint8Array(512);
+      expect(backend.read(0, into)).toBeUndefined();
+      expect(into[0]).toBe(9);
+      await expect(backend.write(1, new Uint8Array(512), { fua: true })).resolves.toBeUndefined();
+      await backend.close();
+      const async = await FileBackend.open(path, { blockSize: 512 });
+      expect(async.directFile).toBeUndefined(); // threadpool I/O: not for a transport's own lane
+      await async.close();
+    });
+
+    it('readv and writev move scatter lists, also across a short transfer', async () => {
+      const path = join(dir, 'vector.img');
+      await writeFile(path, new Uint8Array(8192));
+      for (const io of ['sync', 'async'] as const) {
+        const backend = await FileBackend.open(path, { blockSize: 512, io });
+        const pieces = [
+          new Uint8Array(1000).fill(1),
+          new Uint8Array(24).fill(2),
+          new Uint8Array(1024).fill(3),
+        ];
+        await backend.writev(2, pieces, { fua: false });
+        const back = [new Uint8Array(100), new Uint8Array(1948)];
+        await backend.readv(2, back);
+        const joined = new Uint8Array([...back[0]!, ...back[1]!]);
+        expect(joined).toEqual(new Uint8Array([...pieces[0]!, ...pieces[1]!, ...pieces[2]!]));
+        await backend.close();
+      }
     });
 
     it('an unknown io mode is INVALID_OPTIONS', async () => {

@@ -1,6 +1,6 @@
-import { constants, readSync, writeSync } from 'node:fs';
+import { constants, readSync, readvSync, writeSync, writevSync } from 'node:fs';
 import { type FileHandle, open } from 'node:fs/promises';
-import { BackendIoError, type BlockBackend, type WriteOptions } from '../core/backend.js';
+import { BackendIoError, type BlockBackend, type DirectFile, type WriteOptions } from '../core/backend.js';
 
 /** Deallocates a byte range of an open file (fallocate PUNCH_HOLE | KEEP_SIZE), e.g. the ring addon's. */
 export type PunchHole = (fd: number, offset: number, length: number) => void;
@@ -61,6 +61,8 @@ export class FileBackend implements BlockBackend {
   readonly unmappedReadsZero = true;
   /** Positional I/O cannot be cancelled once issued, so no signal is passed in. */
   readonly ignoresSignal = true;
+  /** In 'sync' mode the file is read and written on the calling thread: a transport may do the same. */
+  readonly directFile: DirectFile | undefined;
   readonly path: string;
   readonly #handle: FileHandle;
   readonly #punchHole: PunchHole | undefined;
@@ -75,6 +77,7 @@ export class FileBackend implements BlockBackend {
     this.readOnly = options.readOnly ?? false;
     this.#punchHole = options.punchHole;
     this.#sync = options.io === 'sync';
+    this.directFile = this.#sync ? { fd: handle.fd } : undefined;
   }
 
   /** How reads and writes reach the file (see FileBackendOptions.io). */
@@ -148,29 +151,53 @@ export class FileBackend implements BlockBackend {
     return this.#handle.fd;
   }
 
-  read(lba: number, into: Uint8Array): Promise<void> {
+  read(lba: number, into: Uint8Array): void | Promise<void> {
     return this.#sync ? this.#readSync(lba, into) : this.#readAsync(lba, into);
   }
 
-  /** Returns a settled promise: the SCSI layer awaits it like any other backend. */
-  #readSync(lba: number, into: Uint8Array): Promise<void> {
+  readv(lba: number, into: readonly Uint8Array[]): void | Promise<void> {
+    if (this.#sync) return this.#readSync(lba, into);
+    return this.#readvAsync(lba, into);
+  }
+
+  /** preadv on the calling thread; returns nothing when done (the unit answers in the same turn). */
+  #readSync(lba: number, into: Uint8Array | readonly Uint8Array[]): void {
     const position = lba * this.blockSize;
     const fd = this.#handle.fd;
     let done = 0;
     try {
-      while (done < into.length) {
-        const bytesRead = readSync(fd, into, done, into.length - done, position + done);
+      if (!Array.isArray(into) || into.length === 1) {
+        const buffer: Uint8Array = Array.isArray(into) ? into[0]! : (into as Uint8Array);
+        while (done < buffer.length) {
+          const bytesRead = readSync(fd, buffer, done, buffer.length - done, position + done);
+          if (bytesRead === 0) throw new Error(`unexpected end of file at byte ${position + done}`);
+          done += bytesRead;
+        }
+        return;
+      }
+      const list = into as readonly Uint8Array[];
+      let segments = list;
+      const total = totalLength(list);
+      while (done < total) {
+        const bytesRead = readvSync(fd, segments as Uint8Array[], position + done);
         if (bytesRead === 0) throw new Error(`unexpected end of file at byte ${position + done}`);
         done += bytesRead;
+        if (done < total) segments = remainder(list, done);
       }
-      return Promise.resolve();
     } catch (error) {
-      return Promise.reject(this.#readError(lba, position + done, error));
+      throw this.#readError(lba, position + done, error);
     }
   }
 
-  async #readAsync(lba: number, into: Uint8Array): Promise<void> {
-    const position = lba * this.blockSize;
+  async #readvAsync(lba: number, into: readonly Uint8Array[]): Promise<void> {
+    let position = lba * this.blockSize;
+    for (const segment of into) {
+      await this.#readAsync(lba, segment, position);
+      position += segment.length;
+    }
+  }
+
+  async #readAsync(lba: number, into: Uint8Array, position = lba * this.blockSize): Promise<void> {
     let done = 0;
     try {
       while (done < into.length) {
@@ -193,14 +220,25 @@ export class FileBackend implements BlockBackend {
     );
   }
 
-  write(lba: number, data: Uint8Array, options: WriteOptions): Promise<void> {
+  write(lba: number, data: Uint8Array, options: WriteOptions): void | Promise<void> {
     if (!this.#sync) return this.#writeAsync(lba, data, options);
-    try {
-      this.#writeAtSync(lba * this.blockSize, data);
-    } catch (error) {
-      return Promise.reject(error);
+    this.#writeAtSync(lba * this.blockSize, data);
+    return options.fua ? this.flush() : undefined;
+  }
+
+  writev(lba: number, data: readonly Uint8Array[], options: WriteOptions): void | Promise<void> {
+    if (!this.#sync) return this.#writevAsync(lba, data, options);
+    this.#writeAtSync(lba * this.blockSize, data);
+    return options.fua ? this.flush() : undefined;
+  }
+
+  async #writevAsync(lba: number, data: readonly Uint8Array[], options: WriteOptions): Promise<void> {
+    let position = lba * this.blockSize;
+    for (const segment of data) {
+      await this.#writeAt(position, segment);
+      position += segment.length;
     }
-    return options.fua ? this.flush() : Promise.resolve();
+    if (options.fua) await this.flush();
   }
 
   async #writeAsync(lba: number, data: Uint8Array, options: WriteOptions): Promise<void> {
@@ -264,15 +302,28 @@ export class FileBackend implements BlockBackend {
     }
   }
 
-  #writeAtSync(position: number, data: Uint8Array): void {
+  #writeAtSync(position: number, data: Uint8Array | readonly Uint8Array[]): void {
     if (this.readOnly) throw new BackendIoError('the file is open read-only', this.#lbaAt(position));
     const fd = this.#handle.fd;
     let done = 0;
     try {
-      while (done < data.length) {
-        const bytesWritten = writeSync(fd, data, done, data.length - done, position + done);
+      if (!Array.isArray(data) || data.length === 1) {
+        const buffer: Uint8Array = Array.isArray(data) ? data[0]! : (data as Uint8Array);
+        while (done < buffer.length) {
+          const bytesWritten = writeSync(fd, buffer, done, buffer.length - done, position + done);
+          if (bytesWritten === 0) throw new Error(`no progress writing at byte ${position + done}`);
+          done += bytesWritten;
+        }
+        return;
+      }
+      const list = data as readonly Uint8Array[];
+      let segments = list;
+      const total = totalLength(list);
+      while (done < total) {
+        const bytesWritten = writevSync(fd, segments as Uint8Array[], position + done);
         if (bytesWritten === 0) throw new Error(`no progress writing at byte ${position + done}`);
         done += bytesWritten;
+        if (done < total) segments = remainder(list, done);
       }
     } catch (error) {
       throw new BackendIoError(`write failed: ${(error as Error).message}`, this.#lbaAt(position + done), {
@@ -284,4 +335,25 @@ export class FileBackend implements BlockBackend {
   #lbaAt(position: number): number {
     return Math.floor(position / this.blockSize);
   }
+}
+
+const totalLength = (segments: readonly Uint8Array[]): number => {
+  let total = 0;
+  for (const segment of segments) total += segment.length;
+  return total;
+};
+
+/** The segments after the first `skip` bytes (a short readv/writev continues there). */
+function remainder(segments: readonly Uint8Array[], skip: number): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  let left = skip;
+  for (const segment of segments) {
+    if (left >= segment.length) {
+      left -= segment.length;
+      continue;
+    }
+    out.push(left > 0 ? segment.subarray(left) : segment);
+    left = 0;
+  }
+  return out;
 }

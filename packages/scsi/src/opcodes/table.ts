@@ -161,6 +161,12 @@ export class OpcodeTable {
     return this;
   }
 
+  /** The prepared row for an opcode (and service action), or undefined. */
+  slot(opcode: number, serviceAction?: number): OpcodeSlot | undefined {
+    if (serviceAction === undefined) return this.#plain[opcode];
+    return this.#byAction[opcode]?.get(serviceAction);
+  }
+
   /** The entry for an opcode (and service action), or undefined. */
   get(opcode: number, serviceAction?: number): AnyOpcodeEntry | undefined {
     if (serviceAction === undefined) return this.#plain[opcode]?.entry;

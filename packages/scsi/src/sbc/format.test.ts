@@ -291,6 +291,7 @@ describe('FORMAT UNIT', () => {
           cdb: Uint8Array.from(format()),
           fields: formatCommands[0]!.decode(Uint8Array.from(format())),
           dataOut: new Uint8Array(0),
+          dataOutSegments: undefined,
           dataInLength: 0,
           nexus: 'x',
           signal: undefined,

@@ -12,6 +12,12 @@ export class FormatState implements FormatStatus {
   #progress = 0;
   #lastError: unknown;
   #corrupted = false;
+  readonly #onChange: (() => void) | undefined;
+
+  /** `onChange` runs when a format begins, ends or fails. */
+  constructor(onChange?: () => void) {
+    this.#onChange = onChange;
+  }
 
   get active(): boolean {
     return this.#active;
@@ -38,6 +44,7 @@ export class FormatState implements FormatStatus {
     this.#active = true;
     this.#progress = 0;
     this.#lastError = undefined;
+    this.#onChange?.();
     return true;
   }
 
@@ -52,6 +59,7 @@ export class FormatState implements FormatStatus {
     this.#progress = 0;
     this.#lastError = undefined;
     this.#corrupted = false;
+    this.#onChange?.();
   }
 
   /** The format failed part way: the medium format is corrupted. */
@@ -60,6 +68,7 @@ export class FormatState implements FormatStatus {
     this.#progress = 0;
     this.#lastError = error;
     this.#corrupted = true;
+    this.#onChange?.();
   }
 }
 

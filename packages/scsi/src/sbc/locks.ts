@@ -34,8 +34,20 @@ const noop: ReleaseLock = () => {};
 export class RangeLocks implements RangeLockManager {
   #untrackedShared = 0;
   #exclusiveHeld = 0;
+  #exclusiveWaiting = 0;
   readonly #holders = new Set<Holder>();
   #waiters: Waiter[] = [];
+  readonly #onExclusive: (() => void) | undefined;
+
+  /** `onExclusive`: called whenever an exclusive lock is requested, granted or released. */
+  constructor(onExclusive?: () => void) {
+    this.#onExclusive = onExclusive;
+  }
+
+  /** An exclusive lock is held or waited for (the unit's fast paths must stand back). */
+  get exclusiveActive(): boolean {
+    return this.#exclusiveHeld > 0 || this.#exclusiveWaiting > 0;
+  }
 
   /** Number of granted locks (for diagnostics and tests). */
   get held(): number {
@@ -49,17 +61,30 @@ export class RangeLocks implements RangeLockManager {
 
   lock(lba: number, blocks: number, mode: LockMode): ReleaseLock | Promise<ReleaseLock> {
     if (!(blocks > 0)) return noop;
-    if (mode === 'shared' && this.#exclusiveHeld === 0 && this.#waiters.length === 0) {
-      this.#untrackedShared++;
-      return this.#untrackedRelease();
-    }
+    if (mode === 'shared' && this.tryShared()) return this.#untrackedRelease();
     const request: Holder = { lba, end: lba + blocks, exclusive: mode === 'exclusive' };
     if (this.#grantable(request, this.#waiters.length)) {
-      return this.#take(request);
+      const release = this.#take(request);
+      if (request.exclusive) this.#onExclusive?.();
+      return release;
     }
-    return new Promise<ReleaseLock>((resolve) => {
+    if (request.exclusive) this.#exclusiveWaiting++;
+    const waiting = new Promise<ReleaseLock>((resolve) => {
       this.#waiters.push({ ...request, grant: resolve });
     });
+    if (request.exclusive) this.#onExclusive?.();
+    return waiting;
+  }
+
+  tryShared(): boolean {
+    if (this.#exclusiveHeld !== 0 || this.#waiters.length !== 0) return false;
+    this.#untrackedShared++;
+    return true;
+  }
+
+  releaseShared(): void {
+    this.#untrackedShared--;
+    if (this.#waiters.length > 0) this.#drain();
   }
 
   #untrackedRelease(): ReleaseLock {
@@ -67,8 +92,7 @@ export class RangeLocks implements RangeLockManager {
     return () => {
       if (released) return;
       released = true;
-      this.#untrackedShared--;
-      if (this.#waiters.length > 0) this.#drain();
+      this.releaseShared();
     };
   }
 
@@ -90,6 +114,7 @@ export class RangeLocks implements RangeLockManager {
       this.#holders.delete(holder);
       if (holder.exclusive) this.#exclusiveHeld--;
       if (this.#waiters.length > 0) this.#drain();
+      if (holder.exclusive) this.#onExclusive?.();
     };
   }
 
@@ -103,7 +128,10 @@ export class RangeLocks implements RangeLockManager {
       if (!blocked) for (const holder of this.#holders) if (conflicts(holder, waiter)) blocked = true;
       if (!blocked) for (const earlier of still) if (conflicts(earlier, waiter)) blocked = true;
       if (blocked) still.push(waiter);
-      else waiter.grant(this.#take({ lba: waiter.lba, end: waiter.end, exclusive: waiter.exclusive }));
+      else {
+        if (waiter.exclusive) this.#exclusiveWaiting--;
+        waiter.grant(this.#take({ lba: waiter.lba, end: waiter.end, exclusive: waiter.exclusive }));
+      }
     }
     this.#waiters = still;
   }

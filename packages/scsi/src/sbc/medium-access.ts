@@ -25,7 +25,7 @@ export const modifyMedium = async (
   try {
     await operation();
   } catch (error) {
-    if (error instanceof ScsiCheckCondition || signal?.aborted) throw error;
+    if (ScsiCheckCondition.isInstance(error) || signal?.aborted) throw error;
     throw new ScsiCheckCondition('WRITE_ERROR', { information: lbaOf(error, lba), cause: error });
   }
 };

@@ -96,6 +96,7 @@ describe('READ and WRITE behaviour', () => {
     expect(await run(unit, cdbOf('READ(10)', fields(3, 0)), { dataInLength: 512 })).toEqual({
       status: 0,
       residual: 512,
+      direction: 'in',
     });
     expectGood(await run(unit, cdbOf('WRITE(16)', fields(16, 0))));
     expect(read).not.toHaveBeenCalled();

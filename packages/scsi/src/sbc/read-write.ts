@@ -2,12 +2,16 @@ import { be16, be32, be64, putBe16, putBe32, putBe64 } from '../core/bytes.js';
 import type { CommandContext, CommandHandler, LogicalUnitState, OpcodeEntry } from '../core/command.js';
 import { invalidCdbField } from '../core/errors.js';
 import {
+  acquireRange,
   allocateDataIn,
+  byteLength,
   checkLbaRange,
   checkTransferLength,
+  type DataBuffer,
   isPromise,
+  isScatterList,
+  limitSegments,
   readBlocks,
-  withRangeLock,
   writeBlocks,
 } from '../core/io.js';
 
@@ -37,7 +41,15 @@ export const ReadWriteOpcode = {
 export const READ_32_SERVICE_ACTION = 0x0009;
 export const WRITE_32_SERVICE_ACTION = 0x000b;
 
-const flags = (b1: number) => ({ protect: b1 >>> 5, dpo: (b1 & 0x10) !== 0, fua: (b1 & 0x08) !== 0 });
+/** The decoded fields in one object literal of one shape (no spread: READ/WRITE are the hot path). */
+const fieldsOf = (lba: number, blocks: number, b1: number, group: number): ReadWriteFields => ({
+  lba,
+  blocks,
+  dpo: (b1 & 0x10) !== 0,
+  fua: (b1 & 0x08) !== 0,
+  protect: b1 >>> 5,
+  group,
+});
 const flagByte = (f: ReadWriteFields) => ((f.protect & 7) << 5) | (f.dpo ? 0x10 : 0) | (f.fua ? 0x08 : 0);
 
 /** The CDB layouts, each with where the protect flags and the transfer length sit. */
@@ -55,14 +67,7 @@ const layout6: Layout = {
   flagsByte: -1,
   lengthByte: 4,
   // SBC-4 5.10: 21-bit LBA; TRANSFER LENGTH 0 means 256 blocks.
-  decode: (cdb) => ({
-    lba: ((cdb[1]! & 0x1f) << 16) | be16(cdb, 2),
-    blocks: cdb[4]! === 0 ? 256 : cdb[4]!,
-    dpo: false,
-    fua: false,
-    protect: 0,
-    group: 0,
-  }),
+  decode: (cdb) => fieldsOf(((cdb[1]! & 0x1f) << 16) | be16(cdb, 2), cdb[4]! === 0 ? 256 : cdb[4]!, 0, 0),
   encode(cdb, f) {
     cdb[1] = (f.lba >>> 16) & 0x1f;
     putBe16(cdb, 2, f.lba & 0xffff);
@@ -75,17 +80,7 @@ const layout10: Layout = {
   length: 10,
   flagsByte: 1,
   lengthByte: 7,
-  decode: (cdb) => {
-    const b1 = cdb[1]!;
-    return {
-      lba: be32(cdb, 2),
-      blocks: be16(cdb, 7),
-      dpo: (b1 & 0x10) !== 0,
-      fua: (b1 & 0x08) !== 0,
-      protect: b1 >>> 5,
-      group: cdb[6]! & 0x3f,
-    };
-  },
+  decode: (cdb) => fieldsOf(be32(cdb, 2), be16(cdb, 7), cdb[1]!, cdb[6]! & 0x3f),
   encode(cdb, f) {
     cdb[1] = flagByte(f);
     putBe32(cdb, 2, f.lba);
@@ -99,7 +94,7 @@ const layout12: Layout = {
   length: 12,
   flagsByte: 1,
   lengthByte: 6,
-  decode: (cdb) => ({ lba: be32(cdb, 2), blocks: be32(cdb, 6), group: cdb[10]! & 0x3f, ...flags(cdb[1]!) }),
+  decode: (cdb) => fieldsOf(be32(cdb, 2), be32(cdb, 6), cdb[1]!, cdb[10]! & 0x3f),
   encode(cdb, f) {
     cdb[1] = flagByte(f);
     putBe32(cdb, 2, f.lba);
@@ -113,7 +108,7 @@ const layout16: Layout = {
   length: 16,
   flagsByte: 1,
   lengthByte: 10,
-  decode: (cdb) => ({ lba: be64(cdb, 2), blocks: be32(cdb, 10), group: cdb[14]! & 0x3f, ...flags(cdb[1]!) }),
+  decode: (cdb) => fieldsOf(be64(cdb, 2), be32(cdb, 10), cdb[1]!, cdb[14]! & 0x3f),
   encode(cdb, f) {
     cdb[1] = flagByte(f);
     putBe64(cdb, 2, f.lba);
@@ -149,7 +144,7 @@ const layout32 = (serviceAction: number): Layout => ({
   length: 32,
   flagsByte: 10,
   lengthByte: 28,
-  decode: (cdb) => ({ lba: be64(cdb, 12), blocks: be32(cdb, 28), group: cdb[6]! & 0x3f, ...flags(cdb[10]!) }),
+  decode: (cdb) => fieldsOf(be64(cdb, 12), be32(cdb, 28), cdb[10]!, cdb[6]! & 0x3f),
   encode(cdb, f) {
     cdb[6] = f.group;
     cdb[7] = 0x18;
@@ -171,53 +166,102 @@ const layout32 = (serviceAction: number): Layout => ({
   },
 });
 
-const noop = () => undefined;
-
 /** The signal for the backend call: none for a backend that ignores it, so none is built. */
 const backendSignal = (ctx: CommandContext<ReadWriteFields>): AbortSignal | undefined =>
   ctx.unit.backend.ignoresSignal ? undefined : ctx.signal;
 
+/**
+ * READ: straight into the caller's Data-In memory when it holds the transfer
+ * (one buffer or a scatter list), else into a new buffer. The uncontended case
+ * is synchronous and allocates nothing of its own: no closure, no promise.
+ */
 const readHandler =
   (layout: Layout): CommandHandler<ReadWriteFields> =>
-  (ctx: CommandContext<ReadWriteFields>) => {
+  (ctx) => {
     const { lba, blocks } = ctx.fields;
     const unit = ctx.unit;
     checkTransferLength(unit, blocks, layout.lengthByte);
     checkLbaRange(unit, lba, blocks);
     if (blocks === 0) return undefined;
     const bytes = blocks * unit.backend.blockSize;
-    const into = ctx.dataInBuffer;
-    const data =
-      into === undefined || into.length < bytes
-        ? allocateDataIn(bytes)
-        : into.length === bytes
-          ? into
-          : into.subarray(0, bytes);
-    const done = withRangeLock(
-      unit,
-      lba,
-      blocks,
-      'shared',
-      () => readBlocks(unit, lba, data, backendSignal(ctx)),
-      () => ctx.signal,
-    );
-    return isPromise(done) ? done.then(() => data) : data;
+    const into = readTarget(ctx.dataInBuffer, bytes);
+    if (!unit.locks.tryShared()) return readLocked(ctx, into, bytes);
+    let done: Promise<void> | void;
+    try {
+      done = readBlocks(unit, lba, into, backendSignal(ctx));
+    } catch (error) {
+      unit.locks.releaseShared();
+      throw error;
+    }
+    if (isPromise(done))
+      return done.finally(() => unit.locks.releaseShared()).then(() => readOutput(into, bytes));
+    unit.locks.releaseShared();
+    return readOutput(into, bytes);
   };
 
+/** Where READ puts `bytes`: the caller's memory if it is large enough, else a new buffer. */
+function readTarget(buffer: DataBuffer | undefined, bytes: number): DataBuffer {
+  if (buffer === undefined) return allocateDataIn(bytes);
+  if (!isScatterList(buffer)) {
+    if (buffer.length === bytes) return buffer;
+    return buffer.length > bytes ? buffer.subarray(0, bytes) : allocateDataIn(bytes);
+  }
+  const total = byteLength(buffer);
+  if (total === bytes) return buffer;
+  return total > bytes ? limitSegments(buffer, bytes) : allocateDataIn(bytes);
+}
+
+/** The handler's answer: the data (a view of the caller's buffer), or the byte count when it went into a scatter list. */
+const readOutput = (into: DataBuffer, bytes: number): Uint8Array | number =>
+  isScatterList(into) ? bytes : into;
+
+/** READ that must wait for its range lock (a COMPARE AND WRITE or FORMAT holds it). */
+async function readLocked(
+  ctx: CommandContext<ReadWriteFields>,
+  into: DataBuffer,
+  bytes: number,
+): Promise<Uint8Array | number> {
+  const { lba, blocks } = ctx.fields;
+  const release = await acquireRange(ctx.unit, lba, blocks, 'shared', ctx.signal);
+  try {
+    await readBlocks(ctx.unit, lba, into, backendSignal(ctx));
+  } finally {
+    release();
+  }
+  return readOutput(into, bytes);
+}
+
+/** WRITE: from the transport's Data-Out (its scatter list when it has one: writev, no gather). */
 const writeHandler: CommandHandler<ReadWriteFields> = (ctx) => {
   const { lba, blocks, fua } = ctx.fields;
   if (blocks === 0) return undefined;
   const unit = ctx.unit;
-  const done = withRangeLock(
-    unit,
-    lba,
-    blocks,
-    'shared',
-    () => writeBlocks(unit, lba, ctx.dataOut, fua, backendSignal(ctx)),
-    () => ctx.signal,
-  );
-  return isPromise(done) ? done.then(noop) : undefined;
+  const data = ctx.dataOutSegments ?? ctx.dataOut;
+  if (!unit.locks.tryShared()) return writeLocked(ctx, data);
+  let done: Promise<void> | void;
+  try {
+    done = writeBlocks(unit, lba, data, fua, backendSignal(ctx));
+  } catch (error) {
+    unit.locks.releaseShared();
+    throw error;
+  }
+  if (isPromise(done)) return done.finally(() => unit.locks.releaseShared()).then(nothing);
+  unit.locks.releaseShared();
+  return undefined;
 };
+
+const nothing = (): undefined => undefined;
+
+async function writeLocked(ctx: CommandContext<ReadWriteFields>, data: DataBuffer): Promise<undefined> {
+  const { lba, blocks, fua } = ctx.fields;
+  const release = await acquireRange(ctx.unit, lba, blocks, 'shared', ctx.signal);
+  try {
+    await writeBlocks(ctx.unit, lba, data, fua, backendSignal(ctx));
+  } finally {
+    release();
+  }
+  return undefined;
+}
 
 /** Validates the CDB against the unit before any Data-Out is needed, then sizes it. */
 const writeDataOutLength =

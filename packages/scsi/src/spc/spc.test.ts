@@ -210,7 +210,7 @@ describe('VPD pages follow the commands the unit offers (OpcodeEntry.supported)'
 describe('TEST UNIT READY', () => {
   it('GOOD with no data on a ready unit', async () => {
     const { unit } = makeUnit();
-    expect(await run(unit, [0, 0, 0, 0, 0, 0])).toEqual({ status: 0, residual: 0 });
+    expect(await run(unit, [0, 0, 0, 0, 0, 0])).toEqual({ status: 0, residual: 0, direction: 'none' });
   });
 
   it('NOT READY / INITIALIZING COMMAND REQUIRED while stopped', async () => {

@@ -30,7 +30,9 @@ export function run(
   cdb: CdbLike,
   request: Omit<CommandRequest, 'cdb'> = {},
 ): Promise<CommandResult> {
-  return unit.execute({ ...request, cdb: cdb instanceof Uint8Array ? cdb : Uint8Array.from(cdb) });
+  return Promise.resolve(
+    unit.execute({ ...request, cdb: cdb instanceof Uint8Array ? cdb : Uint8Array.from(cdb) }),
+  );
 }
 
 export function senseOf(result: CommandResult): DecodedSense {
