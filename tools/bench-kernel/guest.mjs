@@ -2,12 +2,13 @@
 // Guest half of `pnpm bench:kernel` (see ./run.mjs): runs as root inside one kernel-vm boot,
 // serves a tmpfs image through ONE backstore on tcm_loop, runs the fio jobs, writes JSON.
 //
-//   node tools/bench-kernel/guest.mjs --backstore fileio|tcmu-runner|tcmufile --out FILE
+//   node tools/bench-kernel/guest.mjs --backstore NAME --out FILE
 //        [--runtime 10] [--size 256M] [--tcmufile source|dist]
 //
-// Plain configfs writes for the baselines, on purpose: the reference setups must not depend on
-// the code under test. tcmu-runner gets its own boot (a daemon that answered netlink once makes
-// later `enable` writes wait for replies: /work/shared/vm/README.md, pitfall 5).
+// NAME is one of jobs.mjs `backstores`. Plain configfs writes for the baselines (fileio,
+// tcmu-runner, c-minimal), on purpose: the reference setups must not depend on the code under
+// test. tcmu-runner gets its own boot (a daemon that answered netlink once makes later `enable`
+// writes wait for replies: /work/shared/vm/README.md, pitfall 5).
 import { spawn, spawnSync } from 'node:child_process';
 import {
   existsSync,
@@ -22,7 +23,7 @@ import {
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { jobs } from './jobs.mjs';
+import { backstores, jobs } from './jobs.mjs';
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const CFS = '/sys/kernel/config/target';
@@ -41,9 +42,9 @@ const { values } = parseArgs({
   },
 });
 const backstore = values.backstore;
-if (!['fileio', 'tcmu-runner', 'tcmufile'].includes(backstore ?? '') || !values.out) {
+if (!backstores.includes(backstore ?? '') || !values.out) {
   console.error(
-    'usage: guest.mjs --backstore fileio|tcmu-runner|tcmufile --out FILE [--runtime S] [--size BYTES]',
+    `usage: guest.mjs --backstore ${backstores.join('|')} --out FILE [--runtime S] [--size BYTES]`,
   );
   process.exit(2);
 }
@@ -145,11 +146,57 @@ async function setUpTcmuRunner() {
   };
 }
 
-async function setUpTcmufile() {
+/**
+ * The limit row: ./minimal-consumer.c (single thread, serves each command in place with
+ * preadv/pwritev on the ring's iovecs), compiled in the guest with the host's cc.
+ */
+async function setUpCMinimal() {
+  const hba = join(CFS, 'core', 'user_1');
+  const dir = join(hba, NAME);
+  const config = `minimal/${IMAGE}`;
+  mkdirSync(dir, { recursive: true });
+  write(join(dir, 'control'), `dev_config=${config},dev_size=${size},hw_block_size=512`);
+  write(join(dir, 'control'), 'nl_reply_supported=-1'); // no netlink replies awaited on enable
+  write(join(dir, 'enable'), '1');
+  const uioName = `tcm-user/1/${NAME}/${config}`;
+  const uio = readdirSync('/sys/class/uio').find(
+    (entry) => readFileSync(`/sys/class/uio/${entry}/name`, 'utf8').trim() === uioName,
+  );
+  if (!uio) throw new Error(`no /sys/class/uio/*/name is ${uioName}`);
+  const mapSize = Number.parseInt(readFileSync(`/sys/class/uio/${uio}/maps/map0/size`, 'utf8'), 16);
+  const binary = '/tmp/minimal-consumer';
+  run('cc', ['-O2', '-Wall', '-Wextra', '-o', binary, join(repo, 'tools/bench-kernel/minimal-consumer.c')]);
+  const args = [`/dev/${uio}`, String(mapSize), IMAGE, '512', String(size / 512)];
+  const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+  const exited = new Promise((done) => child.once('exit', (code, signal) => done({ code, signal })));
+  // It prints "ready" once the ring is mapped: link the LUN only then (the scan starts at once).
+  await new Promise((done, fail) => {
+    child.stdout.setEncoding('utf8');
+    child.stdout.once('data', done);
+    exited.then(({ code, signal }) => fail(new Error(`minimal-consumer exited (${code ?? signal})`)));
+  });
+  const disk = await waitForDisk(loopbackLun(dir));
+  return {
+    disk,
+    details: { consumer: 'minimal-consumer.c (cc -O2, single thread, in place)', mapBytes: mapSize },
+    async tearDown() {
+      removeLoopbackLun();
+      child.kill('SIGTERM');
+      const { code, signal } = await exited;
+      if (code !== 0) throw new Error(`minimal-consumer exited ${code ?? signal} on SIGTERM`);
+      rmdirSync(dir);
+      rmdirSync(hba);
+    },
+  };
+}
+
+/** `tcmufile serve`; `io` adds `--io <io>`, without it the CLI's default is measured. */
+async function setUpTcmufile(io) {
   const fromDist = values.tcmufile === 'dist';
   const cli = join(repo, 'apps/tcmufile', fromDist ? 'dist/cli.js' : 'src/cli.ts');
   const nodeArgs = fromDist ? [cli] : ['--conditions=@tcmu/source', '--import', 'tsx', cli];
   const args = [...nodeArgs, 'serve', IMAGE, '--name', NAME, '--block-size', '512', '--dir', '/dev/tcmufile'];
+  if (io) args.push('--io', io);
   const child = spawn(process.execPath, args, { cwd: repo, stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.setEncoding('utf8');
@@ -172,7 +219,11 @@ async function setUpTcmufile() {
   });
   return {
     disk,
-    details: { tcmufile: fromDist ? 'dist (tsup build)' : 'source (tsx)', node: process.version },
+    details: {
+      tcmufile: fromDist ? 'dist (tsup build)' : 'source (tsx)',
+      node: process.version,
+      io: io ? `--io ${io}` : 'no --io (CLI default)',
+    },
     async tearDown() {
       child.kill('SIGTERM');
       const { code, signal } = await exited;
@@ -212,7 +263,13 @@ function fio(disk, job) {
   };
 }
 
-const setUp = { fileio: setUpFileio, 'tcmu-runner': setUpTcmuRunner, tcmufile: setUpTcmufile }[backstore];
+const setUp = {
+  fileio: setUpFileio,
+  'tcmu-runner': setUpTcmuRunner,
+  'c-minimal': setUpCMinimal,
+  tcmufile: () => setUpTcmufile(),
+  'tcmufile-sync': () => setUpTcmufile('sync'),
+}[backstore];
 log(`preparing a ${size >> 20} MiB image on tmpfs`);
 makeImage();
 const served = await setUp();

@@ -8,5 +8,9 @@ export const jobs = [
   { name: '128k-write-qd16', rw: 'write', bs: '128k', iodepth: 16, random: false },
 ];
 
-/** Backstores in table order: the two references first. */
-export const backstores = ['fileio', 'tcmu-runner', 'tcmufile'];
+/**
+ * Backstores in table order: the references first (the kernel's fileio, tcmu-runner, and
+ * c-minimal, the least a TCMU consumer can do: ./minimal-consumer.c), then tcmufile with the
+ * CLI's default I/O mode and with `--io sync`.
+ */
+export const backstores = ['fileio', 'tcmu-runner', 'c-minimal', 'tcmufile', 'tcmufile-sync'];

@@ -1,25 +1,35 @@
 #!/usr/bin/env node
-// `pnpm bench:kernel`: tcmufile vs tcmu-runner vs the kernel's fileio backstore, with fio, on the
-// real kernel in the kernel-vm (one boot per backstore). Not part of the tests.
+// `pnpm bench:kernel`: tcmufile vs tcmu-runner vs a minimal C consumer vs the kernel's fileio
+// backstore, with fio, on the real kernel in the kernel-vm (one boot per backstore and round).
+// Not part of the tests.
 //
-//   node tools/bench-kernel/run.mjs [--runtime 10] [--rounds 1] [--only tcmufile,fileio]
+//   node tools/bench-kernel/run.mjs [--runtime 10] [--rounds 3] [--only tcmufile,fileio]
 //                                   [--no-record] [--tcmufile source|dist] [--from-saved]
 //
 // --from-saved boots nothing: it rebuilds the table (and the docs section) from the last results.
-// --rounds N boots each backstore N times, alternating, and keeps each job's best run: the
-// machine is shared, and the best of several runs is the least disturbed by other load.
+// --rounds N (1..9) boots each selected backstore N times, interleaved (round 1 of every
+// backstore, then round 2, ...), so slow phases of the shared host hit all of them alike; every
+// round is kept and the table shows each job's median over the rounds.
 // --only re-runs some backstores and takes the others from their last results
-// (.vm-artifacts/bench-kernel/<backstore>.json). The table goes to stdout and, unless
-// --no-record, into docs/benchmarks.md, section "Kernel benchmark".
+// (.vm-artifacts/bench-kernel/<backstore>.json, {rounds: [guest JSON, ...], ...}). The table goes
+// to stdout and, unless --no-record, into docs/benchmarks.md, section "Kernel benchmark".
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { backstores } from './jobs.mjs';
-import { buildRows, formatSection, formatTable, formatVerdict, replaceSection } from './report.mjs';
+import { backstores, jobs } from './jobs.mjs';
+import {
+  buildRows,
+  formatSection,
+  formatTable,
+  formatVerdict,
+  medianResult,
+  replaceSection,
+} from './report.mjs';
 
+const jobNames = jobs.map((job) => job.name);
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const artifacts = join(repo, '.vm-artifacts', 'bench-kernel');
 const docs = join(repo, 'docs', 'benchmarks.md');
@@ -27,7 +37,7 @@ const docs = join(repo, 'docs', 'benchmarks.md');
 const { values } = parseArgs({
   options: {
     runtime: { type: 'string', default: '10' },
-    rounds: { type: 'string', default: '1' },
+    rounds: { type: 'string', default: '3' },
     only: { type: 'string' },
     'no-record': { type: 'boolean', default: false },
     'from-saved': { type: 'boolean', default: false },
@@ -40,8 +50,8 @@ if (!Number.isInteger(runtime) || runtime < 1 || runtime > 120) {
   process.exit(2);
 }
 const rounds = Number(values.rounds);
-if (!Number.isInteger(rounds) || rounds < 1 || rounds > 5) {
-  console.error('bench-kernel: --rounds must be 1..5');
+if (!Number.isInteger(rounds) || rounds < 1 || rounds > 9) {
+  console.error('bench-kernel: --rounds must be 1..9');
   process.exit(2);
 }
 const selected = values['from-saved']
@@ -82,22 +92,14 @@ function boot(backstore, out) {
   return new Promise((done) => child.once('exit', (code, signal) => done(code ?? (signal ? 128 : 1))));
 }
 
-/** Per job, the run with the most IOPS. */
-function bestOf(previous, next) {
-  if (!previous) return next;
-  const jobs = next.jobs.map((job) => {
-    const earlier = previous.jobs.find((candidate) => candidate.name === job.name);
-    return earlier && earlier.iops > job.iops ? earlier : job;
-  });
-  return {
-    ...next,
-    jobs,
-    rounds: (previous.rounds ?? 1) + 1,
-    hostLoad: `${previous.hostLoad}; ${next.hostLoad}`,
-  };
+/** The saved form: every round, the last round's description, and the median jobs for a reader. */
+function saved(rounds) {
+  const { jobs: _jobs, hostLoad: _load, round: _round, ...last } = rounds[rounds.length - 1];
+  const report = { ...last, rounds };
+  return { ...report, jobs: jobNames.map((name) => medianResult(report, name)).filter(Boolean) };
 }
 
-const reports = {};
+const runs = {}; // backstore -> its rounds that succeeded, in order
 const failures = [];
 for (let round = 1; round <= rounds; round++) {
   for (const backstore of backstores) {
@@ -112,16 +114,19 @@ for (let round = 1; round <= rounds; round++) {
       continue;
     }
     const hostLoad = `${loadBefore}-${loadavg()[0].toFixed(1)}`;
-    reports[backstore] = bestOf(reports[backstore], { ...JSON.parse(readFileSync(out, 'utf8')), hostLoad });
+    const result = { ...JSON.parse(readFileSync(out, 'utf8')), round, hostLoad };
+    runs[backstore] = [...(runs[backstore] ?? []), result];
     rmSync(out, { force: true });
   }
 }
+const reports = {};
 for (const backstore of backstores) {
-  const saved = join(artifacts, `${backstore}.json`);
-  if (reports[backstore]) {
-    writeFileSync(saved, `${JSON.stringify(reports[backstore], null, 2)}\n`);
-  } else if (!selected.includes(backstore) && existsSync(saved)) {
-    reports[backstore] = JSON.parse(readFileSync(saved, 'utf8'));
+  const file = join(artifacts, `${backstore}.json`);
+  if (runs[backstore]) {
+    reports[backstore] = saved(runs[backstore]);
+    writeFileSync(file, `${JSON.stringify(reports[backstore], null, 2)}\n`);
+  } else if (!selected.includes(backstore) && existsSync(file)) {
+    reports[backstore] = JSON.parse(readFileSync(file, 'utf8'));
     console.error(`bench-kernel: ${backstore}: reusing the result of ${reports[backstore].date}`);
   }
 }
