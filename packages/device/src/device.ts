@@ -10,7 +10,7 @@ import {
   SenseReasons,
   senseFor,
 } from '@tcmu/scsi';
-import { LANE_OPCODES, type RingCommand, type TcmuRing } from '@tcmu/ring';
+import { LANE_OPCODES, type LaneCounters, type RingCommand, type TcmuRing } from '@tcmu/ring';
 import {
   DeviceClosedError,
   DeviceError,
@@ -214,6 +214,12 @@ export class Device extends EventEmitter<DeviceEvents> {
     return this.#metrics.snapshot();
   }
 
+  /** What the ring's native lane answered (undefined without the lane: `nativeLane` option). */
+  get nativeLane(): LaneCounters | undefined {
+    const lane = this.#completions?.lane;
+    return lane?.configured || (lane !== undefined && this.#options.nativeLane) ? lane.counters() : undefined;
+  }
+
   /** The live collector (e.g. for its latency histogram buckets). */
   get metrics(): MetricsCollector {
     return this.#metrics;
@@ -251,10 +257,12 @@ export class Device extends EventEmitter<DeviceEvents> {
       step = 'uio';
       this.#uio = await platform.findUio(this.#backstore);
       step = 'ring';
+      const backstore = this.#backstore;
       const ring = platform.openRing(this.#uio, {
         maxInFlight: options.queueDepth,
         device: options.name,
         nexus: options.nexus,
+        freeKeptBuffer: (id) => platform.freeKeptBuffer(backstore, id),
       });
       this.#ring = ring;
       this.#completions = ring;

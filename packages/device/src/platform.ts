@@ -13,6 +13,8 @@ export interface RingOpenOptions {
   readonly device: string;
   /** The I_T nexus id commands are attributed to. */
   readonly nexus: string;
+  /** Gives a buffer kept with KEEP_BUF back to the kernel (see TcmuRingOptions.freeKeptBuffer). */
+  readonly freeKeptBuffer: (id: number) => Promise<void>;
 }
 
 export interface DevicePlatform {
@@ -22,6 +24,8 @@ export interface DevicePlatform {
   findUio(backstore: BackstoreRef): Promise<UioRef>;
   /** Open and map the ring, polling started. */
   openRing(uio: UioRef, options: RingOpenOptions): TcmuRing;
+  /** Writes `id` to the backstore's action/free_kept_buf (a buffer kept with TCMU_UFLAG_KEEP_BUF). */
+  freeKeptBuffer(backstore: BackstoreRef, id: number): Promise<void>;
   /** Best effort: ask the kernel for this queue depth; returns the depth in force (if known). */
   setQueueDepth(backstore: BackstoreRef, depth: number): Promise<number | undefined>;
   /** A loopback target (with its nexus) or an iSCSI target with a portal. */

@@ -52,6 +52,8 @@ export function systemPlatform(options: SystemPlatformOptions = {}): DevicePlatf
         blockSize: spec.blockSize,
         serial: spec.serial,
         hwMaxSectors: spec.hwMaxSectors,
+        // TMR entries in the ring: ABORT TASK and LUN RESET abort the handlers' signals.
+        attributes: { tmr_notification: 1 },
         ...(spec.hba !== undefined ? { hba: spec.hba } : {}),
         ...(spec.maxDataAreaMb !== undefined ? { maxDataAreaMb: spec.maxDataAreaMb } : {}),
       });
@@ -64,6 +66,10 @@ export function systemPlatform(options: SystemPlatformOptions = {}): DevicePlatf
     },
 
     openRing,
+
+    async freeKeptBuffer(backstore, id) {
+      await fs.writeFile(`${backstore.path}/action/free_kept_buf`, String(id));
+    },
 
     async setQueueDepth(backstore, depth) {
       // Writable after enable and before the first export, at most hw_queue_depth.

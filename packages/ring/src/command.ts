@@ -44,8 +44,11 @@ export class RingCommand {
   readonly dataOutLength: number;
   /** size of the Data-In buffer (BIDI buffer if any, else the main buffer) */
   readonly dataInLength: number;
-  /** @internal 'aborted': answered by TcmuRing.abortNow while its handler may still run */
-  state: 'active' | 'completed' | 'aborted' | 'abandoned' = 'active';
+  /**
+   * @internal 'aborted': answered by TcmuRing.abortNow while its handler may
+   * still run; 'kept': the same, with its ring memory kept (KEEP_BUF) until it ends
+   */
+  state: 'active' | 'completed' | 'aborted' | 'kept' | 'abandoned' = 'active';
   /** @internal bytes of Data-In written by writeDataIn, high-water mark */
   dataInWritten = 0;
 
@@ -245,7 +248,7 @@ export class RingCommand {
   }
 
   #assertActive(): void {
-    if (this.state === 'active') return;
+    if (this.state === 'active' || this.state === 'kept') return;
     if (this.state === 'abandoned')
       throw new RingClosedError(`command ${this.id} was abandoned when the ring closed`);
     throw new RingUsageError(`command ${this.id} is already completed`);

@@ -22,6 +22,8 @@ export interface LaneCounters {
   readonly writes: number;
   readonly bytesRead: number;
   readonly bytesWritten: number;
+  /** of those, commands whose data came in several iovecs */
+  readonly scattered: number;
 }
 
 /**
@@ -96,6 +98,7 @@ export class NativeLane {
       writes: s[LANE_STATS.writes]!,
       bytesRead: s[LANE_STATS.bytesRead]!,
       bytesWritten: s[LANE_STATS.bytesWritten]!,
+      scattered: s[LANE_STATS.scattered]!,
     };
   }
 }

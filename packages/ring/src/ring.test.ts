@@ -663,3 +663,82 @@ describe('readUioMapSize', () => {
     expect(() => readUioMapSize('/dev/uio3', root)).toThrow(MailboxError);
   });
 });
+
+describe('ring memory lent to a backend (abortNow)', () => {
+  /** Holds every command; fails if anything else reached the handler. */
+  function lending(flags: number) {
+    const sim = new KernelSimulator({ flags, dataSize: 16 * 4096 });
+    cleanups.push(() => sim.close());
+    const ring = TcmuRing.open({ ...sim.ringOptions(), freeKeptBuffer: (id) => sim.freeKeptBuffer(id) });
+    cleanups.push(() => ring.close());
+    return { sim, ring, held: hold(ring) };
+  }
+  const write10 = (lba: number, blocks: number) => {
+    const cdb = read10(lba, blocks);
+    cdb[0] = 0x2a;
+    return cdb;
+  };
+
+  it('answers a command without lent memory at once, TASK ABORTED, and drops its later answer', async () => {
+    const { sim, ring, held } = lending(KERNEL_FLAGS.current);
+    const result = sim.submit({ cdb: new Uint8Array(6) });
+    await until(() => expect(held.length).toBe(1));
+    expect(ring.abortNow(held[0]!, new Error('deadline'))).toBe(true);
+    expect((await result).status).toBe(0x40);
+    expect(held[0]!.aborted).toBe(true);
+    expect(ring.complete(held[0]!, 0)).toBe(false);
+    expect(sim.kept).toEqual([]);
+  });
+
+  it('with KEEP_BUF: answers a command whose Data-In a backend still fills; a late write never reaches a reused block', async () => {
+    const { sim, ring, held } = lending(KERNEL_FLAGS.current);
+    const slowRead = sim.submit({ cdb: read10(0, 8), dataInLength: 4096 });
+    await until(() => expect(held.length).toBe(1));
+    const reader = held[0]!;
+    const lent = reader.dataInBuffer as Uint8Array; // a backend is reading into it
+    expect(ring.abortNow(reader, new Error('deadline'))).toBe(true);
+    expect((await slowRead).status).toBe(0x40);
+    expect(sim.kept).toEqual([reader.id]);
+    // Other commands come and take data blocks: none may be the kept ones.
+    const payloads = Array.from({ length: 6 }, (_, i) => filled(4096, 0x10 + i));
+    const writes = payloads.map((dataOut, i) => sim.submit({ cdb: write10(8 + i * 8, 8), dataOut }));
+    await until(() => expect(held.length).toBe(7));
+    lent.fill(0xee); // the backend's late write
+    held.slice(1).forEach((writer, i) => {
+      expectBytes(writer.dataOut, payloads[i]!);
+      ring.complete(writer, 0);
+    });
+    for (const write of writes) expect((await write).status).toBe(0);
+    expectBytes(sim.dataOf(reader.id), filled(4096, 0xee)); // it landed in its own, kept blocks
+    expect(ring.complete(reader, 0)).toBe(false); // the backend is done: the buffer goes back
+    expect(sim.kept).toEqual([]);
+    expect(sim.broken).toBeUndefined();
+  });
+
+  it('without KEEP_BUF: leaves such a command unanswered until its backend is done', async () => {
+    const { sim, ring, held } = lending(KERNEL_FLAGS.oooOnly);
+    const slowRead = sim.submit({ cdb: read10(0, 8), dataInLength: 4096 });
+    await until(() => expect(held.length).toBe(1));
+    const reader = held[0]!;
+    const lent = reader.dataInBuffer as Uint8Array;
+    expect(ring.abortNow(reader, new Error('deadline'))).toBe(false);
+    expect(reader.signal.aborted).toBe(true);
+    lent.fill(0x33);
+    reader.writeDataIn(lent);
+    expect(ring.complete(reader, 0x40, undefined, 0)).toBe(true);
+    expect((await slowRead).status).toBe(0x40);
+  });
+
+  it('a closed ring keeps the map and the fd while a kept buffer may still be written', async () => {
+    const { sim, ring, held } = lending(KERNEL_FLAGS.current);
+    void sim.submit({ cdb: read10(0, 1), dataInLength: 512 });
+    await until(() => expect(held.length).toBe(1));
+    const lent = held[0]!.dataInBuffer as Uint8Array;
+    ring.abortNow(held[0]!, new Error('deadline'));
+    await ring.close();
+    expect(lent.length).toBe(512);
+    lent.fill(1); // still our memory
+    ring.complete(held[0]!, 0);
+    expect(lent.length).toBe(0);
+  });
+});

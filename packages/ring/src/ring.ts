@@ -34,6 +34,13 @@ interface CommonOptions {
   device?: string;
   /** The I_T nexus id every command reports: the ring carries none (default ''). */
   nexus?: string;
+  /**
+   * Gives back a data buffer kept with TCMU_UFLAG_KEEP_BUF: writes the id to
+   * the backstore's action/free_kept_buf. With it (and CAP_KEEP_BUF),
+   * abortNow() can answer a command whose ring memory a backend may still
+   * use; without it such a command is answered only when its backend is done.
+   */
+  freeKeptBuffer?: (id: number) => void | Promise<void>;
 }
 
 export interface UioRingOptions extends CommonOptions {
@@ -132,8 +139,15 @@ export class TcmuRing extends EventEmitter<TcmuRingEvents> implements CommandSou
   #publishScheduled = false;
   readonly #publishTask = () => this.#publish();
   #drainWaiters: Array<() => void> = [];
-  /** Abandoned commands whose ring memory a handler may still use: the map stays until they end. */
-  #exposedAbandoned = 0;
+  /**
+   * Commands whose ring memory a backend may still use although their entry is
+   * answered (kept with KEEP_BUF) or abandoned: the map and the fd stay until
+   * each has ended (the kernel releases kept buffers when the fd closes, and
+   * may then give their pages to other commands).
+   */
+  #lent = 0;
+  readonly #freeKeptBuffer: ((id: number) => void | Promise<void>) | undefined;
+  #released = false;
 
   /**
    * Opens and maps a TCMU ring. Commands are delivered once a 'command'
@@ -178,6 +192,7 @@ export class TcmuRing extends EventEmitter<TcmuRingEvents> implements CommandSou
     this.maxInFlight = maxInFlight;
     this.device = options.device ?? defaultName;
     this.nexus = options.nexus ?? '';
+    this.#freeKeptBuffer = options.freeKeptBuffer;
     this.#ownedFd = ownedFd;
     this.#recordCapacity = maxInFlight + EXTRA_RECORDS;
     const addon = loadAddon();
@@ -298,19 +313,33 @@ export class TcmuRing extends EventEmitter<TcmuRingEvents> implements CommandSou
   }
 
   /**
-   * Answers TASK ABORTED for a command whose handler may still be running
-   * (a drain deadline), unless its ring memory was handed out: a backend may
-   * still be reading or writing those blocks, and once completed the kernel
-   * reuses them. Then only its signal is aborted and it completes when its
-   * handler ends. Returns whether it was answered now.
+   * Answers TASK ABORTED for a command whose handler may still be running (a
+   * drain deadline) and aborts its signal. A command whose ring memory was
+   * handed out (a backend may still be reading or writing those blocks, which
+   * the kernel reuses once the command is reaped) is answered with
+   * TCMU_UFLAG_KEEP_BUF, so the kernel keeps its blocks until the handler
+   * ends and complete() gives them back (freeKeptBuffer); without KEEP_BUF
+   * support it is not answered now. Returns whether it was answered.
    */
   abortNow(command: RingCommand, reason: Error): boolean {
     command.abort(reason);
-    if (this.#commands[command.id] !== command || command.memoryExposed) return false;
+    if (this.#commands[command.id] !== command) return false;
+    const keep = command.memoryExposed;
+    if (keep && (!this.flags.keepBuf || this.#freeKeptBuffer === undefined)) return false;
     // The handler may still read its CDB: later commands get CDB memory of their own.
     this.#cdbReuse = false;
-    this.complete(command, SAM_STATUS_TASK_ABORTED, undefined, 0);
-    command.state = 'aborted';
+    if (!keep) {
+      this.complete(command, SAM_STATUS_TASK_ABORTED, undefined, 0);
+      command.state = 'aborted';
+      return true;
+    }
+    const result = this.#engine.complete(command.id, SAM_STATUS_TASK_ABORTED, 0, ABI.uflags.keepBuf);
+    if (result !== 0) throw new RingUsageError(`the engine refused completing command ${command.id} (${result})`);
+    command.state = 'kept';
+    this.#commands[command.id] = undefined;
+    this.#inFlight--;
+    this.#lent++;
+    this.#schedulePublish();
     return true;
   }
 
@@ -357,13 +386,12 @@ export class TcmuRing extends EventEmitter<TcmuRingEvents> implements CommandSou
       abandoned.push(command.id);
       command.state = 'abandoned';
       command.abort(closedError);
-      if (command.memoryExposed) this.#exposedAbandoned++;
+      if (command.memoryExposed) this.#lent++;
       this.#commands[command.id] = undefined;
     }
     this.#inFlight = 0;
-    if (this.#exposedAbandoned === 0) this.#engine.unmap();
-    if (this.#ownedFd !== undefined) closeSync(this.#ownedFd);
     this.#state = 'closed';
+    if (this.#lent === 0) this.#release();
     this.emit('close');
     return { abandoned, resumable: abandoned.length === 0 || !this.#engine.overtaken };
   }
@@ -469,17 +497,47 @@ export class TcmuRing extends EventEmitter<TcmuRingEvents> implements CommandSou
 
   // -------------------------------------------------------------- completion
 
+  /** Unmaps and closes the fd it opened: once closed and nothing is lent any more. */
+  #release(): void {
+    if (this.#released) return;
+    this.#released = true;
+    this.#engine.unmap();
+    if (this.#ownedFd !== undefined) closeSync(this.#ownedFd);
+  }
+
+  /** The late end of a command answered by abortNow or abandoned by close: give back what it held. */
   #completeStale(command: RingCommand): boolean {
-    if (command.state === 'abandoned') {
-      if (command.memoryExposed && --this.#exposedAbandoned === 0) this.#engine.unmap();
+    const { state } = command;
+    if (state === 'kept') {
       command.state = 'completed';
+      if (!this.#released) {
+        try {
+          const freed = this.#freeKeptBuffer!(command.id);
+          if (freed instanceof Promise) freed.catch((error) => this.#keptBufferLost(command.id, error));
+        } catch (error) {
+          this.#keptBufferLost(command.id, error);
+        }
+      }
+      this.#endLent();
       return false;
     }
-    if (command.state === 'aborted') {
+    if (state === 'abandoned' || state === 'aborted') {
       command.state = 'completed';
+      if (state === 'abandoned' && command.memoryExposed) this.#endLent();
       return false;
     }
     throw new RingUsageError(`command ${command.id} is not in flight on this ring (completed twice?)`);
+  }
+
+  #endLent(): void {
+    if (--this.#lent === 0 && this.#state === 'closed') this.#release();
+  }
+
+  /** free_kept_buf failed: the kernel frees kept buffers at ring reset and when the fd closes anyway. */
+  #keptBufferLost(id: number, error: unknown): void {
+    if (this.listenerCount('error') > 0) {
+      this.emit('error', new RingUsageError(`could not give back the kept buffer of command ${id}: ${String(error)}`));
+    }
   }
 
   #schedulePublish(): void {

@@ -43,7 +43,8 @@ export async function createHarness(options: { simulator?: SimulatorOptions } = 
       const simulator = new KernelSimulator({ dataSize: 4 << 20, ...options.simulator });
       simulators.set(uio.path, simulator);
       try {
-        return TcmuRing.open(simulator.ringOptions(ring));
+        // action/free_kept_buf of the fake kernel is the simulator's.
+        return TcmuRing.open({ ...simulator.ringOptions(ring), ...ring, freeKeptBuffer: async (id) => simulator.freeKeptBuffer(id) });
       } catch (error) {
         void simulator.close();
         throw error;

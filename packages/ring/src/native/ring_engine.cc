@@ -46,7 +46,8 @@ constexpr uint8_t kCheckCondition = 0x02;
 // then a latency histogram laid out as LatencyHistogram's (4 buckets per octave from 1 us).
 enum { kReads, kWrites, kBytesRead, kBytesWritten, kLatencyCount, kLatencySumUs, kLatencyMinUs, kLatencyMaxUs, kBuckets };
 constexpr int kBucketCount = 36 * 4 + 1;
-constexpr int kStatsLength = kBuckets + kBucketCount;
+constexpr int kScattered = kBuckets + kBucketCount;  // commands whose data came in several iovecs
+constexpr int kStatsLength = kScattered + 1;
 
 enum CompleteResult { kCompleted = 0, kNotInFlight = 1, kClosed = 2 };
 enum InFlight : uint8_t { kIdle = 0, kWithJs = 1, kWithLane = 2 };
@@ -513,6 +514,7 @@ class RingEngine : public Napi::ObjectWrap<RingEngine> {
     }
     if (!Transfer(write, laneIov_.data(), iovCount, static_cast<off_t>(lba * laneBlockSize_))) return false;
     stats_[write ? kWrites : kReads]++;
+    if (iovCount > 1) stats_[kScattered]++;
     stats_[write ? kBytesWritten : kBytesRead] += static_cast<double>(bytes);
     // The emulation's answer: GOOD; a read declares its Data-In with READ_LEN when offered.
     bool readLen = !write && readLenCap_;

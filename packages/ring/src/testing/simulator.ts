@@ -110,6 +110,8 @@ export class KernelSimulator {
   #lastCleaned: number;
   readonly #blockUsed: Uint8Array;
   readonly #commands = new Map<number, KernelCommand>();
+  /** Completed with TCMU_UFLAG_KEEP_BUF: id and data blocks held until freeKeptBuffer(). */
+  readonly #kept = new Map<number, KernelCommand>();
   readonly #qfull: QueuedCommand[] = [];
   readonly #tmrQueue: Array<{ type: number; ids: number[] }> = [];
   #notifyScheduled = false;
@@ -181,6 +183,32 @@ export class KernelSimulator {
     return [...this.#commands.keys()];
   }
 
+  /** ids completed with KEEP_BUF whose buffers were not given back yet */
+  get kept(): number[] {
+    return [...this.#kept.keys()];
+  }
+
+  /**
+   * action/free_kept_buf (tcmu_free_kept_buf_store): releases the data blocks and
+   * the id of a command completed with KEEP_BUF.
+   * @throws RingUsageError when `id` holds no kept buffer (the kernel's -EINVAL)
+   */
+  freeKeptBuffer(id: number): void {
+    const command = this.#kept.get(id);
+    if (!command) throw new RingUsageError(`free_kept_buf: cmd_id ${id} is not kept`);
+    this.#kept.delete(id);
+    this.#freeBlocks(command.blocks);
+    this.#runQueues();
+  }
+
+  /** Bytes of the data area currently holding `id`'s (kept) data, for tests. */
+  dataOf(id: number): Uint8Array {
+    const command = this.#commands.get(id) ?? this.#kept.get(id);
+    if (!command) throw new RingUsageError(`cmd_id ${id} holds no data blocks`);
+    const length = command.bidiLength > 0 ? command.dataLength + command.bidiLength : command.dataLength;
+    return this.#gather(this.#iovecs(command.blocks, length), length);
+  }
+
   /** commands held back because the ring or data area was full */
   get queued(): number {
     return this.#qfull.length;
@@ -242,6 +270,7 @@ export class KernelSimulator {
     for (const command of this.#commands.values()) command.reject(error);
     for (const queued of this.#qfull.splice(0)) queued.reject(error);
     this.#commands.clear();
+    this.#kept.clear();
     this.#mapping.unmap();
     closeFd(this.eventFd);
     closeFd(this.memoryFd);
@@ -285,7 +314,7 @@ export class KernelSimulator {
       return false;
     }
     let id = 1;
-    while (this.#commands.has(id)) id++; // xa_alloc: lowest free id in 1..0xffff
+    while (this.#commands.has(id) || this.#kept.has(id)) id++; // xa_alloc: lowest free id in 1..0xffff
     if (id > ABI.maxCmdId) {
       this.#freeBlocks(blocks);
       return false;
@@ -469,7 +498,11 @@ export class KernelSimulator {
       const id = this.view.getUint16(entry + ABI.header.cmdId, true);
       const command = this.#commands.get(id);
       if (!command) {
-        this.#markBroken(`cmd_id ${id} not found, ring is broken`);
+        this.#markBroken(
+          this.#kept.has(id)
+            ? `cmd_id ${id} already completed with KEEP_BUF, ring is broken`
+            : `cmd_id ${id} not found, ring is broken`,
+        );
         return;
       }
       this.#commands.delete(id);
@@ -517,7 +550,9 @@ export class KernelSimulator {
         }
       }
     }
-    this.#freeBlocks(command.blocks);
+    // KEEP_BUF: the data blocks (and the id) stay with the command until free_kept_buf.
+    if (uflags & ABI.uflags.keepBuf && this.flags & ABI.mailboxFlags.keepBuf) this.#kept.set(command.id, command);
+    else this.#freeBlocks(command.blocks);
     command.resolve({
       cmdId: command.id,
       status,
