@@ -1,86 +1,75 @@
 /**
- * What the device layer costs per command: 4 KiB READ(10) and WRITE(10)
- * through the ring simulator, served (a) by a bare TcmuRing + LogicalUnit
- * loop (baseline) and (b) by a Device (handler chain, metrics, lifecycle).
- * Both run in this one thread with the simulator, so absolute numbers are
- * low; the ratio is the point. Bounded: about 2 s per row.
+ * What @tcmu/device costs per command, next to C consumers of the same ring in the same run.
+ * The simulated kernel runs in a worker thread and keeps DEPTH READ(10)s or WRITE(10)s
+ * queued; each consumer serves them:
+ *
+ *   C memory         packages/ring/bench/c-consumer.c: copies Data-In from a static buffer
+ *   C file           the same, serving an image with preadv/pwritev straight on the iovecs
+ *   device, memory   openDevice over a MemoryBackend: the TypeScript path
+ *   device, file TS  openDevice over FileBackend (io 'sync') on the image: the TypeScript path
+ *   device, lane     the same with nativeLane: READ/WRITE served in the ring addon
+ *
+ * Reported per row: commands/s, the consumer's CPU time per command (its thread's
+ * utime+stime from /proc: what it would cost against an infinitely fast kernel), the
+ * ratios to the C consumers, and for the device rows the JS heap bytes and objects
+ * allocated per command (V8's sampling heap profiler at an interval of 1 byte, garbage
+ * included). Median of BENCH_ROUNDS interleaved rounds (default 3), BENCH_SECONDS each.
  *
  *   pnpm --filter @tcmu/device bench
  */
+import { execFileSync, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
 import { TcmuRing } from '@tcmu/ring';
-import { KernelSimulator } from '@tcmu/ring/testing';
-import { LogicalUnit, MemoryBackend } from '@tcmu/scsi';
+import { MemoryBackend } from '@tcmu/scsi';
+import { FileBackend } from '../src/backends.js';
+import type { Device } from '../src/device.js';
 import { openDevice } from '../src/open.js';
 import type { DevicePlatform } from '../src/platform.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 2);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const DEPTH = 32;
-const BLOCK = 4096;
-const BLOCKS = 4096;
+const IMAGE_BYTES = 64 << 20;
+const BLOCKS = IMAGE_BYTES / 512;
+const CLOCK_TICKS = 100; // USER_HZ
 
-const rw10 = (opcode: number, lba: number) =>
-  Uint8Array.of(opcode, 0, lba >>> 24, (lba >>> 16) & 0xff, (lba >>> 8) & 0xff, lba & 0xff, 0, 0, 1, 0);
+const here = fileURLToPath(new URL('.', import.meta.url));
+const scratch = mkdtempSync(join(process.platform === 'linux' ? '/dev/shm' : tmpdir(), 'device-bench-'));
+const image = join(scratch, 'image');
+writeFileSync(image, new Uint8Array(IMAGE_BYTES).fill(0x2d));
+const consumerBinary = join(scratch, 'c-consumer');
+execFileSync('cc', ['-O2', '-o', consumerBinary, join(here, '../../ring/bench/c-consumer.c')]);
 
-async function drive(sim: KernelSimulator, write: boolean): Promise<number> {
-  const payload = new Uint8Array(BLOCK).fill(7);
-  let done = 0;
-  let lba = 0;
-  const deadline = performance.now() + SECONDS * 1000;
-  const worker = async () => {
-    while (performance.now() < deadline) {
-      lba = (lba + 1) % BLOCKS;
-      const result = write
-        ? await sim.submit({ cdb: rw10(0x2a, lba), dataOut: payload })
-        : await sim.submit({ cdb: rw10(0x28, lba), dataInLength: BLOCK });
-      if (result.status !== 0) throw new Error(`status ${result.status}`);
-      done++;
-    }
-  };
-  const started = performance.now();
-  await Promise.all(Array.from({ length: DEPTH }, worker));
-  return done / ((performance.now() - started) / 1000);
-}
-
-async function baseline(write: boolean): Promise<number> {
-  const sim = new KernelSimulator({ dataSize: 16 << 20 });
-  const ring = TcmuRing.open(sim.ringOptions({ maxInFlight: 128 }));
-  const unit = new LogicalUnit({
-    backend: new MemoryBackend({ blockSize: BLOCK, blockCount: BLOCKS }),
-    powerOnUnitAttention: false,
-  });
-  ring.on('command', (command) => {
-    const isWrite = command.cdb[0] === 0x2a;
-    void unit
-      .execute({
-        cdb: command.cdb,
-        dataOut: isWrite ? command.dataOut() : new Uint8Array(0),
-        dataInLength: isWrite ? 0 : command.dataInLength,
-        signal: command.signal,
-      })
-      .then((result) => {
-        ring.complete(command, {
-          status: result.status,
-          ...(result.sense ? { sense: result.sense } : {}),
-          ...(result.dataIn ? { dataIn: result.dataIn } : {}),
-          ...(isWrite ? {} : { readLen: result.dataIn?.length ?? 0 }),
-        });
-      });
-  });
-  try {
-    return await drive(sim, write);
-  } finally {
-    await ring.close();
-    await sim.close();
+// Without this process's --conditions: the worker loads @tcmu/ring's build (it has no TypeScript loader).
+const worker = new Worker(new URL('./producer.mjs', import.meta.url), { execArgv: [] });
+async function next(type: string): Promise<Record<string, number>> {
+  for (;;) {
+    const [message] = await once(worker, 'message');
+    if (message.type === type) return message;
   }
 }
 
+function cpuSeconds(statPath: string): number {
+  // fields 14 and 15 (utime, stime), counted after the ") " that ends the comm field
+  const fields = readFileSync(statPath, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+}
+const mainThreadStat = `/proc/self/task/${process.pid}/stat`;
+
 /** Only the ring: no configfs, no target (fabric 'none'). */
-function ringOnlyPlatform(sim: KernelSimulator): DevicePlatform {
+function ringOnlyPlatform(ring: { memoryFd: number; eventFd: number; mapSize: number }): DevicePlatform {
   const fail = () => Promise.reject(new Error('not used by the bench'));
   return {
     createBackstore: async (spec) => ({ name: spec.name, hba: 0, path: '/bench', handle: undefined }),
-    findUio: async () => ({ path: '/dev/uio-bench', mapSize: sim.mapSize }),
-    openRing: (_uio, options) => TcmuRing.open(sim.ringOptions(options)),
+    findUio: async () => ({ path: '/dev/uio-bench', mapSize: ring.mapSize }),
+    openRing: (_uio, options) => TcmuRing.open({ ...ring, ...options }),
+    freeKeptBuffer: async () => {},
     setQueueDepth: async () => undefined,
     createTarget: fail,
     usedLuns: async () => [],
@@ -94,33 +83,147 @@ function ringOnlyPlatform(sim: KernelSimulator): DevicePlatform {
   };
 }
 
-async function device(write: boolean): Promise<number> {
-  const sim = new KernelSimulator({ dataSize: 16 << 20 });
-  const dev = await openDevice({
-    name: 'bench',
-    backend: new MemoryBackend({ blockSize: BLOCK, blockCount: BLOCKS }),
-    fabric: { type: 'none' },
-    platform: ringOnlyPlatform(sim),
-  });
-  try {
-    return await drive(sim, write);
-  } finally {
-    await dev.close();
-    await sim.close();
-  }
+type Consumer = 'C memory' | 'C file' | 'device, memory' | 'device, file TS' | 'device, lane';
+const consumers: Consumer[] = ['C memory', 'C file', 'device, memory', 'device, file TS', 'device, lane'];
+
+interface Sample {
+  perSecond: number;
+  cpuUsPerCommand: number;
+  heapBytesPerCommand?: number;
+  objectsPerCommand?: number;
 }
 
+async function openBenchDevice(consumer: Consumer, ring: Record<string, number>) {
+  const platform = ringOnlyPlatform(ring as { memoryFd: number; eventFd: number; mapSize: number });
+  if (consumer === 'device, memory') {
+    const backend = new MemoryBackend({ blockSize: 512, blockCount: BLOCKS });
+    return { device: await openDevice({ name: 'bench', backend, fabric: { type: 'none' }, platform }) };
+  }
+  const file = await FileBackend.open(image, { blockSize: 512, io: 'sync' });
+  const device = await openDevice({
+    name: 'bench',
+    backend: file,
+    fabric: { type: 'none' },
+    platform,
+    nativeLane: consumer === 'device, lane',
+  });
+  return { device, file };
+}
+
+/** JS heap bytes and objects allocated per command while `device` serves for `ms`. */
+async function allocations(
+  device: Device,
+  run: () => Promise<unknown>,
+): Promise<{ bytes: number; objects: number }> {
+  const session = new Session();
+  session.connect();
+  await session.post('HeapProfiler.enable');
+  const before = device.stats().commands;
+  await session.post('HeapProfiler.startSampling', {
+    samplingInterval: 1,
+    includeObjectsCollectedByMinorGC: true,
+    includeObjectsCollectedByMajorGC: true,
+  } as never);
+  await run();
+  const { profile } = (await session.post('HeapProfiler.stopSampling')) as unknown as {
+    profile: { samples: { size: number }[] };
+  };
+  const commands = device.stats().commands - before;
+  session.disconnect();
+  let bytes = 0;
+  for (const sample of profile.samples) bytes += sample.size;
+  return { bytes: bytes / commands, objects: profile.samples.length / commands };
+}
+
+async function measure(consumer: Consumer, size: number, write: boolean, withHeap: boolean): Promise<Sample> {
+  worker.postMessage({ type: 'setup' });
+  const ring = await next('ready');
+  const work = { size, write, depth: DEPTH, blocks: BLOCKS };
+  let busySeconds = 0;
+  let result: Record<string, number>;
+  let heap: { bytes: number; objects: number } | undefined;
+  if (consumer.startsWith('C')) {
+    const args = [String(ring.mapSize), ...(consumer === 'C file' ? [image] : [])];
+    const child = spawn(consumerBinary, args, {
+      stdio: ['ignore', 'inherit', 'inherit', ring.memoryFd!, ring.eventFd!],
+    });
+    worker.postMessage({ type: 'run', ...work, durationMs: SECONDS * 1000 });
+    result = await next('result');
+    busySeconds = cpuSeconds(`/proc/${child.pid}/stat`);
+    child.kill();
+    await once(child, 'exit');
+  } else {
+    const { device, file } = await openBenchDevice(consumer, ring);
+    const startedCpu = cpuSeconds(mainThreadStat);
+    worker.postMessage({ type: 'run', ...work, durationMs: SECONDS * 1000 });
+    result = await next('result');
+    busySeconds = cpuSeconds(mainThreadStat) - startedCpu;
+    if (withHeap) {
+      heap = await allocations(device, async () => {
+        worker.postMessage({ type: 'run', ...work, durationMs: 500 });
+        await next('result');
+      });
+    }
+    await device.close({ drainTimeoutMs: 1000 });
+    await file?.close();
+  }
+  worker.postMessage({ type: 'teardown' });
+  await next('closed');
+  if (result.failed) throw new Error(`${result.failed} commands failed (${consumer})`);
+  return {
+    perSecond: result.completed! / result.seconds!,
+    cpuUsPerCommand: (busySeconds / result.completed!) * 1e6,
+    ...(heap ? { heapBytesPerCommand: heap.bytes, objectsPerCommand: heap.objects } : {}),
+  };
+}
+
+const median = (values: number[]): number => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+};
+
 const rows: string[] = [];
-for (const write of [false, true]) {
-  const base = await baseline(write);
-  const dev = await device(write);
-  rows.push(
-    `| 4 KiB ${write ? 'WRITE(10)' : 'READ(10)'} | ${Math.round(base)} | ${Math.round(dev)} | ${(dev / base).toFixed(2)}x |`,
-  );
+try {
+  for (const size of [4096, 131072]) {
+    for (const write of [false, true]) {
+      const samples = new Map<Consumer, Sample[]>(consumers.map((c) => [c, []]));
+      for (let round = 0; round < ROUNDS; round++) {
+        for (const consumer of consumers) {
+          samples.get(consumer)!.push(await measure(consumer, size, write, round === 0));
+        }
+      }
+      const med = (consumer: Consumer, key: 'perSecond' | 'cpuUsPerCommand') =>
+        median(samples.get(consumer)!.map((s) => s[key]));
+      const cFile = med('C file', 'cpuUsPerCommand');
+      const cMemory = med('C memory', 'cpuUsPerCommand');
+      for (const consumer of consumers) {
+        const cpu = med(consumer, 'cpuUsPerCommand');
+        const first = samples.get(consumer)[0]!;
+        rows.push(
+          [
+            `${size / 1024} KiB ${write ? 'WRITE' : 'READ'}(10)`,
+            consumer,
+            Math.round(med(consumer, 'perSecond')).toLocaleString('en-US'),
+            cpu.toFixed(2),
+            `${(cpu / cFile).toFixed(2)}x`,
+            `${(cpu / cMemory).toFixed(2)}x`,
+            first.heapBytesPerCommand === undefined ? '' : Math.round(first.heapBytesPerCommand).toString(),
+            first.objectsPerCommand === undefined ? '' : first.objectsPerCommand.toFixed(1),
+          ].join(' | '),
+        );
+      }
+    }
+  }
+} finally {
+  await worker.terminate();
+  rmSync(scratch, { recursive: true, force: true });
 }
 console.log(
-  `@tcmu/device overhead, queue depth ${DEPTH}, simulator in the same thread (${new Date().toISOString().slice(0, 10)})`,
+  `@tcmu/device per command, queue depth ${DEPTH}, simulated kernel in a worker thread, median of ${ROUNDS} rounds of ${SECONDS} s (${new Date().toISOString().slice(0, 10)}, node ${process.version})`,
 );
-console.log('| command | bare ring + unit (cmd/s) | Device (cmd/s) | ratio |');
-console.log('| --- | ---: | ---: | ---: |');
-for (const row of rows) console.log(row);
+console.log(
+  '| command | consumer | cmd/s | CPU µs/cmd | vs C file | vs C memory | heap B/cmd | objects/cmd |',
+);
+console.log('| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |');
+for (const row of rows) console.log(`| ${row} |`);

@@ -553,12 +553,13 @@ export class Device extends EventEmitter<DeviceEvents> {
       queueMicrotask(this.#staleClock);
     }
     const endedAt = this.#clock;
-    const latencyMs = endedAt - command.receivedAt;
+    // Whole microseconds and milliseconds: small integers, no boxed number per command.
+    const latencyUs = Math.round((endedAt - command.receivedAt) * 1000);
     const opcode = command.opcode;
     const cdb = command.cdb;
     const serviceAction = opcode === 0x7f && cdb.length >= 10 ? (cdb[8]! << 8) | cdb[9]! : 0;
     const dataOut = direction === 'out' || direction === 'bidi' ? command.dataOutLength : 0;
-    this.#metrics.completed(opcode, serviceAction, status, dataIn, dataOut, latencyMs, endedAt);
+    this.#metrics.completed(opcode, serviceAction, status, dataIn, dataOut, latencyUs, Math.floor(endedAt));
     if (this.listenerCount('command') > 0) {
       this.emit('command', {
         id: command.id,
@@ -568,7 +569,7 @@ export class Device extends EventEmitter<DeviceEvents> {
         sense: undefined,
         dataInBytes: dataIn,
         dataOutBytes: status === STATUS_GOOD ? dataOut : 0,
-        latencyMs,
+        latencyMs: latencyUs / 1000,
       });
     }
     if (this.#drainWaiters.length > 0 && (this.#ring?.inFlight ?? 0) === 0) this.#wakeDrainWaiters();

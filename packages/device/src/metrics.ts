@@ -54,7 +54,12 @@ export class LatencyHistogram {
 
   /** Record one sample in milliseconds (negative or NaN samples count as 0). */
   record(ms: number): void {
-    const us = ms > 0 ? ms * 1000 : 0;
+    this.recordUs(ms > 0 ? ms * 1000 : 0);
+  }
+
+  /** Record one sample in microseconds (negative or NaN samples count as 0). */
+  recordUs(sample: number): void {
+    const us = sample > 0 ? sample : 0;
     let index = us < 1 ? 0 : Math.ceil(Math.log2(us) * SUB_BUCKETS + 1e-9);
     // log2 rounding can land one bucket low: the upper bound must exceed the sample.
     if (index < BUCKET_COUNT - 1 && upperBoundUs(index) <= us) index++;
@@ -267,23 +272,26 @@ export class MetricsCollector {
       sample.status,
       sample.dataInBytes,
       sample.dataOutBytes,
-      sample.latencyMs,
+      sample.latencyMs * 1000,
       sample.endedAt ?? this.#now(),
     );
   }
 
-  /** `finished()` without the sample object: what the device calls for every command. */
+  /**
+   * `finished()` without the sample object, what the device calls for every
+   * command: latency in microseconds, the end on the collector's clock in ms.
+   */
   completed(
     opcode: number,
     serviceAction: number,
     status: number,
     dataInBytes: number,
     dataOutBytes: number,
-    latencyMs: number,
+    latencyUs: number,
     endedAt: number,
   ): void {
     if (this.#inFlight > 0) this.#inFlight--;
-    this.count(opcode, serviceAction, status, dataInBytes, dataOutBytes, latencyMs, endedAt);
+    this.count(opcode, serviceAction, status, dataInBytes, dataOutBytes, latencyUs, endedAt);
   }
 
   /** The counting itself: integer additions and one histogram bucket, no allocation. */
@@ -293,7 +301,7 @@ export class MetricsCollector {
     status: number,
     dataInBytes: number,
     dataOutBytes: number,
-    latencyMs: number,
+    latencyUs: number,
     endedAt: number,
   ): void {
     this.#commands++;
@@ -310,7 +318,7 @@ export class MetricsCollector {
     const dataOut = ok ? dataOutBytes : 0;
     this.#bytesRead += dataInBytes;
     this.#bytesWritten += dataOut;
-    this.latency.record(latencyMs);
+    this.latency.recordUs(latencyUs);
     const slot = this.#advanceRate(endedAt);
     this.#rateCommands[slot]!++;
     this.#rateIn[slot]! += dataInBytes;

@@ -58,7 +58,16 @@ const submit = (device: Device, cdb: Uint8Array, data?: { dataOut?: Uint8Array; 
 // -------------------------------------------------------------- the command streams
 
 type Step =
-  | { kind: 'rw'; opcode: number; lba: number; blocks: number; byte1: number; control: number; slack: number; seed: number }
+  | {
+      kind: 'rw';
+      opcode: number;
+      lba: number;
+      blocks: number;
+      byte1: number;
+      control: number;
+      slack: number;
+      seed: number;
+    }
   | { kind: 'tur' | 'inquiry' | 'stop' | 'start' | 'sync' | 'ua' | 'wce-on' | 'wce-off' }
   | { kind: 'caw'; lba: number; seed: number }
   | { kind: 'writesame'; lba: number; blocks: number; seed: number };
@@ -78,10 +87,19 @@ const rwStep = fc.record({
     { weight: 1, arbitrary: fc.constantFrom(0, 255, 256, 2048, 2049) },
   ),
   // Mostly plain; sometimes DPO, FUA, protection, reserved bits.
-  byte1: fc.oneof({ weight: 8, arbitrary: fc.constant(0) }, { weight: 3, arbitrary: fc.integer({ min: 0, max: 255 }) }),
-  control: fc.oneof({ weight: 12, arbitrary: fc.constant(0) }, { weight: 1, arbitrary: fc.integer({ min: 0, max: 255 }) }),
+  byte1: fc.oneof(
+    { weight: 8, arbitrary: fc.constant(0) },
+    { weight: 3, arbitrary: fc.integer({ min: 0, max: 255 }) },
+  ),
+  control: fc.oneof(
+    { weight: 12, arbitrary: fc.constant(0) },
+    { weight: 1, arbitrary: fc.integer({ min: 0, max: 255 }) },
+  ),
   // The Data buffer: exactly the transfer, or a block off.
-  slack: fc.oneof({ weight: 10, arbitrary: fc.constant(0) }, { weight: 1, arbitrary: fc.constantFrom(-BLOCK, BLOCK) }),
+  slack: fc.oneof(
+    { weight: 10, arbitrary: fc.constant(0) },
+    { weight: 1, arbitrary: fc.constantFrom(-BLOCK, BLOCK) },
+  ),
   seed: fc.integer({ min: 0, max: 255 }),
 });
 
@@ -93,7 +111,14 @@ const step: fc.Arbitrary<Step> = fc.oneof(
       kind: fc.constantFrom('tur', 'inquiry', 'stop', 'start', 'sync', 'ua', 'wce-on', 'wce-off'),
     }) as fc.Arbitrary<Step>,
   },
-  { weight: 1, arbitrary: fc.record({ kind: fc.constant('caw' as const), lba: fc.integer({ min: 0, max: BLOCKS - 4 }), seed: fc.nat(255) }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      kind: fc.constant('caw' as const),
+      lba: fc.integer({ min: 0, max: BLOCKS - 4 }),
+      seed: fc.nat(255),
+    }),
+  },
   {
     weight: 1,
     arbitrary: fc.record({
@@ -109,7 +134,14 @@ const step: fc.Arbitrary<Step> = fc.oneof(
 function rwCdb(s: Extract<Step, { kind: 'rw' }>): Uint8Array {
   const { opcode, lba, blocks } = s;
   if (opcode === 0x08 || opcode === 0x0a) {
-    const cdb = Uint8Array.of(opcode, (lba >>> 16) & 0x1f, (lba >>> 8) & 0xff, lba & 0xff, blocks & 0xff, s.control);
+    const cdb = Uint8Array.of(
+      opcode,
+      (lba >>> 16) & 0x1f,
+      (lba >>> 8) & 0xff,
+      lba & 0xff,
+      blocks & 0xff,
+      s.control,
+    );
     cdb[1]! |= s.byte1 & 0xe0;
     return cdb;
   }
@@ -133,7 +165,11 @@ function rwCdb(s: Extract<Step, { kind: 'rw' }>): Uint8Array {
 }
 
 const transferBlocks = (s: Extract<Step, { kind: 'rw' }>) =>
-  (s.opcode === 0x08 || s.opcode === 0x0a) && (s.blocks & 0xff) === 0 ? 256 : s.opcode < 0x20 ? s.blocks & 0xff : s.blocks;
+  (s.opcode === 0x08 || s.opcode === 0x0a) && (s.blocks & 0xff) === 0
+    ? 256
+    : s.opcode < 0x20
+      ? s.blocks & 0xff
+      : s.blocks;
 
 async function run(device: Device, s: Step) {
   switch (s.kind) {
@@ -207,9 +243,9 @@ describe('native lane: the same answers as the TypeScript path', () => {
       { numRuns: 60 },
     );
     expect(compared).toBeGreaterThan(1000);
-    expect(Buffer.from(await readFile(withLane.path)).equals(Buffer.from(await readFile(withoutLane.path)))).toBe(
-      true,
-    );
+    expect(
+      Buffer.from(await readFile(withLane.path)).equals(Buffer.from(await readFile(withoutLane.path))),
+    ).toBe(true);
     // Not vacuous: the lane served a good share of the commands, the TypeScript path the rest.
     expect(withoutLane.device.nativeLane).toBeUndefined();
     expect(laneServed(withLane.device)).toBeGreaterThan(compared / 4);
@@ -235,7 +271,13 @@ describe('native lane: the gate', () => {
     expect(after.writes - before.writes).toBe(1);
     expect(after.bytesRead - before.bytesRead).toBe(1024);
     expect(after.bytesWritten - before.bytesWritten).toBe(1024);
-    expect(device.nativeLane).toEqual({ reads: 1, writes: 1, bytesRead: 1024, bytesWritten: 1024, scattered: 0 });
+    expect(device.nativeLane).toEqual({
+      reads: 1,
+      writes: 1,
+      bytesRead: 1024,
+      bytesWritten: 1024,
+      scattered: 0,
+    });
   });
 
   it('a pending unit attention reaches the next command, then the lane serves again', async () => {
@@ -254,7 +296,12 @@ describe('native lane: the gate', () => {
     const { device } = await laneDevice();
     expect((await submit(device, Uint8Array.of(0x1b, 0, 0, 0, 0, 0))).status).toBe(GOOD);
     const read = await submit(device, rw10(0x28, 0, 1), { dataInLength: BLOCK });
-    expect([read.status, read.sense[2]! & 0x0f, read.sense[12], read.sense[13]]).toEqual([CHECK_CONDITION, 2, 4, 2]);
+    expect([read.status, read.sense[2]! & 0x0f, read.sense[12], read.sense[13]]).toEqual([
+      CHECK_CONDITION,
+      2,
+      4,
+      2,
+    ]);
     await submit(device, Uint8Array.of(0x1b, 0, 0, 0, 1, 0));
     expect((await submit(device, rw10(0x28, 0, 1), { dataInLength: BLOCK })).status).toBe(GOOD);
     expect(laneServed(device)).toBe(1);
@@ -314,9 +361,9 @@ describe('native lane: the gate', () => {
     try {
       const base = { name: 'x', platform: harness.platform, nativeLane: true };
       await expect(openDevice({ ...base, backend: threadpool })).rejects.toThrow(InvalidOptionError);
-      await expect(openDevice({ ...base, backend: sync, middleware: [(cmd, next) => next(cmd)] })).rejects.toThrow(
-        /bypass the handler and middleware/,
-      );
+      await expect(
+        openDevice({ ...base, backend: sync, middleware: [(cmd, next) => next(cmd)] }),
+      ).rejects.toThrow(/bypass the handler and middleware/);
     } finally {
       await sync.close();
       await threadpool.close();

@@ -40,10 +40,6 @@ export class RingCommand {
   readonly id: number;
   /** the CDB (scsi_command_size bytes) */
   readonly cdb: Uint8Array;
-  /** size of the main data buffer (Data-Out of a write or BIDI command) */
-  readonly dataOutLength: number;
-  /** size of the Data-In buffer (BIDI buffer if any, else the main buffer) */
-  readonly dataInLength: number;
   /**
    * @internal 'aborted': answered by TcmuRing.abortNow while its handler may
    * still run; 'kept': the same, with its ring memory kept (KEEP_BUF) until it ends
@@ -81,8 +77,17 @@ export class RingCommand {
     this.#length = length;
     this.#iov = iov;
     this.#bidi = bidi;
-    this.dataOutLength = iov === undefined ? length : sumLengths(iov);
-    this.dataInLength = bidi === undefined ? this.dataOutLength : sumLengths(bidi);
+  }
+
+  /** size of the main data buffer (Data-Out of a write or BIDI command) */
+  get dataOutLength(): number {
+    return this.#iov === undefined ? this.#length : sumLengths(this.#iov);
+  }
+
+  /** size of the Data-In buffer (BIDI buffer if any, else the main buffer) */
+  get dataInLength(): number {
+    if (this.#bidi !== undefined) return sumLengths(this.#bidi);
+    return this.#iov === undefined ? this.#length : sumLengths(this.#iov);
   }
 
   /** cdb[0] */

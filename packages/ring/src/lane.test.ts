@@ -71,7 +71,18 @@ function setup(options: { sim?: SimulatorOptions; lane?: Partial<LaneConfig> } =
 }
 
 const read10 = (lba: number, blocks: number, byte1 = 0, control = 0) =>
-  Uint8Array.of(0x28, byte1, lba >>> 24, (lba >>> 16) & 0xff, (lba >>> 8) & 0xff, lba & 0xff, 0, blocks >>> 8, blocks & 0xff, control);
+  Uint8Array.of(
+    0x28,
+    byte1,
+    lba >>> 24,
+    (lba >>> 16) & 0xff,
+    (lba >>> 8) & 0xff,
+    lba & 0xff,
+    0,
+    blocks >>> 8,
+    blocks & 0xff,
+    control,
+  );
 const write10 = (lba: number, blocks: number) => {
   const cdb = read10(lba, blocks);
   cdb[0] = 0x2a;
@@ -181,7 +192,13 @@ describe('native lane', () => {
       ring.on('command', (command) => late.push(command));
       const opcodes = masks();
       opcodes.delete(0x88);
-      ring.lane.configure({ fd: file.fd, blockSize: BLOCK, blockCount: BLOCKS, maxTransferBlocks: 64, opcodes });
+      ring.lane.configure({
+        fd: file.fd,
+        blockSize: BLOCK,
+        blockCount: BLOCKS,
+        maxTransferBlocks: 64,
+        opcodes,
+      });
       const results = Array.from({ length: 40 }, (_, i) => {
         const lba = (i * 5) % (BLOCKS - 2);
         const cdb =

@@ -334,7 +334,8 @@ export class TcmuRing extends EventEmitter<TcmuRingEvents> implements CommandSou
       return true;
     }
     const result = this.#engine.complete(command.id, SAM_STATUS_TASK_ABORTED, 0, ABI.uflags.keepBuf);
-    if (result !== 0) throw new RingUsageError(`the engine refused completing command ${command.id} (${result})`);
+    if (result !== 0)
+      throw new RingUsageError(`the engine refused completing command ${command.id} (${result})`);
     command.state = 'kept';
     this.#commands[command.id] = undefined;
     this.#inFlight--;
@@ -536,7 +537,10 @@ export class TcmuRing extends EventEmitter<TcmuRingEvents> implements CommandSou
   /** free_kept_buf failed: the kernel frees kept buffers at ring reset and when the fd closes anyway. */
   #keptBufferLost(id: number, error: unknown): void {
     if (this.listenerCount('error') > 0) {
-      this.emit('error', new RingUsageError(`could not give back the kept buffer of command ${id}: ${String(error)}`));
+      this.emit(
+        'error',
+        new RingUsageError(`could not give back the kept buffer of command ${id}: ${String(error)}`),
+      );
     }
   }
 

@@ -44,7 +44,11 @@ export async function createHarness(options: { simulator?: SimulatorOptions } = 
       simulators.set(uio.path, simulator);
       try {
         // action/free_kept_buf of the fake kernel is the simulator's.
-        return TcmuRing.open({ ...simulator.ringOptions(ring), ...ring, freeKeptBuffer: async (id) => simulator.freeKeptBuffer(id) });
+        return TcmuRing.open({
+          ...simulator.ringOptions(ring),
+          ...ring,
+          freeKeptBuffer: async (id) => simulator.freeKeptBuffer(id),
+        });
       } catch (error) {
         void simulator.close();
         throw error;

@@ -551,7 +551,8 @@ export class KernelSimulator {
       }
     }
     // KEEP_BUF: the data blocks (and the id) stay with the command until free_kept_buf.
-    if (uflags & ABI.uflags.keepBuf && this.flags & ABI.mailboxFlags.keepBuf) this.#kept.set(command.id, command);
+    if (uflags & ABI.uflags.keepBuf && this.flags & ABI.mailboxFlags.keepBuf)
+      this.#kept.set(command.id, command);
     else this.#freeBlocks(command.blocks);
     command.resolve({
       cmdId: command.id,

@@ -49,9 +49,9 @@ export interface CommandResult {
   /** Sense data (fixed or descriptor format) when status is CHECK CONDITION. */
   readonly sense?: Uint8Array;
   /**
-   * Bytes for the initiator; never longer than dataInLength. When READ filled
-   * `request.dataInBuffer` in place this is a view of it (one buffer) or
-   * absent (a scatter list: `residual` tells what was produced).
+   * Bytes for the initiator; never longer than dataInLength. Absent when READ
+   * filled `request.dataInBuffer` in place: the data is there already, and
+   * `residual` tells how much of it was produced.
    */
   readonly dataIn?: Uint8Array;
   /** dataInLength minus the Data-In bytes actually produced (SAM-5 residual, underflow); 0 without a Data-In phase. */

@@ -460,24 +460,63 @@ describe('lazy abort state (CommandRequest.aborted, signal getter)', () => {
 describe('caller-provided Data-In buffer (CommandRequest.dataInBuffer)', () => {
   const read10 = (blocks: number) => new Uint8Array([0x28, 0, 0, 0, 0, 2, 0, 0, blocks, 0]);
 
-  it('READ fills the caller buffer in place and answers a view of it', async () => {
+  it('READ fills the caller buffer in place: no dataIn in the answer, the residual says what was produced', async () => {
     const { unit, backend } = makeUnit();
     const data = Uint8Array.from({ length: 1024 }, (_, i) => (i * 7 + 1) & 0xff);
     backend.write(2, data, { fua: false });
     const memory = new Uint8Array(4096).fill(0xee);
     const whole = memory.subarray(0, 1024);
     const exact = await unit.execute({ cdb: read10(2), dataInLength: 1024, dataInBuffer: whole });
-    expect(exact.status).toBe(ScsiStatus.GOOD);
-    expect(exact.dataIn).toBe(whole);
+    expect(exact).toEqual({ status: ScsiStatus.GOOD, residual: 0, direction: 'in' });
     expect(whole).toEqual(data);
 
     const larger = memory.subarray(1024);
     const first = await unit.execute({ cdb: read10(1), dataInLength: 3072, dataInBuffer: larger });
-    expect(first.dataIn?.buffer).toBe(memory.buffer);
-    expect(first.dataIn?.byteOffset).toBe(1024);
-    expect(first.dataIn).toEqual(data.subarray(0, 512));
-    expect(first.residual).toBe(2560);
+    expect(first).toEqual({ status: ScsiStatus.GOOD, residual: 2560, direction: 'in' });
+    expect(memory.subarray(1024, 1024 + 512)).toEqual(data.subarray(0, 512));
     expect(memory[1024 + 512]).toBe(0xee);
+  });
+
+  it('READ fills a scatter list in place, across segments of any length, with or without readv', async () => {
+    for (const vectored of [true, false]) {
+      const { unit, backend } = makeUnit();
+      const data = Uint8Array.from({ length: 2048 }, (_, i) => (i * 5 + 3) & 0xff);
+      backend.write(2, data, { fua: false });
+      if (!vectored) (backend as { readv?: unknown }).readv = undefined;
+      const segments = [new Uint8Array(700), new Uint8Array(300), new Uint8Array(1048)];
+      const result = await unit.execute({ cdb: read10(4), dataInLength: 2048, dataInBuffer: segments });
+      expect(result).toEqual({ status: ScsiStatus.GOOD, residual: 0, direction: 'in' });
+      expect(new Uint8Array([...segments[0]!, ...segments[1]!, ...segments[2]!])).toEqual(data);
+    }
+  });
+
+  it('WRITE takes a scatter list of Data-Out (writev, or gathered without it)', async () => {
+    for (const vectored of [true, false]) {
+      const { unit, backend } = makeUnit();
+      if (!vectored) (backend as { writev?: unknown }).writev = undefined;
+      const segments = [new Uint8Array(100).fill(1), new Uint8Array(924).fill(2)];
+      const write = Uint8Array.of(0x2a, 0, 0, 0, 0, 8, 0, 0, 2, 0);
+      const result = await unit.execute({ cdb: write, dataOutSegments: segments });
+      expect(result).toEqual({ status: ScsiStatus.GOOD, residual: 0, direction: 'out' });
+      const back = new Uint8Array(1024);
+      backend.read(8, back);
+      expect(back).toEqual(new Uint8Array([...segments[0]!, ...segments[1]!]));
+    }
+  });
+
+  it('answers synchronously when the backend does: no promise for READ, WRITE, INQUIRY or TUR', () => {
+    const { unit } = makeUnit();
+    const requests = [
+      { cdb: read10(1), dataInLength: 512 },
+      { cdb: Uint8Array.of(0x2a, 0, 0, 0, 0, 1, 0, 0, 1, 0), dataOut: new Uint8Array(512) },
+      { cdb: Uint8Array.of(0x12, 0, 0, 0, 36, 0), dataInLength: 36 },
+      { cdb: new Uint8Array(6) },
+    ];
+    for (const request of requests) {
+      const result = unit.execute(request);
+      expect(result).not.toBeInstanceOf(Promise);
+      expect((result as { status: number }).status).toBe(ScsiStatus.GOOD);
+    }
   });
 
   it('a buffer too small for the transfer is left untouched and a fresh one is answered', async () => {

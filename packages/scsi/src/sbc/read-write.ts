@@ -184,8 +184,9 @@ const readHandler =
     checkLbaRange(unit, lba, blocks);
     if (blocks === 0) return undefined;
     const bytes = blocks * unit.backend.blockSize;
-    const into = readTarget(ctx.dataInBuffer, bytes);
-    if (!unit.locks.tryShared()) return readLocked(ctx, into, bytes);
+    const inPlace = callerMemory(ctx.dataInBuffer, bytes);
+    const into = inPlace ?? allocateDataIn(bytes);
+    if (!unit.locks.tryShared()) return readLocked(ctx, into, bytes, inPlace !== undefined);
     let done: Promise<void> | void;
     try {
       done = readBlocks(unit, lba, into, backendSignal(ctx));
@@ -193,33 +194,33 @@ const readHandler =
       unit.locks.releaseShared();
       throw error;
     }
-    if (isPromise(done))
-      return done.finally(() => unit.locks.releaseShared()).then(() => readOutput(into, bytes));
+    if (isPromise(done)) {
+      const output = inPlace === undefined ? (into as Uint8Array) : bytes;
+      return done.finally(() => unit.locks.releaseShared()).then(() => output);
+    }
     unit.locks.releaseShared();
-    return readOutput(into, bytes);
+    // In place: the count (the data is already where the caller wants it).
+    return inPlace === undefined ? (into as Uint8Array) : bytes;
   };
 
-/** Where READ puts `bytes`: the caller's memory if it is large enough, else a new buffer. */
-function readTarget(buffer: DataBuffer | undefined, bytes: number): DataBuffer {
-  if (buffer === undefined) return allocateDataIn(bytes);
+/** The caller's Data-In memory (or its first `bytes`) when it holds the whole transfer. */
+function callerMemory(buffer: DataBuffer | undefined, bytes: number): DataBuffer | undefined {
+  if (buffer === undefined) return undefined;
   if (!isScatterList(buffer)) {
     if (buffer.length === bytes) return buffer;
-    return buffer.length > bytes ? buffer.subarray(0, bytes) : allocateDataIn(bytes);
+    return buffer.length > bytes ? buffer.subarray(0, bytes) : undefined;
   }
   const total = byteLength(buffer);
   if (total === bytes) return buffer;
-  return total > bytes ? limitSegments(buffer, bytes) : allocateDataIn(bytes);
+  return total > bytes ? limitSegments(buffer, bytes) : undefined;
 }
-
-/** The handler's answer: the data (a view of the caller's buffer), or the byte count when it went into a scatter list. */
-const readOutput = (into: DataBuffer, bytes: number): Uint8Array | number =>
-  isScatterList(into) ? bytes : into;
 
 /** READ that must wait for its range lock (a COMPARE AND WRITE or FORMAT holds it). */
 async function readLocked(
   ctx: CommandContext<ReadWriteFields>,
   into: DataBuffer,
   bytes: number,
+  inPlace: boolean,
 ): Promise<Uint8Array | number> {
   const { lba, blocks } = ctx.fields;
   const release = await acquireRange(ctx.unit, lba, blocks, 'shared', ctx.signal);
@@ -228,7 +229,7 @@ async function readLocked(
   } finally {
     release();
   }
-  return readOutput(into, bytes);
+  return inPlace ? bytes : (into as Uint8Array);
 }
 
 /** WRITE: from the transport's Data-Out (its scatter list when it has one: writev, no gather). */
