@@ -1,4 +1,4 @@
-import { MemoryBackend } from '@tcmu/device';
+import { BackendWrapper, MemoryBackend } from '@tcmu/device';
 import { describe, expect, it } from 'vitest';
 import { prefixView } from './open-device.js';
 
@@ -32,6 +32,21 @@ describe('prefixView', () => {
     const extent = await view.mappingStatus!(30, 100);
     expect(extent.lba).toBe(30);
     expect(extent.lba + extent.blocks).toBeLessThanOrEqual(32);
+  });
+
+  it('forwards every other flag, the direct file included (the native lane serves the prefix)', () => {
+    const inner = new MemoryBackend({ blockSize: 512, blockCount: 64 });
+    const withFile = new (class extends BackendWrapper {
+      override get directFile() {
+        return { fd: 9 };
+      }
+    })(inner);
+    const view = prefixView(withFile, 32);
+    expect(view.directFile).toEqual({ fd: 9 });
+    expect(view.ignoresSignal).toBe(true);
+    expect(view.unmappedReadsZero).toBe(true);
+    expect(typeof view.readv).toBe('function');
+    expect(typeof view.writev).toBe('function');
   });
 
   it('refuses a prefix longer than the backend', () => {

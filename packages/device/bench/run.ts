@@ -199,7 +199,7 @@ try {
       const cMemory = med('C memory', 'cpuUsPerCommand');
       for (const consumer of consumers) {
         const cpu = med(consumer, 'cpuUsPerCommand');
-        const first = samples.get(consumer)[0]!;
+        const first = samples.get(consumer)![0]!;
         rows.push(
           [
             `${size / 1024} KiB ${write ? 'WRITE' : 'READ'}(10)`,

@@ -606,6 +606,45 @@ describe('close', () => {
     expect(await leftovers()).toEqual([]);
   });
 
+  it('a backend still reading into the ring at the deadline: answered with KEEP_BUF, its blocks kept until it ends', async () => {
+    let finish: (() => void) | undefined;
+    let lent: Uint8Array | undefined;
+    const inner = memory();
+    // A read that cannot be cancelled: it fills the ring's memory whenever it ends.
+    const slow: BlockBackend = {
+      blockSize: inner.blockSize,
+      blockCount: inner.blockCount,
+      read: (lba, into) => {
+        if (lba !== 7) return inner.read(lba, into);
+        lent = into;
+        return new Promise<void>((resolve) => {
+          finish = () => {
+            into.fill(0xee);
+            resolve();
+          };
+        });
+      },
+      write: (lba, data, options) => inner.write(lba, data, options),
+      flush: () => {},
+    };
+    const device = await open({ backend: slow });
+    const sim = harness.simulator(device);
+    const slowRead = harness.submit(device, { cdb: rw10(0x28, 7, 1), dataInLength: 512 });
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    expect(lent).toBeDefined();
+    const started = performance.now();
+    await device.close({ drainTimeoutMs: 30 });
+    expect(performance.now() - started).toBeLessThan(1000);
+    expect((await slowRead).status).toBe(TASK_ABORTED);
+    expect(sim.kept).toHaveLength(1); // the kernel keeps its blocks (and its id)
+    expect(lent!.length).toBe(512); // still mapped
+    finish!();
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    expect(sim.kept).toEqual([]); // given back once the backend is done
+    expect(lent!.length).toBe(0); // and only then unmapped
+    expect(await leftovers()).toEqual([]);
+  });
+
   it('is idempotent and shares one close between concurrent calls', async () => {
     const device = await open();
     const first = device.close();

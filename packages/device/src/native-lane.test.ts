@@ -242,7 +242,7 @@ describe('native lane: the same answers as the TypeScript path', () => {
       }),
       { numRuns: 60 },
     );
-    expect(compared).toBeGreaterThan(1000);
+    expect(compared).toBeGreaterThan(300); // 60 streams of 10-40 steps, most of them commands
     expect(
       Buffer.from(await readFile(withLane.path)).equals(Buffer.from(await readFile(withoutLane.path))),
     ).toBe(true);

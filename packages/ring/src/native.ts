@@ -141,8 +141,8 @@ export function loadAddon(): NativeAddon {
   } catch (error) {
     throw new AddonLoadError(
       `the @tcmu/ring native addon is not built (${(error as Error).message}). ` +
-        `Build it with: cd ${PACKAGE_ROOT} && npx node-gyp rebuild ` +
-        '(needs g++, make, python3 and Node headers; offline: export npm_config_nodedir=/usr)',
+        `Build it with: cd ${PACKAGE_ROOT} && node scripts/addon.mjs install ` +
+        '(uses a prebuild when one fits, else compiles once with g++, make, python3 and the Node headers on the machine)',
       { cause: error },
     );
   }
