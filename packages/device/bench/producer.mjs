@@ -29,6 +29,8 @@ parentPort.on('message', async (message) => {
     let lba = 0;
     let completed = 0;
     let failed = 0;
+    const kicksBefore = sim.kicks;
+    const notificationsBefore = sim.notifications;
     const start = performance.now();
     const end = start + durationMs;
     await new Promise((resolve) => {
@@ -50,7 +52,14 @@ parentPort.on('message', async (message) => {
       for (let i = 0; i < depth; i++) issue();
     });
     const seconds = (performance.now() - start) / 1000;
-    parentPort.postMessage({ type: 'result', completed, failed, seconds });
+    parentPort.postMessage({
+      type: 'result',
+      completed,
+      failed,
+      seconds,
+      kicks: sim.kicks - kicksBefore,
+      notifications: sim.notifications - notificationsBefore,
+    });
   } else if (message.type === 'teardown') {
     await sim.close();
     parentPort.postMessage({ type: 'closed' });

@@ -89,6 +89,9 @@ const consumers: Consumer[] = ['C memory', 'C file', 'device, memory', 'device, 
 interface Sample {
   perSecond: number;
   cpuUsPerCommand: number;
+  /** kicks (cmd_tail publications) and wakeups (kernel notifications) per command */
+  kicksPerCommand: number;
+  wakeupsPerCommand: number;
   heapBytesPerCommand?: number;
   objectsPerCommand?: number;
 }
@@ -173,6 +176,8 @@ async function measure(consumer: Consumer, size: number, write: boolean, withHea
   return {
     perSecond: result.completed! / result.seconds!,
     cpuUsPerCommand: (busySeconds / result.completed!) * 1e6,
+    kicksPerCommand: result.kicks! / result.completed!,
+    wakeupsPerCommand: result.notifications! / result.completed!,
     ...(heap ? { heapBytesPerCommand: heap.bytes, objectsPerCommand: heap.objects } : {}),
   };
 }
@@ -193,13 +198,13 @@ try {
           samples.get(consumer)!.push(await measure(consumer, size, write, round === 0));
         }
       }
-      const med = (consumer: Consumer, key: 'perSecond' | 'cpuUsPerCommand') =>
+      const med = (consumer: Consumer, key: 'perSecond' | 'cpuUsPerCommand' | 'kicksPerCommand') =>
         median(samples.get(consumer)!.map((s) => s[key]));
       const cFile = med('C file', 'cpuUsPerCommand');
       const cMemory = med('C memory', 'cpuUsPerCommand');
       for (const consumer of consumers) {
         const cpu = med(consumer, 'cpuUsPerCommand');
-        const first = samples.get(consumer)![0]!;
+        const first = samples.get(consumer)[0]!;
         rows.push(
           [
             `${size / 1024} KiB ${write ? 'WRITE' : 'READ'}(10)`,
@@ -208,6 +213,7 @@ try {
             cpu.toFixed(2),
             `${(cpu / cFile).toFixed(2)}x`,
             `${(cpu / cMemory).toFixed(2)}x`,
+            med(consumer, 'kicksPerCommand').toFixed(2),
             first.heapBytesPerCommand === undefined ? '' : Math.round(first.heapBytesPerCommand).toString(),
             first.objectsPerCommand === undefined ? '' : first.objectsPerCommand.toFixed(1),
           ].join(' | '),
