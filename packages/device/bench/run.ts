@@ -46,8 +46,8 @@ writeFileSync(image, new Uint8Array(IMAGE_BYTES).fill(0x2d));
 const consumerBinary = join(scratch, 'c-consumer');
 execFileSync('cc', ['-O2', '-o', consumerBinary, join(here, '../../ring/bench/c-consumer.c')]);
 
-// Without this process's --conditions: the worker loads @tcmu/ring's build (it has no TypeScript loader).
-const worker = new Worker(new URL('./producer.mjs', import.meta.url), { execArgv: [] });
+// The ring benchmark's simulated kernel, on @tcmu/ring's build (the worker has no TypeScript loader).
+const worker = new Worker(new URL('../../ring/bench/producer.mjs', import.meta.url), { execArgv: [] });
 async function next(type: string): Promise<Record<string, number>> {
   for (;;) {
     const [message] = await once(worker, 'message');

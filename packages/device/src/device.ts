@@ -420,13 +420,14 @@ export class Device extends EventEmitter<DeviceEvents> {
 
   /**
    * Drain deadline: abort the handlers still running and answer TASK ABORTED
-   * for them, except those whose backend may still use the ring's memory
-   * (in-place reads, zero-copy writes): the kernel reuses those blocks once a
-   * command is answered, so they end when their backend call ends, and are
-   * abandoned when the ring closes (which keeps the memory mapped until then).
-   * Commands that arrive later (sd flushing the disk while the LUN goes away,
-   * midlayer retries) still run, each bounded by the same timeout: refusing
-   * them with BUSY would make the kernel retry them for minutes.
+   * for them (ring.abortNow). Those whose backend may still use the ring's
+   * memory (in-place reads, zero-copy writes) are answered with KEEP_BUF, so
+   * the kernel keeps their blocks from other commands until they end; without
+   * KEEP_BUF they are answered when they end, or abandoned when the ring
+   * closes (which keeps the memory mapped until then). Commands that arrive
+   * later (sd flushing the disk while the LUN goes away, midlayer retries)
+   * still run, each bounded by the same timeout: refusing them with BUSY would
+   * make the kernel retry them for minutes.
    */
   #abortInFlight(boundMs: number): void {
     this.#lateCommandBoundMs = boundMs;
@@ -484,13 +485,15 @@ export class Device extends EventEmitter<DeviceEvents> {
   }
 
   #handlerFailed(command: RingCommand, error: unknown): void {
-    if (command.state !== 'active') return;
-    this.#logger.error({ device: this.name, id: command.id, err: error }, 'handler failed');
-    this.#emitError(
-      new HandlerError(`handler failed on command ${command.id} (opcode 0x${hex2(command.opcode)})`, {
-        cause: error,
-      }),
-    );
+    if (command.state === 'active') {
+      this.#logger.error({ device: this.name, id: command.id, err: error }, 'handler failed');
+      this.#emitError(
+        new HandlerError(`handler failed on command ${command.id} (opcode 0x${hex2(command.opcode)})`, {
+          cause: error,
+        }),
+      );
+    }
+    // Also for a command answered at the deadline: its end gives back what it held (KEEP_BUF).
     this.#answer(command, STATUS_CHECK_CONDITION, this.#internalFailureSense(), undefined, 'none');
   }
 
@@ -542,11 +545,17 @@ export class Device extends EventEmitter<DeviceEvents> {
       return;
     }
     // false: answered already at the drain deadline, or abandoned by the ring's close.
-    if (answered) this.#count(command, status, readLen ?? 0, direction);
+    if (answered) this.#count(command, status, readLen ?? 0, direction, sense);
   }
 
   /** Metrics and the 'command' event, once per answered command. */
-  #count(command: RingCommand, status: number, dataIn: number, direction: DataDirection): void {
+  #count(
+    command: RingCommand,
+    status: number,
+    dataIn: number,
+    direction: DataDirection,
+    sense?: Uint8Array,
+  ): void {
     if (!this.#clockFresh) {
       this.#clock = performance.now(); // one clock read per batch of completions
       this.#clockFresh = true;
@@ -566,7 +575,7 @@ export class Device extends EventEmitter<DeviceEvents> {
         cdb: cdb.slice(),
         opcode,
         status,
-        sense: undefined,
+        sense,
         dataInBytes: dataIn,
         dataOutBytes: status === STATUS_GOOD ? dataOut : 0,
         latencyMs: latencyUs / 1000,

@@ -163,29 +163,11 @@ export class FileBackend implements BlockBackend {
   /** preadv on the calling thread; returns nothing when done (the unit answers in the same turn). */
   #readSync(lba: number, into: Uint8Array | readonly Uint8Array[]): void {
     const position = lba * this.blockSize;
-    const fd = this.#handle.fd;
     let done = 0;
     try {
-      if (!Array.isArray(into) || into.length === 1) {
-        const buffer: Uint8Array = Array.isArray(into) ? into[0]! : (into as Uint8Array);
-        while (done < buffer.length) {
-          const bytesRead = readSync(fd, buffer, done, buffer.length - done, position + done);
-          if (bytesRead === 0) throw new Error(`unexpected end of file at byte ${position + done}`);
-          done += bytesRead;
-        }
-        return;
-      }
-      const list = into as readonly Uint8Array[];
-      let segments = list;
-      const total = totalLength(list);
-      while (done < total) {
-        const bytesRead = readvSync(fd, segments as Uint8Array[], position + done);
-        if (bytesRead === 0) throw new Error(`unexpected end of file at byte ${position + done}`);
-        done += bytesRead;
-        if (done < total) segments = remainder(list, done);
-      }
+      done = transferSync(this.#handle.fd, position, into, false);
     } catch (error) {
-      throw this.#readError(lba, position + done, error);
+      throw this.#readError(lba, position + ((error as { done?: number }).done ?? done), error);
     }
   }
 
@@ -304,28 +286,10 @@ export class FileBackend implements BlockBackend {
 
   #writeAtSync(position: number, data: Uint8Array | readonly Uint8Array[]): void {
     if (this.readOnly) throw new BackendIoError('the file is open read-only', this.#lbaAt(position));
-    const fd = this.#handle.fd;
-    let done = 0;
     try {
-      if (!Array.isArray(data) || data.length === 1) {
-        const buffer: Uint8Array = Array.isArray(data) ? data[0]! : (data as Uint8Array);
-        while (done < buffer.length) {
-          const bytesWritten = writeSync(fd, buffer, done, buffer.length - done, position + done);
-          if (bytesWritten === 0) throw new Error(`no progress writing at byte ${position + done}`);
-          done += bytesWritten;
-        }
-        return;
-      }
-      const list = data as readonly Uint8Array[];
-      let segments = list;
-      const total = totalLength(list);
-      while (done < total) {
-        const bytesWritten = writevSync(fd, segments as Uint8Array[], position + done);
-        if (bytesWritten === 0) throw new Error(`no progress writing at byte ${position + done}`);
-        done += bytesWritten;
-        if (done < total) segments = remainder(list, done);
-      }
+      transferSync(this.#handle.fd, position, data, true);
     } catch (error) {
+      const done = (error as { done?: number }).done ?? 0;
       throw new BackendIoError(`write failed: ${(error as Error).message}`, this.#lbaAt(position + done), {
         cause: error,
       });
@@ -342,6 +306,52 @@ const totalLength = (segments: readonly Uint8Array[]): number => {
   for (const segment of segments) total += segment.length;
   return total;
 };
+
+/**
+ * pread/pwrite (one buffer) or preadv/pwritev (a scatter list) of every byte at `position`,
+ * resumed after short transfers. A failure carries `done`, the bytes moved before it.
+ */
+function transferSync(
+  fd: number,
+  position: number,
+  data: Uint8Array | readonly Uint8Array[],
+  write: boolean,
+) {
+  let done = 0;
+  try {
+    if (!Array.isArray(data) || data.length === 1) {
+      const buffer: Uint8Array = Array.isArray(data) ? data[0]! : (data as Uint8Array);
+      while (done < buffer.length) {
+        const n = write
+          ? writeSync(fd, buffer, done, buffer.length - done, position + done)
+          : readSync(fd, buffer, done, buffer.length - done, position + done);
+        if (n === 0)
+          throw new Error(
+            `${write ? 'no progress writing' : 'unexpected end of file'} at byte ${position + done}`,
+          );
+        done += n;
+      }
+      return done;
+    }
+    const list = data as readonly Uint8Array[];
+    const total = totalLength(list);
+    let segments = list;
+    while (done < total) {
+      const n = write
+        ? writevSync(fd, segments as Uint8Array[], position + done)
+        : readvSync(fd, segments as Uint8Array[], position + done);
+      if (n === 0)
+        throw new Error(
+          `${write ? 'no progress writing' : 'unexpected end of file'} at byte ${position + done}`,
+        );
+      done += n;
+      if (done < total) segments = remainder(list, done);
+    }
+    return done;
+  } catch (error) {
+    throw Object.assign(error as Error, { done });
+  }
+}
 
 /** The segments after the first `skip` bytes (a short readv/writev continues there). */
 function remainder(segments: readonly Uint8Array[], skip: number): Uint8Array[] {
