@@ -204,7 +204,7 @@ try {
       const cMemory = med('C memory', 'cpuUsPerCommand');
       for (const consumer of consumers) {
         const cpu = med(consumer, 'cpuUsPerCommand');
-        const first = samples.get(consumer)[0]!;
+        const first = (samples.get(consumer) as Sample[])[0] as Sample;
         rows.push(
           [
             `${size / 1024} KiB ${write ? 'WRITE' : 'READ'}(10)`,
