@@ -229,7 +229,7 @@ console.log(
   `@tcmu/device per command, queue depth ${DEPTH}, simulated kernel in a worker thread, median of ${ROUNDS} rounds of ${SECONDS} s (${new Date().toISOString().slice(0, 10)}, node ${process.version})`,
 );
 console.log(
-  '| command | consumer | cmd/s | CPU µs/cmd | vs C file | vs C memory | heap B/cmd | objects/cmd |',
+  '| command | consumer | cmd/s | CPU µs/cmd | vs C file | vs C memory | kicks/cmd | heap B/cmd | objects/cmd |',
 );
-console.log('| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |');
+console.log('| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
 for (const row of rows) console.log(`| ${row} |`);

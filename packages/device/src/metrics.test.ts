@@ -65,6 +65,23 @@ describe('LatencyHistogram', () => {
     expect(one.buckets()[0]!.leMs).toBeLessThanOrEqual(1.19);
   });
 
+  it('puts each sample in exactly the bucket [previous bound, bound) that holds it', () => {
+    // integers around every bound up to 2^33 µs, and fractions, against 2^(i/4) directly
+    const samples: number[] = [1, 1.5, 2.999, 3, 1e9 + 0.5, 0x7fff_ffff, 0x8000_0000, 2 ** 33];
+    for (let i = 1; i <= 33 * 4; i++) {
+      const bound = 2 ** (i / 4);
+      samples.push(Math.floor(bound) - 1, Math.floor(bound), Math.ceil(bound), Math.ceil(bound) + 1);
+    }
+    for (const us of samples.filter((s) => s >= 1)) {
+      const h = new LatencyHistogram();
+      h.recordUs(us);
+      const [bucket] = h.buckets();
+      const upper = bucket!.leMs * 1000;
+      expect(upper, `sample ${us}`).toBeGreaterThan(us);
+      expect(upper / 2 ** 0.25, `sample ${us}`).toBeLessThanOrEqual(us * (1 + 1e-12));
+    }
+  });
+
   it('treats negative and NaN samples as zero', () => {
     const h = new LatencyHistogram();
     h.record(-5);

@@ -11,6 +11,23 @@ const BUCKET_COUNT = OCTAVES * SUB_BUCKETS + 1;
 
 /** Upper bound (µs, exclusive) of bucket `index`; bucket 0 holds everything below 1 µs. */
 const upperBoundUs = (index: number): number => 2 ** (index / SUB_BUCKETS);
+const UPPER_BOUNDS_US = Float64Array.from({ length: BUCKET_COUNT }, (_, i) => upperBoundUs(i));
+
+/**
+ * The bucket of a sample: its octave from the leading zeros of its integer
+ * part, then at most SUB_BUCKETS comparisons (no log or pow per command).
+ */
+function bucketOf(us: number): number {
+  if (us < 1) return 0;
+  if (us >= 0x8000_0000) {
+    let index = Math.ceil(Math.log2(us) * SUB_BUCKETS - 1e-9);
+    if (index < BUCKET_COUNT - 1 && UPPER_BOUNDS_US[index]! <= us) index++; // log2 rounding
+    return index < BUCKET_COUNT ? index : BUCKET_COUNT - 1;
+  }
+  let index = (31 - Math.clz32(us)) * SUB_BUCKETS + 1;
+  while (UPPER_BOUNDS_US[index]! <= us) index++;
+  return index;
+}
 
 export interface HistogramBucket {
   /** Exclusive upper bound of the bucket, in milliseconds. */
@@ -60,11 +77,7 @@ export class LatencyHistogram {
   /** Record one sample in microseconds (negative or NaN samples count as 0). */
   recordUs(sample: number): void {
     const us = sample > 0 ? sample : 0;
-    let index = us < 1 ? 0 : Math.ceil(Math.log2(us) * SUB_BUCKETS + 1e-9);
-    // log2 rounding can land one bucket low: the upper bound must exceed the sample.
-    if (index < BUCKET_COUNT - 1 && upperBoundUs(index) <= us) index++;
-    if (index >= BUCKET_COUNT) index = BUCKET_COUNT - 1;
-    this.#counts[index]!++;
+    this.#counts[bucketOf(us)]!++;
     this.#count++;
     this.#sumUs += us;
     if (us < this.#minUs) this.#minUs = us;
