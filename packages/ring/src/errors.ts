@@ -82,6 +82,11 @@ export class RingClosedError extends RingError {
   override name = 'RingClosedError';
 }
 
+/** AbortSignal reason for commands a ring reset took away (TcmuRing.recover). */
+export class RingResetError extends RingError {
+  override name = 'RingResetError';
+}
+
 /** The caller used the API wrongly (double completion, bad option...). */
 export class RingUsageError extends RingError {
   override name = 'RingUsageError';

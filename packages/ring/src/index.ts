@@ -10,6 +10,7 @@ export {
   NativeError,
   RingClosedError,
   RingError,
+  RingResetError,
   RingUsageError,
 } from './errors.js';
 export {

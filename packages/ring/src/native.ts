@@ -57,6 +57,8 @@ export interface NativeRingEngine {
     masks: Uint8Array,
   ): void;
   stop(): void;
+  /** After the kernel's reset_ring: forget every command and the failure, walk from `tail`. */
+  restart(tail: number): void;
   unmap(): void;
 }
 

@@ -1,4 +1,6 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
@@ -11,6 +13,7 @@ import {
   MailboxError,
   type NativeError,
   RingClosedError,
+  RingResetError,
   RingUsageError,
 } from './errors.js';
 import { readUioMapSize, TcmuRing } from './ring.js';
@@ -567,6 +570,71 @@ describe('corrupt rings', () => {
     ));
   it('misaligned cmd_head', () => expectCorrupt((sim) => sim.setHead(3), /cmd_head 3/));
   it('cmd_head beyond the ring', () => expectCorrupt((sim) => sim.setHead(sim.cmdrSize + 8), /cmd_head/));
+});
+
+describe('recover() after the kernel reset the ring', () => {
+  const corrupt = () => {
+    const bytes = new Uint8Array(ABI.cmdEntrySize);
+    new DataView(bytes.buffer).setUint32(0, 4096 | ABI.op.cmd, true); // runs past cmd_head
+    return bytes;
+  };
+
+  it.each(
+    PRESETS,
+  )('serves from cmd_tail 0 again; held commands abort with RingResetError (%s)', async (_name, flags) => {
+    const { sim, ring } = setup({ flags });
+    const errors: Error[] = [];
+    ring.on('error', (error) => errors.push(error));
+    const held = hold(ring);
+    const first = sim.submit({ cdb: read10(0, 1), dataInLength: 512 });
+    await until(() => expect(held.length).toBe(1));
+    sim.injectRaw(corrupt(), ABI.cmdEntrySize);
+    await until(() => expect(errors[0]).toBeInstanceOf(CorruptRingError));
+    expect(() => ring.recover()).not.toThrow(); // a held command exposes no ring memory yet
+    expect(held[0]!.signal.aborted).toBe(true);
+    expect(held[0]!.signal.reason).toBeInstanceOf(RingResetError);
+    sim.resetRing(1);
+    expect(await first).toMatchObject({ status: 0x08 }); // BUSY: the initiator retries
+    ring.complete(held[0]!, 0); // a late answer is ignored, never written to the reset ring
+    const next = sim.submit({ cdb: read10(0, 1), dataInLength: 512 });
+    await until(() => expect(held.length).toBe(2));
+    ring.complete(held[1]!, 0, undefined, 512);
+    expect(await next).toMatchObject({ status: 0 });
+    expect(sim.broken).toBeUndefined();
+  });
+
+  it('is refused while a command may still use ring memory', async () => {
+    const { sim, ring } = setup();
+    ring.on('error', () => {});
+    const held = hold(ring);
+    void sim.submit({ cdb: read10(0, 1), dataInLength: 512 });
+    await until(() => expect(held.length).toBe(1));
+    void held[0]!.dataInBuffer; // hands the ring's Data-In memory out
+    sim.injectRaw(corrupt(), ABI.cmdEntrySize);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(() => ring.recover()).toThrow(RingUsageError);
+  });
+});
+
+describe('memory', () => {
+  it('a closed ring, its engine and its simulator can be garbage-collected', async () => {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const rings: WeakRef<TcmuRing>[] = [];
+    for (let i = 0; i < 5; i++) {
+      const sim = new KernelSimulator();
+      const ring = TcmuRing.open(sim.ringOptions());
+      ring.on('command', (command) => ring.complete(command, 0));
+      await sim.submit({ cdb: new Uint8Array(6) });
+      await ring.close();
+      await sim.close();
+      rings.push(new WeakRef(ring));
+    }
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    gc();
+    gc();
+    expect(rings.filter((ref) => ref.deref() !== undefined)).toHaveLength(0);
+  });
 });
 
 describe('close and reopen', () => {

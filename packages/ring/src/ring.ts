@@ -8,6 +8,7 @@ import {
   MailboxError,
   NativeError,
   RingClosedError,
+  RingResetError,
   RingUsageError,
 } from './errors.js';
 import { NativeLane } from './lane.js';
@@ -342,6 +343,34 @@ export class TcmuRing extends EventEmitter<TcmuRingEvents> implements CommandSou
     this.#lent++;
     this.#schedulePublish();
     return true;
+  }
+
+  /**
+   * Serves again after the kernel reset the ring (`action/reset_ring`: it completes every
+   * command it held and sets cmd_head = cmd_tail = 0), e.g. once a CorruptRingError
+   * stopped intake. The commands this ring still tracks are forgotten (their signals
+   * abort with RingResetError, their completions are ignored) and intake restarts at the
+   * mailbox's cmd_tail. Refused while any command may still use ring memory: after a
+   * reset the kernel gives those data blocks to new commands.
+   */
+  recover(): void {
+    if (this.#state !== 'failed' && this.#state !== 'open') {
+      throw new RingUsageError(`cannot recover a ring that is ${this.#state}`);
+    }
+    const inFlight = this.commandsInFlight();
+    if (this.#lent > 0 || inFlight.some((command) => command.memoryExposed)) {
+      throw new RingUsageError('cannot recover while a command may still use ring memory: wait for it first');
+    }
+    const reset = new RingResetError('the ring was reset before this command completed');
+    for (const command of inFlight) {
+      command.state = 'abandoned';
+      command.abort(reset);
+      this.#commands[command.id] = undefined;
+    }
+    this.#inFlight = 0;
+    this.#engine.restart(this.#view.getUint32(ABI.mailbox.cmdTail, true));
+    this.#state = 'open';
+    this.#pull();
   }
 
   /** Commands in flight (for a drain deadline). */

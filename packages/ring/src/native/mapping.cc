@@ -124,6 +124,7 @@ class Poller : public Napi::ObjectWrap<Poller> {
     }
     // A broken fd would report readable forever: stop before calling out.
     if (!error.IsNull() && self->handle_) uv_poll_stop(self->handle_);
+    if (self->callback_.IsEmpty()) return;
     try {
       self->callback_.MakeCallback(self->Value(), {error, Napi::Number::New(env, count)});
     } catch (const Napi::Error& e) {
@@ -143,6 +144,9 @@ class Poller : public Napi::ObjectWrap<Poller> {
       CloseHandle();
       Unref();
     }
+    // The callback's closure refers back to the poller's owner: a strong reference kept
+    // here would hold both for the life of the process.
+    callback_.Reset();
     return info.Env().Undefined();
   }
 

@@ -130,6 +130,7 @@ class RingEngine : public Napi::ObjectWrap<RingEngine> {
                            InstanceMethod<&RingEngine::Publish>("publish"),
                            InstanceMethod<&RingEngine::ConfigureLane>("configureLane"),
                            InstanceMethod<&RingEngine::Stop>("stop"),
+                           InstanceMethod<&RingEngine::Restart>("restart"),
                            InstanceMethod<&RingEngine::Unmap>("unmap"),
                        });
   }
@@ -189,6 +190,29 @@ class RingEngine : public Napi::ObjectWrap<RingEngine> {
       slotOf_.assign(kIds, 0);
       done_.assign(kIds, 0);
     }
+    StartPoll(env);
+    return env.Undefined();
+  }
+
+  // restart(tail): after the kernel's reset_ring (cmd_head = cmd_tail = 0, every command
+  // gone): forget commands and failure, walk again from `tail`, polling again if stopped.
+  Napi::Value Restart(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (closed_ || cmdrSize_ == 0) throw Napi::Error::New(env, "the engine is not running");
+    cursor_ = tail_ = published_ = static_cast<uint32_t>(SizeArg(info, 0, "tail"));
+    failed_ = reported_ = overtaken_ = false;
+    jsInFlight_ = 0;
+    inFlight_.assign(kIds, kIdle);
+    laneDone_.clear();
+    if (!ooo_) {
+      slotOf_.assign(kIds, 0);
+      done_.assign(kIds, 0);
+    }
+    if (!handle_) StartPoll(env);
+    return env.Undefined();
+  }
+
+  void StartPoll(Napi::Env env) {
     uv_loop_t* loop = nullptr;
     if (napi_get_uv_event_loop(env, &loop) != napi_ok) throw Napi::Error::New(env, "no uv loop");
     handle_ = new uv_poll_t;
@@ -202,7 +226,6 @@ class RingEngine : public Napi::ObjectWrap<RingEngine> {
       throw ErrnoError(env, -rc, "uv_poll_start");
     }
     Ref();  // keep this object alive while the handle can call back
-    return env.Undefined();
   }
 
   // Walks now (e.g. after completions made room below maxInFlight); returns the records written.
@@ -281,6 +304,13 @@ class RingEngine : public Napi::ObjectWrap<RingEngine> {
     closed_ = true;
     laneDone_.clear();
     DetachAndUnmap(buffer_, state_);
+    if (handle_) {
+      ClosePoll();
+      Unref();
+    }
+    // The callback's closure holds the TcmuRing, which holds this engine: dropping the
+    // strong reference lets both be collected.
+    callback_.Reset();
     return info.Env().Undefined();
   }
 
@@ -319,7 +349,7 @@ class RingEngine : public Napi::ObjectWrap<RingEngine> {
       }
     }
     if (!error.IsNull() && self->handle_) uv_poll_stop(self->handle_);  // a broken fd polls readable forever
-    if (records > 0 || !error.IsNull()) {
+    if ((records > 0 || !error.IsNull()) && !self->callback_.IsEmpty()) {
       try {
         self->callback_.MakeCallback(self->Value(), {error, Napi::Number::New(env, records)});
       } catch (const Napi::Error& e) {

@@ -116,6 +116,7 @@ export class KernelSimulator {
   readonly #tmrQueue: Array<{ type: number; ids: number[] }> = [];
   #notifyScheduled = false;
   #broken: RingBrokenError | undefined;
+  #blocked = false;
   #closed = false;
   readonly #discardDataIn: boolean;
 
@@ -219,6 +220,7 @@ export class KernelSimulator {
     const result = new Promise<SimulatedResult>((resolve, reject) => {
       if (this.#closed) return reject(new RingUsageError('simulator is closed'));
       if (this.#broken) return reject(this.#broken);
+      if (this.#blocked) return resolve(statusOnly(0, SAM_STAT_BUSY));
       const queued = { request, resolve, reject };
       if (this.#qfull.length > 0 || !this.#queueCommand(queued)) this.#qfull.push(queued);
     });
@@ -250,6 +252,41 @@ export class KernelSimulator {
   setHead(value: number): void {
     this.#mapping.storeRelease(ABI.mailbox.cmdHead, value >>> 0);
     this.#notify();
+  }
+
+  /**
+   * action/block_dev (tcmu_block_dev / tcmu_unblock_dev): while blocked, new commands are
+   * answered BUSY at once (queue_cmd_ring's TCM_LUN_BUSY) and waiting ones too.
+   */
+  blockDevice(blocked: boolean): void {
+    this.#blocked = blocked;
+    if (blocked) for (const queued of this.#qfull.splice(0)) queued.resolve(statusOnly(0, SAM_STAT_BUSY));
+  }
+
+  /**
+   * action/reset_ring (tcmu_reset_ring): every command in the ring completes, with BUSY
+   * (level 1: the initiator retries) or CHECK CONDITION, NOT READY, LOGICAL UNIT
+   * COMMUNICATION FAILURE 08/00 (level 2); kept buffers are freed; cmd_head, cmd_tail and
+   * the kernel's cleaned offset go back to 0 and a broken ring works again. The ring's
+   * bytes and the mailbox version and flags stay as they are.
+   */
+  resetRing(level: 1 | 2): void {
+    for (const command of this.#commands.values()) {
+      this.#freeBlocks(command.blocks);
+      command.resolve(
+        level === 1 ? statusOnly(command.id, SAM_STAT_BUSY) : notReadyCommunicationFailure(command.id),
+      );
+    }
+    this.#commands.clear();
+    for (const command of this.#kept.values()) this.#freeBlocks(command.blocks);
+    this.#kept.clear();
+    this.#tmrQueue.length = 0;
+    this.#head = 0;
+    this.#lastCleaned = 0;
+    this.#mapping.storeRelease(ABI.mailbox.cmdHead, 0);
+    this.#mapping.storeRelease(ABI.mailbox.cmdTail, 0);
+    this.#broken = undefined;
+    this.#runQueues();
   }
 
   /** Closes the kernel's end of the event channel, as when the UIO device goes away. */
@@ -591,12 +628,23 @@ function writeU64(view: DataView, offset: number, value: number): void {
   view.setUint32(offset + 4, Math.floor(value / 0x1_0000_0000), true);
 }
 
-/** What the core sends for TCM_INVALID_CDB_FIELD: CHECK CONDITION, ILLEGAL REQUEST, 24/00. */
-function invalidFieldInCdb(cmdId: number): SimulatedResult {
+const SAM_STAT_BUSY = 0x08;
+
+function statusOnly(cmdId: number, status: number): SimulatedResult {
+  return { cmdId, status, sense: new Uint8Array(0), dataIn: new Uint8Array(0), readLen: 0, aborted: false };
+}
+
+/** CHECK CONDITION with fixed-format sense: what the core sends for its own failures. */
+function checkCondition(cmdId: number, senseKey: number, asc: number): SimulatedResult {
   const sense = new Uint8Array(ABI.senseBufferSize);
   sense[0] = 0x70;
-  sense[2] = 0x05;
+  sense[2] = senseKey;
   sense[7] = 0x0a;
-  sense[12] = 0x24;
+  sense[12] = asc;
   return { cmdId, status: 0x02, sense, dataIn: new Uint8Array(0), readLen: 0, aborted: false };
 }
+
+/** TCM_LOGICAL_UNIT_COMMUNICATION_FAILURE: NOT READY, 08/00. */
+const notReadyCommunicationFailure = (cmdId: number) => checkCondition(cmdId, 0x02, 0x08);
+/** TCM_INVALID_CDB_FIELD: ILLEGAL REQUEST, 24/00. */
+const invalidFieldInCdb = (cmdId: number) => checkCondition(cmdId, 0x05, 0x24);
