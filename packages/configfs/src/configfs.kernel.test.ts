@@ -271,3 +271,64 @@ describe('cleanup after a crash', () => {
     }
   });
 });
+
+describe('ownership across processes', () => {
+  /** Starts the race-owner fixture; `line` resolves with its first stdout line as JSON. */
+  function raceOwner(args: string[]) {
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', join(here, '__fixtures__/race-owner.ts'), ...args],
+      {
+        stdio: ['pipe', 'pipe', 'inherit'],
+      },
+    );
+    const exit = new Promise<number | null>((resolve) => child.on('exit', resolve));
+    const line = new Promise<Record<string, unknown>>((resolve, reject) => {
+      let text = '';
+      child.stdout.on('data', (chunk: Buffer) => {
+        text += chunk.toString();
+        if (text.includes('\n')) resolve(JSON.parse(text.split('\n')[0]!));
+      });
+      exit.then((code) => reject(new Error(`race-owner ${args.join(' ')} ended with ${code} and no report`)));
+    });
+    return { child, exit, line };
+  }
+
+  it('4 processes × 50 rounds over 6 shared names, a janitor and 2 crashed owners: no live backstore is ever removed', async () => {
+    const janitor = raceOwner(['janitor']);
+    const crashers = ['kt-rc-a', 'kt-rc-b'].map((name) => raceOwner(['crasher', name]));
+    const crashed: string[] = [];
+    for (const crasher of crashers) {
+      const report = (await crasher.line) as { backstore: { path: string } };
+      crashed.push(report.backstore.path.slice(TARGET.length + 1));
+      crasher.child.kill('SIGKILL');
+      await crasher.exit;
+    }
+    const names = Array.from({ length: 6 }, (_, i) => `kt-race-${i}`).join(',');
+    const workers = [0, 1, 2, 3].map((id) => raceOwner(['worker', `w${id}`, '50', names]));
+    const reports = (await Promise.all(workers.map((w) => w.line))) as Array<{
+      created: number;
+      collisions: number;
+      violations: string[];
+    }>;
+    expect(await Promise.all(workers.map((w) => w.exit))).toEqual([0, 0, 0, 0]);
+    janitor.child.stdin.end();
+    const cleaned = (await janitor.line) as { passes: number; removed: string[] };
+    expect(await janitor.exit).toBe(0);
+    console.log(
+      `ownership race: created ${reports.map((r) => r.created).join('/')}, collisions ${reports
+        .map((r) => r.collisions)
+        .join('/')}, janitor passes ${cleaned.passes}, removed ${cleaned.removed.join(' ')}`,
+    );
+
+    expect(reports.flatMap((r) => r.violations)).toEqual([]);
+    expect(reports.every((r) => r.created > 0)).toBe(true);
+    expect(reports.reduce((n, r) => n + r.collisions, 0)).toBeGreaterThan(0); // they did contend
+    // The janitor removed exactly the crashed owners' backstores, nothing of a live worker.
+    expect([...cleaned.removed].sort()).toEqual([...crashed].sort());
+    const left = (await manager.list()).backstores.filter((b) => /^kt-r(ace|c)-/.test(b.name));
+    expect(left).toEqual([]);
+    const markers = (await manager.owners.list()).filter((m) => /kt-r(ace|c)-/.test(m.path));
+    expect(markers).toEqual([]);
+  }, 600_000);
+});

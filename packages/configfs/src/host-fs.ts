@@ -19,6 +19,8 @@ export interface DirEntry {
 export interface HostFs {
   readFile(path: string): Promise<string>;
   writeFile(path: string, data: string): Promise<void>;
+  /** Creates a regular file that must not exist yet (O_CREAT|O_EXCL); rejects with EEXIST when it does. */
+  createExclusive(path: string, data: string): Promise<void>;
   /** Not recursive: the parent must exist; rejects with EEXIST when present. */
   mkdir(path: string): Promise<void>;
   rmdir(path: string): Promise<void>;
@@ -74,6 +76,10 @@ export class NodeHostFs implements HostFs {
     } finally {
       await handle.close();
     }
+  }
+
+  async createExclusive(path: string, data: string): Promise<void> {
+    await fsp.writeFile(path, data, { flag: 'wx' });
   }
 
   async mkdir(path: string): Promise<void> {

@@ -37,6 +37,7 @@ export {
   type TargetManagerOptions,
 } from './manager.js';
 export type * from './model.js';
+export { type ConfigfsLock, SocketLock, type SocketLockOptions } from './lock.js';
 export { type OwnerRecord, OwnerRegistry } from './owner.js';
 export {
   MAX_ISCSI_TPGT,

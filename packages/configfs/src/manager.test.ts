@@ -42,9 +42,9 @@ describe('user (TCMU) backstores', () => {
       devConfig: 'tcmu-node/disk0',
       blockSize: 512,
     });
-    const writes = kernel.journal.filter((line) => line.startsWith('write'));
+    const writes = kernel.journal.filter((line) => line.startsWith('write') || line.startsWith('create'));
     expect(writes).toEqual([
-      `write ${kernel.roots.run}/owners/core%2Fuser_0%2Fdisk0.json=${writes[0]!.split('=').slice(1).join('=')}`,
+      `create ${kernel.roots.run}/owners/core%2Fuser_0%2Fdisk0.json=${writes[0]!.split('=').slice(1).join('=')}`,
       `write ${bs.path}/control=dev_config=tcmu-node/disk0,dev_size=67108864,hw_block_size=512,nl_reply_supported=-1,max_data_area_mb=8`,
       `write ${bs.path}/wwn/vpd_unit_serial=sn0`,
       `write ${bs.path}/enable=1`,
@@ -471,11 +471,51 @@ describe('ownership, list and cleanup', () => {
     const report = await manager.cleanup();
     expect(report.removed).toEqual(['loopback/naa.5001405000000006', 'core/user_1/stale']);
     expect(report.skipped).toEqual([]);
+    // Its ring has no consumer: blocked and reset before its LUN went (so the unlink cannot wait on it).
+    expect(kernel.actions).toEqual(['stale block_dev=1', 'stale reset_ring=2']);
     expect(await kernel.exists(staleLun.path)).toBe(false);
     expect(await kernel.exists(live.path)).toBe(true);
     expect(await kernel.exists(`${target}/core/fileio_0/theirs`)).toBe(true);
     expect((await manager.owners.list()).map((r) => r.path)).toEqual(['core/user_2/live']);
     expect(await manager.cleanup()).toEqual({ removed: [], skipped: [] });
+  });
+
+  it('two owners racing for one name: one wins, the loser leaves the winner’s marker, cleanup keeps it', async () => {
+    for (const round of [1, 2, 3, 4, 5]) {
+      const pids = [5000 + round * 2, 5001 + round * 2];
+      for (const pid of pids) await kernel.spawnProcess(pid);
+      const racers = pids.map((ownerPid) => new TargetManager({ fs: kernel, roots: kernel.roots, ownerPid }));
+      const results = await Promise.allSettled(
+        racers.map((racer) => racer.createUserBackstore({ name: `race${round}`, size: MiB })),
+      );
+      const won = results.findIndex((r) => r.status === 'fulfilled');
+      const lost = results.find((r) => r.status === 'rejected') as PromiseRejectedResult;
+      expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+      expect(lost.reason).toBeInstanceOf(AlreadyExistsError);
+      const marker = await manager.owners.read(`core/user_${round - 1}/race${round}`);
+      expect(marker?.pid).toBe(pids[won]);
+      expect(await manager.cleanup()).toEqual({ removed: [], skipped: [] });
+      expect((await manager.list()).backstores.find((b) => b.name === `race${round}`)?.stale).toBe(false);
+    }
+  });
+
+  it('claims exclusively: a live owner’s marker refuses, a dead owner’s is taken over; release is the owner’s only', async () => {
+    await kernel.spawnProcess(7001);
+    await kernel.spawnProcess(7002);
+    const a = new TargetManager({ fs: kernel, roots: kernel.roots, ownerPid: 7001 });
+    const b = new TargetManager({ fs: kernel, roots: kernel.roots, ownerPid: 7002 });
+    await a.owners.claim('core/user_9/x');
+    await expect(b.owners.claim('core/user_9/x')).rejects.toBeInstanceOf(InUseError);
+    expect(await b.owners.release('core/user_9/x')).toBe(false);
+    expect((await manager.owners.read('core/user_9/x'))?.pid).toBe(7001);
+    const record = (await a.owners.read('core/user_9/x'))!;
+    expect(await b.owners.releaseStale(record)).toBe(false); // its owner is alive
+    await kernel.killProcess(7001);
+    await b.owners.claim('core/user_9/x');
+    expect((await manager.owners.read('core/user_9/x'))?.pid).toBe(7002);
+    expect(await a.owners.releaseStale(record)).toBe(false); // no longer that marker
+    expect(await b.owners.release('core/user_9/x')).toBe(true);
+    expect(await manager.owners.list()).toEqual([]);
   });
 
   it('treats a reused pid with another start time as dead', async () => {

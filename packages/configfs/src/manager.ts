@@ -28,6 +28,7 @@ import type {
   Disk,
   FileioBackstore,
   FileioBackstoreOptions,
+  FoundUserBackstore,
   Handle,
   InitiatorAclOptions,
   Inventory,
@@ -46,6 +47,7 @@ import type {
   UserBackstoreOptions,
   WaitOptions,
 } from './model.js';
+import { type ConfigfsLock, SocketLock } from './lock.js';
 import { type OwnerRecord, OwnerRegistry } from './owner.js';
 import { exportConfig, importConfig, type SaveConfig } from './saveconfig.js';
 import {
@@ -83,18 +85,23 @@ export interface TargetManagerOptions {
   readonly roots?: Partial<Roots>;
   /** Owner recorded in ownership markers; default `process.pid`. */
   readonly ownerPid?: number;
+  /**
+   * Held around every creation and removal, across processes; default: a SocketLock
+   * named after the configfs root.
+   */
+  readonly lock?: ConfigfsLock;
 }
 
 interface UndoStep {
   readonly describe: string;
-  readonly run: () => Promise<void>;
+  readonly run: () => Promise<unknown>;
 }
 
 /** Undo log of one multi-step creation: replayed in reverse when a step fails. */
 class Transaction {
   private readonly steps: UndoStep[] = [];
 
-  add(describe: string, run: () => Promise<void>): void {
+  add(describe: string, run: () => Promise<unknown>): void {
     this.steps.push({ describe, run });
   }
 
@@ -127,12 +134,14 @@ export class TargetManager {
   /** `<configfs>/target`. */
   readonly targetRoot: string;
   private queue: Promise<unknown> = Promise.resolve();
+  private readonly lock: ConfigfsLock;
 
   constructor(options: TargetManagerOptions = {}) {
     this.fs = options.fs ?? new NodeHostFs();
     this.roots = resolveRoots(options.roots);
     this.targetRoot = `${this.roots.configfs}/target`;
     this.owners = new OwnerRegistry(this.fs, this.roots, options.ownerPid ?? process.pid);
+    this.lock = options.lock ?? new SocketLock(this.roots.configfs);
   }
 
   // ---------------------------------------------------------------- backstores
@@ -159,7 +168,7 @@ export class TargetManager {
 
     return this.serialized(() =>
       this.transaction(`creating user backstore ${name}`, async (tx) => {
-        const ref = await this.reserveBackstore(tx, 'user', name, hba);
+        const ref = await this.reserveBackstore(tx, 'user', name, hba, options.note);
         const path = this.backstorePath(ref);
         await this.write(`${path}/control`, control);
         // Before enable: no netlink RECONFIG, and the handler sees them at open.
@@ -374,7 +383,7 @@ export class TargetManager {
       const targetRel = `loopback/${lun.wwn}`;
       const targetPath = `${this.targetRoot}/${targetRel}`;
       if (!(await this.fs.exists(targetPath))) {
-        await this.owners.release(targetRel);
+        await this.dropMarker(targetRel);
         return;
       }
       // LUN dirs without a link are leftovers of a crash, not LUNs in use.
@@ -503,6 +512,103 @@ export class TargetManager {
     if (errors.length > 0) throw errors[0];
   }
 
+  // ---------------------------------------------------------------- reattach
+
+  /**
+   * The user backstore `name`, with its owner and the loopback LUNs exporting it: what
+   * a restarted process checks before adopting it (adoptUserBackstore). Undefined when
+   * there is none.
+   */
+  async findUserBackstore(name: string): Promise<FoundUserBackstore | undefined> {
+    validateObjectName('backstore name', name);
+    const ref = (await this.listBackstoreRefs()).find((r) => r.plugin === 'user' && r.name === name);
+    if (ref === undefined) return undefined;
+    const path = this.backstorePath(ref);
+    const info = parseBackstoreInfo(await this.fs.readFile(`${path}/info`).catch(() => ''));
+    const serialText = await this.fs.readFile(`${path}/wwn/vpd_unit_serial`).catch(() => '');
+    const blockSize = Number((await this.fs.readFile(`${path}/attrib/hw_block_size`).catch(() => '')).trim());
+    const backstore: UserBackstore = {
+      kind: 'backstore',
+      plugin: 'user',
+      hba: ref.hba,
+      name,
+      path,
+      devConfig: info.config ?? '',
+      size: info.size ?? 0,
+      blockSize: Number.isSafeInteger(blockSize) && blockSize > 0 ? blockSize : (info.sectorSize ?? 0),
+      serial: /Number:\s*(\S+)/.exec(serialText)?.[1],
+    };
+    const owner = await this.owners.read(relativeBackstore(ref));
+    const ownedByUs = owner !== undefined && (await this.owners.isOwn(owner));
+    const ownerAlive = owner !== undefined && (ownedByUs || (await this.owners.isAlive(owner)));
+    const luns: LoopbackLun[] = [];
+    for (const wwn of await this.listTargetNames('loopback')) {
+      const targetPath = `${this.targetRoot}/loopback/${wwn}`;
+      for (const tag of await this.listTpgTags(targetPath)) {
+        const tpg = await this.describeTpg(`${targetPath}/tpgt_${tag}`, tag);
+        for (const lun of tpg.luns) {
+          const linked = lun.backstore;
+          if (!linked || linked.plugin !== 'user' || linked.hba !== ref.hba || linked.name !== name) continue;
+          luns.push({
+            kind: 'loopback-lun',
+            wwn,
+            tpgt: tag,
+            lun: lun.index,
+            alias: lun.alias ?? name,
+            nexus: tpg.nexus ?? '',
+            backstore: ref,
+            tpgPath: tpg.path,
+            path: `${tpg.path}/lun/lun_${lun.index}`,
+          });
+        }
+      }
+    }
+    const tagged = backstore.devConfig.startsWith(`${OWN_SUBTYPE}/`);
+    return { backstore, owner, ownerAlive, ownedByUs, tagged, luns };
+  }
+
+  /**
+   * Makes a user backstore whose owner is gone ours: its marker and those of the
+   * loopback targets exporting it are taken over (the backstore's with `note`).
+   * Nothing in configfs changes. Refused with InUseError while the owner lives, and
+   * for a backstore this library did not make.
+   */
+  async adoptUserBackstore(
+    found: FoundUserBackstore,
+    note?: Readonly<Record<string, string>>,
+  ): Promise<void> {
+    await this.serialized(async () => {
+      const rel = relativeBackstore(found.backstore);
+      if (!found.tagged) throw new InUseError(`backstore ${rel}`, ['another tool (not tagged tcmu-node/)']);
+      const current = await this.owners.read(rel);
+      if (current && !(await this.owners.isOwn(current)) && (await this.owners.isAlive(current))) {
+        throw new InUseError(`backstore ${rel}`, [`process ${current.pid}`]);
+      }
+      await this.owners.claim(rel, note);
+      for (const wwn of new Set(found.luns.map((lun) => lun.wwn))) {
+        const targetRel = `loopback/${wwn}`;
+        const record = await this.owners.read(targetRel);
+        if (record && (await this.owners.isOwn(record))) continue;
+        if (record && (await this.owners.isAlive(record))) continue; // shared with a live process: stays theirs
+        await this.owners.claim(targetRel);
+      }
+    });
+  }
+
+  /**
+   * Writes `action/<name>` of a user backstore (`block_dev`, `reset_ring`,
+   * `free_kept_buf`): see target_core_user.c for what each does.
+   */
+  async writeUserAction(ref: BackstoreRef, action: 'block_dev' | 'reset_ring', value: number): Promise<void> {
+    await this.write(`${this.backstorePath(ref)}/action/${action}`, String(value));
+  }
+
+  /** Writes one `attrib/*` value of a backstore (e.g. cmd_time_out), validated like creation's. */
+  async writeAttribute(ref: BackstoreRef, name: string, value: number): Promise<void> {
+    const attributes = validateAttributes(ref.plugin, { [name]: value });
+    await this.writeAttributes(this.backstorePath(ref), attributes);
+  }
+
   // ---------------------------------------------------------------- inventory
 
   /** Everything in configfs, ours and others', with ownership and staleness. */
@@ -543,8 +649,22 @@ export class TargetManager {
       const inventory = await this.list();
       const removed: string[] = [];
       const skipped: Array<{ path: string; reason: string }> = [];
+      const staleUser = new Set(
+        inventory.backstores.filter((b) => b.stale && b.plugin === 'user').map((b) => relativeBackstore(b)),
+      );
       for (const target of inventory.targets) {
         if (!target.stale) continue;
+        for (const tpg of target.tpgs) {
+          for (const lun of tpg.luns) {
+            if (lun.backstore && staleUser.has(relativeBackstore(lun.backstore))) {
+              await this.quiesceDeadRing(
+                lun.backstore,
+                target.fabric === 'loopback' ? tpg : undefined,
+                lun.index,
+              );
+            }
+          }
+        }
         await this.removeTargetUnlocked(target.fabric, target.wwn);
         removed.push(`${target.fabric}/${target.wwn}`);
       }
@@ -563,7 +683,7 @@ export class TargetManager {
       for (const record of await this.owners.list()) {
         if (await this.owners.isAlive(record)) continue;
         if (!(await this.fs.exists(`${this.targetRoot}/${record.path}`)))
-          await this.owners.release(record.path);
+          await this.owners.releaseStale(record);
       }
       return { removed, skipped };
     });
@@ -591,8 +711,17 @@ export class TargetManager {
   }
 
   /** Runs `body` after every earlier operation of this manager finished. */
+  /** One change at a time: in this manager (a queue) and across processes (the lock). */
   private serialized<T>(body: () => Promise<T>): Promise<T> {
-    const run = this.queue.then(body, body);
+    const locked = async () => {
+      const release = await this.lock.acquire();
+      try {
+        return await body();
+      } finally {
+        await release();
+      }
+    };
+    const run = this.queue.then(locked, locked);
     this.queue = run.catch(() => undefined);
     return run;
   }
@@ -620,6 +749,7 @@ export class TargetManager {
     plugin: BackstorePlugin,
     name: string,
     hba: number | undefined,
+    note?: Readonly<Record<string, string>>,
   ): Promise<BackstoreRef> {
     // saveconfig addresses backstores as /backstores/<plugin>/<name>: keep names unique per plugin.
     for (const existing of await this.listBackstoreRefs()) {
@@ -629,7 +759,7 @@ export class TargetManager {
     }
     const ref: BackstoreRef = { plugin, hba: hba ?? (await this.lowestFreeHba()), name };
     const rel = relativeBackstore(ref);
-    await this.owners.claim(rel);
+    await this.owners.claim(rel, note);
     tx.add(`release marker of ${rel}`, () => this.owners.release(rel));
     const hbaPath = `${this.targetRoot}/core/${plugin}_${ref.hba}`;
     if (!(await this.fs.exists(hbaPath))) {
@@ -679,8 +809,37 @@ export class TargetManager {
       }
       await this.rmdirIfPresent(path);
     }
-    await this.owners.release(rel);
+    await this.dropMarker(rel);
     await this.removeHbaIfEmpty(`${this.targetRoot}/core/${ref.plugin}_${ref.hba}`);
+  }
+
+  /**
+   * Before unlinking a LUN whose ring nobody serves any more, so that the removal cannot
+   * wait on it: the kernel waits for every command in flight (transport_clear_lun_ref, no
+   * timeout of its own) and sd sends SYNCHRONIZE CACHE on removal when the write cache is
+   * on (sd_sync_cache: 3 tries), each held for the ring's cmd_time_out, which cannot be
+   * changed while exported (tcmu_cmd_time_out_store). So: the disk's cache goes
+   * "temporary write through" (no SYNCHRONIZE CACHE), then block_dev=1 (new commands
+   * get BUSY at once) and reset_ring=2 (those left in the ring complete with NOT READY,
+   * LOGICAL UNIT COMMUNICATION FAILURE: nobody will answer them). Best effort.
+   */
+  private async quiesceDeadRing(ref: BackstoreRef, tpg: TpgEntry | undefined, lun: number): Promise<void> {
+    const host = tpg?.address?.split(':')[0];
+    if (host !== undefined && tpg !== undefined) {
+      const cacheType = `${this.roots.sys}/class/scsi_disk/${host}:0:${tpg.tag}:${lun}/cache_type`;
+      await this.fs.writeFile(cacheType, 'temporary write through').catch(() => undefined);
+    }
+    const path = this.backstorePath(ref);
+    await this.fs.writeFile(`${path}/action/block_dev`, '1').catch(() => undefined);
+    await this.fs.writeFile(`${path}/action/reset_ring`, '2').catch(() => undefined);
+  }
+
+  /** Our marker goes with the object; a dead owner's too; a live owner's stays (its owner releases it). */
+  private async dropMarker(rel: string): Promise<void> {
+    const record = await this.owners.read(rel);
+    if (record === undefined) return;
+    if (await this.owners.isOwn(record)) await this.owners.release(rel);
+    else await this.owners.releaseStale(record);
   }
 
   /** An HBA dir holds only attribute files once its devices are gone; never leave it empty. */
@@ -734,7 +893,7 @@ export class TargetManager {
       }
       await this.rmdirIfPresent(targetPath);
     }
-    await this.owners.release(targetRel);
+    await this.dropMarker(targetRel);
   }
 
   /** Unlinks every symlink in a LUN (or mapped LUN) dir, then removes the dir. */

@@ -1,3 +1,4 @@
+import type { OwnerRecord } from './owner.js';
 import type { Attributes, BackstoreInfo, BackstorePlugin } from './control.js';
 import type { Portal } from './validate.js';
 
@@ -89,6 +90,8 @@ export interface UserBackstoreOptions {
   readonly serial?: string;
   /** `attrib/*` values (see WRITABLE_ATTRIBUTES.user), written before `enable`. */
   readonly attributes?: Attributes;
+  /** Kept in the ownership marker (e.g. what the backstore serves), for a process that adopts it later. */
+  readonly note?: Readonly<Record<string, string>>;
 }
 
 export interface FileioBackstoreOptions {
@@ -254,4 +257,19 @@ export interface CleanupReport {
   /** configfs paths (relative to `<configfs>/target`) removed. */
   readonly removed: readonly string[];
   readonly skipped: ReadonlyArray<{ readonly path: string; readonly reason: string }>;
+}
+
+/** A user backstore found by name (`findUserBackstore`): what a restarted process needs to adopt it. */
+export interface FoundUserBackstore {
+  readonly backstore: UserBackstore;
+  /** Its ownership marker: pid, start time and the note its owner left; undefined without one. */
+  readonly owner: OwnerRecord | undefined;
+  /** The owner process is alive (this process included): in use unless that owner let it go. */
+  readonly ownerAlive: boolean;
+  /** The owner is this registry's process (OwnerRegistry.isOwn). */
+  readonly ownedByUs: boolean;
+  /** Tagged `tcmu-node/` (made by this library), so ours to adopt once its owner is gone. */
+  readonly tagged: boolean;
+  /** The loopback LUNs that export it. */
+  readonly luns: readonly LoopbackLun[];
 }

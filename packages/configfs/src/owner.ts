@@ -1,10 +1,11 @@
-import { errnoOf } from './errors.js';
+import { errnoOf, InUseError } from './errors.js';
 import type { HostFs, Roots } from './host-fs.js';
 
 /**
  * Ownership marker of one configfs object we created: a JSON file in
- * `<roots.run>/owners/`, written BEFORE the object is created (so a crash never
- * leaves an object of ours without a marker) and removed after it is gone.
+ * `<roots.run>/owners/`, created exclusively BEFORE the object is created (so a
+ * crash never leaves an object of ours without a marker) and removed, by its owner
+ * only, after the object is gone.
  * The owner is alive when `/proc/<pid>` exists with the same start time (field
  * 22 of /proc/<pid>/stat), which defeats pid reuse.
  */
@@ -15,10 +16,14 @@ export interface OwnerRecord {
   /** Start time of the owner in clock ticks since boot, or null if /proc was unreadable. */
   readonly startTime: string | null;
   readonly createdAt: string;
+  /** What the owner recorded about the object (UserBackstoreOptions.note). */
+  readonly note?: Readonly<Record<string, string>>;
 }
 
 export class OwnerRegistry {
   private readonly dir: string;
+  /** Our own start time, read once (the same for the life of the process). */
+  private ownStartTime: Promise<string | null> | undefined;
 
   constructor(
     private readonly fs: HostFs,
@@ -32,20 +37,82 @@ export class OwnerRegistry {
     return `${this.dir}/${encodeURIComponent(path)}.json`;
   }
 
-  async claim(path: string): Promise<void> {
+  private startTime(): Promise<string | null> {
+    this.ownStartTime ??= processStartTime(this.fs, this.roots, this.pid);
+    return this.ownStartTime;
+  }
+
+  /** True when `record` names this registry's process (pid and start time). */
+  async isOwn(record: OwnerRecord): Promise<boolean> {
+    if (record.pid !== this.pid) return false;
+    const own = await this.startTime();
+    return record.startTime === null || own === null || record.startTime === own;
+  }
+
+  /**
+   * Writes our marker for `path` with an exclusive create, so two processes can never
+   * both believe they own it. A marker left by a dead owner (or a crash before its
+   * content was written) is replaced; a live owner's marker makes this fail with
+   * InUseError. Callers hold the configfs lock, so no one else replaces a stale
+   * marker at the same time.
+   */
+  async claim(path: string, note?: Readonly<Record<string, string>>): Promise<void> {
     await this.ensureDir();
+    const file = this.fileOf(path);
     const record: OwnerRecord = {
       path,
       pid: this.pid,
-      startTime: await processStartTime(this.fs, this.roots, this.pid),
+      startTime: await this.startTime(),
       createdAt: new Date().toISOString(),
+      ...(note === undefined ? {} : { note }),
     };
-    await this.fs.writeFile(this.fileOf(path), `${JSON.stringify(record)}\n`);
+    for (let attempt = 0; attempt < 3; attempt++) {
+      try {
+        await this.fs.createExclusive(file, `${JSON.stringify(record)}\n`);
+        return;
+      } catch (error) {
+        if (errnoOf(error) !== 'EEXIST') throw error;
+      }
+      const existing = await this.read(path);
+      if (existing !== undefined && (await this.isOwn(existing))) return;
+      if (existing !== undefined && (await this.isAlive(existing))) {
+        throw new InUseError(path, [`process ${existing.pid} (its owner)`]);
+      }
+      await this.unlinkIfPresent(file);
+    }
+    throw new InUseError(path, ['another process claiming it at the same time']);
   }
 
-  async release(path: string): Promise<void> {
+  /**
+   * Removes our marker for `path`. Someone else's marker is left alone (a rollback or
+   * removal never takes another process's claim with it); returns whether one was removed.
+   */
+  async release(path: string): Promise<boolean> {
+    const existing = await this.read(path);
+    if (existing === undefined || !(await this.isOwn(existing))) return false;
+    await this.unlinkIfPresent(this.fileOf(path));
+    return true;
+  }
+
+  /** Removes a dead owner's marker, if it is still exactly `record` and its owner still dead. */
+  async releaseStale(record: OwnerRecord): Promise<boolean> {
+    const existing = await this.read(record.path);
+    if (
+      existing === undefined ||
+      existing.pid !== record.pid ||
+      existing.startTime !== record.startTime ||
+      existing.createdAt !== record.createdAt ||
+      (await this.isAlive(existing))
+    ) {
+      return false;
+    }
+    await this.unlinkIfPresent(this.fileOf(record.path));
+    return true;
+  }
+
+  private async unlinkIfPresent(file: string): Promise<void> {
     try {
-      await this.fs.unlink(this.fileOf(path));
+      await this.fs.unlink(file);
     } catch (error) {
       if (errnoOf(error) !== 'ENOENT') throw error;
     }
@@ -108,7 +175,13 @@ function parseRecord(text: string): OwnerRecord | undefined {
     pid: value.pid,
     startTime: typeof value.startTime === 'string' ? value.startTime : null,
     createdAt: typeof value.createdAt === 'string' ? value.createdAt : '',
+    ...(isNote(value.note) ? { note: value.note } : {}),
   };
+}
+
+function isNote(value: unknown): value is Record<string, string> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+  return Object.values(value).every((v) => typeof v === 'string');
 }
 
 /** Field 22 (starttime) of /proc/<pid>/stat, or null when the process does not exist. */

@@ -3,7 +3,15 @@ import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { type DirEntry, type HostFs, NodeHostFs, type Roots } from '../host-fs.js';
 
-type FsOperation = 'readFile' | 'writeFile' | 'mkdir' | 'rmdir' | 'symlink' | 'unlink' | 'readdir';
+type FsOperation =
+  | 'readFile'
+  | 'writeFile'
+  | 'createExclusive'
+  | 'mkdir'
+  | 'rmdir'
+  | 'symlink'
+  | 'unlink'
+  | 'readdir';
 
 interface FailureRule {
   readonly op: FsOperation;
@@ -106,6 +114,9 @@ export class FakeKernel implements HostFs {
   private nextDisk = 0;
   /** Every successful mutating operation, in order: `mkdir <path>`, `write <path>=<data>`... */
   readonly journal: string[] = [];
+  /** Writes to user backstores' action/* files, in order: `<name> reset_ring=1`... */
+  readonly actions: string[] = [];
+  #onAction: ((uioPath: string, action: string, value: string) => void) | undefined;
 
   private constructor(readonly base: string) {
     this.roots = {
@@ -249,6 +260,13 @@ export class FakeKernel implements HostFs {
     if (parts) await this.kernelWrite(path, parts, data);
     else await this.real.writeFile(path, data);
     this.journal.push(`write ${path}=${data}`);
+  }
+
+  async createExclusive(path: string, data: string): Promise<void> {
+    this.checkFailure('createExclusive', path);
+    if (this.targetParts(path)) fail('EPERM', `${path}: configfs holds no regular files of ours`);
+    await this.real.createExclusive(path, data);
+    this.journal.push(`create ${path}=${data}`);
   }
 
   async mkdir(path: string): Promise<void> {
@@ -397,6 +415,10 @@ export class FakeKernel implements HostFs {
       await fsp.writeFile(`${path}/wwn/vpd_unit_serial`, '');
       await fsp.writeFile(`${path}/control`, '');
       await fsp.writeFile(`${path}/info`, '');
+      if (bs.plugin === 'user') {
+        for (const action of ['block_dev', 'reset_ring', 'free_kept_buf'])
+          await fsp.writeFile(`${path}/action/${action}`, action === 'block_dev' ? '0\n' : '');
+      }
     }
     if (depth === 3 && top !== 'core' && top !== 'loopback') {
       for (const [file, value] of Object.entries({
@@ -461,7 +483,14 @@ export class FakeKernel implements HostFs {
       serialOwner.serial = data.trim();
       return;
     }
+    const actionOwner = this.backstores.get(dirname(dirname(path)));
+    if (actionOwner && parts.at(-2) === 'action')
+      return this.writeAction(path, actionOwner, file, data.trim());
     const attribOwner = this.backstores.get(dirname(dirname(path)));
+    if (attribOwner?.plugin === 'user' && file === 'cmd_time_out' && parts.at(-2) === 'attrib') {
+      // tcmu_cmd_time_out_store: refused while a LUN exports the device.
+      if (await this.isExported(dirname(dirname(path)))) fail('EINVAL', 'cmd_time_out: device is exported');
+    }
     if (attribOwner && parts.at(-2) === 'attrib') {
       if (!/^-?\d+\s*$/.test(data)) fail('EINVAL', `${file}: not a number`);
       await fsp.writeFile(path, `${data.trim()}\n`);
@@ -474,6 +503,38 @@ export class FakeKernel implements HostFs {
       if (data.trim() !== '0' && data.trim() !== '1') fail('EINVAL', 'enable takes 0 or 1');
     }
     await fsp.writeFile(path, `${data.trim()}\n`);
+  }
+
+  /** Writes of target_core_user.c's action/* files (tcmu_block_dev_store, tcmu_reset_ring_store). */
+  private async writeAction(path: string, bs: BackstoreState, file: string, value: string): Promise<void> {
+    if (!bs.enabled) fail('EINVAL', `${file}: device not configured`);
+    const allowed: Record<string, RegExp> = {
+      block_dev: /^[01]$/,
+      reset_ring: /^[12]$/,
+      free_kept_buf: /^\d+$/,
+    };
+    const rule = allowed[file];
+    if (!rule) fail('EACCES', `${file} is not writable`);
+    if (!rule.test(value)) fail('EINVAL', `${file}: bad value ${value}`);
+    if (file === 'block_dev') await fsp.writeFile(path, `${value}\n`);
+    this.actions.push(`${bs.name} ${file}=${value}`);
+    if (bs.uio !== undefined) this.#onAction?.(`${this.roots.dev}/uio${bs.uio}`, file, value);
+  }
+
+  /**
+   * Called on each accepted action/* write with the backstore's UIO device path: a test
+   * harness forwards block_dev and reset_ring to the ring simulator serving that device.
+   */
+  onAction(listener: (uioPath: string, action: string, value: string) => void): void {
+    this.#onAction = listener;
+  }
+
+  private async isExported(backstorePath: string): Promise<boolean> {
+    for (const made of this.userMade) {
+      if (made.includes('/lun/') && (await this.real.realpath(made).catch(() => '')) === backstorePath)
+        return true;
+    }
+    return false;
   }
 
   private writeControl(bs: BackstoreState, data: string): void {
