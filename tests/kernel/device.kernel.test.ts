@@ -10,7 +10,7 @@ import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { type Device, type Middleware, openDevice, Target } from '@tcmu/device';
+import { type Device, FileBackend, type Middleware, openDevice, Target } from '@tcmu/device';
 import { MemoryBackend } from '@tcmu/scsi';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -277,10 +277,25 @@ describe('a 4096-byte device', () => {
   });
 });
 
-describe('a filesystem', () => {
+/** The two backends a user serves from: memory, and an image file (FileBackend, io 'sync'). */
+const backends = ['memory', 'file'] as const;
+type BackendKind = (typeof backends)[number];
+
+/** serve() over the chosen backend; a file backend's image is made (sparse) in the scratch dir. */
+async function serveOn(kind: BackendKind, name: string, blockSize: number, bytes: number) {
+  if (kind === 'memory') return { device: await serve(name, blockSize, bytes), image: undefined };
+  const image = join(scratch, `${name}.img`);
+  await ok('truncate', ['-s', String(bytes), image]);
+  const file = await FileBackend.open(image, { blockSize, io: 'sync' });
+  const device = await openDevice({ name, backend: file, nodeDir: NODE_DIR });
+  device.once('close', () => void file.close());
+  return { device, image };
+}
+
+describe.each(backends)('a filesystem on the %s backend', (kind) => {
   it('mkfs.ext4, mount, write, umount, fsck -fn clean, remount, verify', async () => {
-    const device = await serve('e2e-fs', 4096, 128 << 20);
-    const mnt = join(scratch, 'mnt');
+    const { device, image } = await serveOn(kind, `e2e-fs-${kind}`, 4096, 128 << 20);
+    const mnt = join(scratch, `mnt-${kind}`);
     await mkdir(mnt, { recursive: true });
     try {
       const disk = device.diskPath!;
@@ -298,12 +313,14 @@ describe('a filesystem', () => {
       await run('umount', [mnt]);
       await closeAndCheck(device);
     }
+    // What the file backend acknowledged is in the image: the same filesystem checks clean from it.
+    if (image) await ok('fsck.ext4', ['-fn', image]);
   });
 });
 
-describe('fio', () => {
+describe.each(backends)('fio on the %s backend', (kind) => {
   it('random writes and reads over 256 MiB verify with crc32c, zero errors', async () => {
-    const device = await serve('e2e-fio', 4096, 256 << 20);
+    const { device, image } = await serveOn(kind, `e2e-fio-${kind}`, 4096, 256 << 20);
     try {
       const out = await ok(
         'fio',
@@ -330,6 +347,7 @@ describe('fio', () => {
       expect(device.stats().errors).toBe(0);
     } finally {
       await closeAndCheck(device);
+      if (image) await rm(image, { force: true });
     }
   });
 });

@@ -10,12 +10,19 @@ import {
   SenseReasons,
   senseFor,
 } from '@tcmu/scsi';
-import { LANE_OPCODES, type LaneCounters, type RingCommand, type TcmuRing } from '@tcmu/ring';
+import {
+  CorruptRingError,
+  LANE_OPCODES,
+  type LaneCounters,
+  type RingCommand,
+  type TcmuRing,
+} from '@tcmu/ring';
 import {
   DeviceClosedError,
   DeviceError,
   DeviceSetupError,
   HandlerError,
+  ReattachMismatchError,
   type SetupStep,
   TeardownError,
 } from './errors.js';
@@ -26,12 +33,19 @@ import type {
   BackstoreRef,
   DevicePlatform,
   DiskRef,
+  FoundBackstore,
   LunRef,
   NodeRef,
   TargetRef,
   UioRef,
 } from './platform.js';
 import type { ResolvedOptions } from './options.js';
+
+/**
+ * Backstores a device of this process detached: our own marker is on them, yet a
+ * device opened later in this process may adopt them (an in-process restart).
+ */
+const detachedHere = new Set<string>();
 
 /** What the 'command' event reports for every completed command. */
 export interface CommandEvent {
@@ -54,6 +68,8 @@ export interface DeviceEvents {
   command: [event: CommandEvent];
   /** close() finished. */
   close: [];
+  /** Serving again after `cause` (a corrupt ring) stopped intake: the ring was reset. */
+  recovered: [cause: Error];
 }
 
 export interface CloseOptions {
@@ -64,13 +80,14 @@ export interface CloseOptions {
   readonly drainTimeoutMs?: number;
 }
 
-export type DeviceState = 'new' | 'opening' | 'ready' | 'closing' | 'closed' | 'failed';
+export type DeviceState = 'new' | 'opening' | 'ready' | 'recovering' | 'closing' | 'closed' | 'failed';
 
 const STATUS_GOOD = 0x00;
 const STATUS_CHECK_CONDITION = 0x02;
 const STATUS_TASK_ABORTED = 0x40;
 const DEFAULT_DRAIN_TIMEOUT_MS = 5000;
 const ROLLBACK_DRAIN_TIMEOUT_MS = 2000;
+const RECOVERY_DRAIN_TIMEOUT_MS = 5000;
 
 /** How the device answers commands (see scsi.ts). */
 export interface Emulation {
@@ -137,6 +154,9 @@ export class Device extends EventEmitter<DeviceEvents> {
   #luns: LunRef[] = [];
   #disk: DiskRef | undefined;
   #node: NodeRef | undefined;
+  /** The earlier process's backstore this device took over (reattach). */
+  #adopted: FoundBackstore | undefined;
+  #recoveries = 0;
   #opening: Promise<void> | undefined;
   #closing: Promise<void> | undefined;
   #drainWaiters: Array<() => void> = [];
@@ -245,15 +265,31 @@ export class Device extends EventEmitter<DeviceEvents> {
     const options = this.#options;
     let step: SetupStep = 'backstore';
     try {
-      this.#backstore = await platform.createBackstore({
-        name: options.name,
-        hba: options.hba,
-        sizeBytes: options.blockCount * options.blockSize,
-        blockSize: options.blockSize,
-        serial: options.identity.serial,
-        hwMaxSectors: options.hwMaxSectors,
-        maxDataAreaMb: options.maxDataAreaMb,
-      });
+      const note = {
+        ...(options.source === undefined ? {} : { source: options.source }),
+        ...(options.nodeDir === undefined ? {} : { node: join(options.nodeDir, options.name) }),
+      };
+      const found = options.reattach && !attach ? await platform.findBackstore?.(options.name) : undefined;
+      const released = found?.ownedByUs === true && detachedHere.has(found.ref.path);
+      if (found?.ours && (!found.ownerAlive || released) && platform.adoptBackstore) {
+        detachedHere.delete(found.ref.path);
+        this.#checkIdentity(found);
+        this.#backstore = await platform.adoptBackstore(found, note);
+        this.#adopted = found;
+      } else {
+        // Also when another process lives or the name is someone else's: creation says so.
+        this.#backstore = await platform.createBackstore({
+          name: options.name,
+          hba: options.hba,
+          sizeBytes: options.blockCount * options.blockSize,
+          blockSize: options.blockSize,
+          serial: options.identity.serial,
+          hwMaxSectors: options.hwMaxSectors,
+          maxDataAreaMb: options.maxDataAreaMb,
+          commandTimeoutS: options.commandTimeoutS,
+          note,
+        });
+      }
       step = 'uio';
       this.#uio = await platform.findUio(this.#backstore);
       step = 'ring';
@@ -269,18 +305,32 @@ export class Device extends EventEmitter<DeviceEvents> {
       ring.on('error', (error) => this.#onRingError(error));
       ring.on('command', this.#onCommand);
       if (options.nativeLane) this.#startLane(ring);
-      step = 'queue-depth';
-      const depth = await platform.setQueueDepth(this.#backstore, options.queueDepth);
-      if (depth !== undefined && depth < options.queueDepth) {
-        this.#logger.debug(
-          { device: this.name, requested: options.queueDepth, kernel: depth },
-          'kernel queue depth',
-        );
+      const adopted = this.#adopted;
+      if (adopted) {
+        // The ring is mapped and served: let the kernel queue commands again.
+        await platform.unblockBackstore?.(this.#backstore);
+      } else {
+        step = 'queue-depth';
+        const depth = await platform.setQueueDepth(this.#backstore, options.queueDepth);
+        if (depth !== undefined && depth < options.queueDepth) {
+          this.#logger.debug(
+            { device: this.name, requested: options.queueDepth, kernel: depth },
+            'kernel queue depth',
+          );
+        }
       }
       step = 'target';
       const targets: { target: TargetRef; lun: number | undefined }[] = [];
       if (attach) targets.push(attach);
       for (const spec of options.targets) {
+        // The loopback LUN the earlier process made is still there: the same /dev/sdX.
+        const kept =
+          spec.type === 'loopback' ? adopted?.luns.find((l) => l.target.type === 'loopback') : undefined;
+        if (kept) {
+          this.#ownTargets.push(kept.target);
+          this.#luns.push(kept);
+          continue;
+        }
         const target = await platform.createTarget(spec);
         this.#ownTargets.push(target);
         targets.push({ target, lun: options.lun });
@@ -296,25 +346,66 @@ export class Device extends EventEmitter<DeviceEvents> {
         this.#disk = await platform.waitForDisk(loopback);
         if (options.nodeDir !== undefined) {
           step = 'node';
-          this.#node = await platform.makeNode(
-            join(options.nodeDir, options.name),
-            this.#disk,
-            options.nodeKind,
-          );
+          const nodePath = join(options.nodeDir, options.name);
+          const kept = adopted
+            ? await platform.adoptNode?.(
+                nodePath,
+                this.#disk,
+                options.nodeKind,
+                adopted.note.node === nodePath,
+              )
+            : undefined;
+          this.#node = kept ?? (await platform.makeNode(nodePath, this.#disk, options.nodeKind));
         }
       }
     } catch (cause) {
       this.#state = 'failed';
       // Commands keep being served during the rollback (removing a LUN makes the kernel flush the disk).
-      const rollbackErrors = await this.#teardown(ROLLBACK_DRAIN_TIMEOUT_MS);
+      // An adopted disk is not ours to remove on failure: let it go as the earlier process left it.
+      const rollbackErrors = this.#adopted
+        ? await this.#letGo(ROLLBACK_DRAIN_TIMEOUT_MS, true).then(() => [])
+        : await this.#teardown(ROLLBACK_DRAIN_TIMEOUT_MS);
       throw new DeviceSetupError(step, cause, rollbackErrors);
     }
     this.#state = 'ready';
     this.#logger.info(
-      { device: this.name, disk: this.diskPath, node: this.nodePath, uio: this.uioPath, luns: this.luns },
-      'device ready',
+      {
+        device: this.name,
+        disk: this.diskPath,
+        node: this.nodePath,
+        uio: this.uioPath,
+        luns: this.luns,
+        ...(this.#adopted ? { reattachedFrom: this.#adopted.ownerPid ?? null } : {}),
+      },
+      this.#adopted ? 'device reattached' : 'device ready',
     );
     this.emit('ready');
+  }
+
+  /** Refuses to adopt a backstore that serves other data (see ReattachMismatchError). */
+  #checkIdentity(found: FoundBackstore): void {
+    const options = this.#options;
+    const differences: string[] = [];
+    const size = options.blockCount * options.blockSize;
+    if (found.sizeBytes !== size) differences.push(`size ${found.sizeBytes} bytes there, ${size} asked`);
+    if (found.blockSize !== options.blockSize) {
+      differences.push(`block size ${found.blockSize} there, ${options.blockSize} asked`);
+    }
+    if (found.serial !== undefined && found.serial !== options.identity.serial) {
+      differences.push(`serial ${found.serial} there, ${options.identity.serial} asked`);
+    }
+    const source = found.note.source;
+    if ((source ?? '') !== (options.source ?? '')) {
+      differences.push(
+        `source ${JSON.stringify(source ?? null)} there, ${JSON.stringify(options.source ?? null)} asked`,
+      );
+    }
+    if (differences.length > 0) throw new ReattachMismatchError(options.name, differences);
+  }
+
+  /** True when open() adopted a disk an earlier process left (reattach). */
+  get reattached(): boolean {
+    return this.#adopted !== undefined;
   }
 
   /**
@@ -354,6 +445,58 @@ export class Device extends EventEmitter<DeviceEvents> {
       if (errors.length > 0) throw new TeardownError(errors);
     });
     return this.#closing;
+  }
+
+  /**
+   * Stops serving and leaves the disk for the next process (a restart or an upgrade):
+   * stops taking commands, lets those in flight finish (up to drainTimeoutMs), then
+   * unmaps and closes the ring. The backstore, LUN, `/dev/sdX`, the node and the
+   * ownership stay; the kernel holds new commands in the ring for up to
+   * `commandTimeoutS` until a process opens the same name (reattach), which fails
+   * them back with BUSY for the initiator to retry. Commands still in flight at the
+   * deadline are abandoned the same way: exit soon after, so that no backend call
+   * of this process lands after the next one took over.
+   */
+  async detach(options: CloseOptions = {}): Promise<{ abandoned: number }> {
+    if (this.#state !== 'ready') {
+      throw new DeviceClosedError(`device '${this.name}' is ${this.#state}: only a ready device can detach`);
+    }
+    this.#state = 'closing';
+    const abandoned = await this.#letGo(options.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS, false);
+    this.#state = 'closed';
+    this.#closing = Promise.resolve();
+    this.#onRelease?.();
+    this.#logger.info({ device: this.name, abandoned }, 'device detached');
+    this.emit('close');
+    return { abandoned };
+  }
+
+  /**
+   * Closes the ring and forgets every object without removing it (detach, or a failed
+   * adoption, which also unblocks the ring again: the state a dead process leaves).
+   */
+  async #letGo(drainTimeoutMs: number, unblock: boolean): Promise<number> {
+    this.#unsubscribeUnit?.();
+    this.#unsubscribeUnit = undefined;
+    const ring = this.#ring;
+    this.#ring = undefined;
+    const backstore = this.#backstore;
+    if (backstore) detachedHere.add(backstore.path);
+    let abandoned = 0;
+    try {
+      abandoned = ring ? (await ring.close({ drainTimeoutMs })).abandoned.length : 0;
+      if (unblock && backstore) await this.#platform.unblockBackstore?.(backstore);
+    } catch (error) {
+      this.#logger.warn({ device: this.name, err: error }, 'letting the disk go failed');
+    }
+    // What stays belongs to the next process now: close() must not remove it.
+    this.#node = undefined;
+    this.#luns = [];
+    this.#ownTargets = [];
+    this.#disk = undefined;
+    this.#backstore = undefined;
+    this.#uio = undefined;
+    return abandoned;
   }
 
   /** @internal a Target learns when its device is gone */
@@ -640,6 +783,54 @@ export class Device extends EventEmitter<DeviceEvents> {
   #onRingError(error: Error): void {
     this.#logger.error({ device: this.name, err: error }, 'ring failed');
     this.#emitError(error);
+    if (error instanceof CorruptRingError) void this.#recover(error);
+  }
+
+  /**
+   * After a corrupt ring stopped intake: let the commands still running finish (they may
+   * use ring memory, which the kernel reuses after a reset), then block, reset the ring
+   * (what it held completes with BUSY for the initiator to retry), serve it from the
+   * start again and unblock. State 'recovering' meanwhile; 'failed' if that is impossible.
+   */
+  async #recover(cause: Error): Promise<void> {
+    const ring = this.#ring;
+    const backstore = this.#backstore;
+    const platform = this.#platform;
+    if (this.#state !== 'ready' || !ring || !backstore || !platform.resetRing) return;
+    this.#state = 'recovering';
+    try {
+      await ring.drain(RECOVERY_DRAIN_TIMEOUT_MS);
+      if (ring.inFlight > 0)
+        throw new DeviceError(
+          `${ring.inFlight} command(s) still running after ${RECOVERY_DRAIN_TIMEOUT_MS} ms`,
+        );
+      await platform.resetRing(backstore);
+      ring.recover();
+      await platform.unblockBackstore?.(backstore);
+    } catch (error) {
+      if (this.#state !== 'recovering') return; // closed meanwhile
+      this.#state = 'failed';
+      const failure = new DeviceError(
+        `device '${this.name}' could not recover from a corrupt ring: ${String((error as Error).message ?? error)}`,
+        { cause: error },
+      );
+      this.#logger.error({ device: this.name, err: failure }, 'ring recovery failed');
+      this.#emitError(failure);
+      return;
+    }
+    if (this.#state !== 'recovering') return;
+    this.#state = 'ready';
+    this.#recoveries++;
+    this.#logger.warn(
+      { device: this.name, err: cause, recoveries: this.#recoveries },
+      'ring reset: serving again',
+    );
+    this.emit('recovered', cause);
+  }
+
+  /** How many times a corrupt ring was reset and served again. */
+  get recoveries(): number {
+    return this.#recoveries;
   }
 
   /** 'error' without listeners would throw from inside the data path: log only then. */

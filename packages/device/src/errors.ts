@@ -65,3 +65,21 @@ export class TeardownError extends DeviceError {
 export class HandlerError extends DeviceError {
   override name = 'HandlerError';
 }
+
+/**
+ * openDevice found this name's disk left by an earlier process, but it does not serve
+ * the same data: `differences` names each mismatch (size, block size, serial, source).
+ * Nothing was changed; serve it under another name, or remove the old one
+ * (`tcmufile cleanup` once its owner is gone).
+ */
+export class ReattachMismatchError extends DeviceError {
+  override name = 'ReattachMismatchError';
+  readonly differences: readonly string[];
+
+  constructor(name: string, differences: readonly string[]) {
+    super(
+      `device '${name}' exists from an earlier process but serves something else: ${differences.join('; ')}`,
+    );
+    this.differences = differences;
+  }
+}

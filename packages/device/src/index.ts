@@ -43,6 +43,7 @@ export {
   DeviceSetupError,
   HandlerError,
   InvalidOptionError,
+  ReattachMismatchError,
   TeardownError,
 } from './errors.js';
 export type { SetupStep } from './errors.js';

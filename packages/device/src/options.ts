@@ -72,6 +72,27 @@ export interface OpenDeviceOptions {
    * handler or middleware. Default false.
    */
   readonly nativeLane?: boolean;
+  /**
+   * Adopt this name's disk when a process of ours left it behind (crashed, or
+   * `detach()`ed for a restart) and it serves the same data: same size, block size,
+   * serial and `source`. Commands the old process left in the ring are failed back
+   * with BUSY for the initiator to retry, never replayed; `/dev/sdX` and a mounted
+   * filesystem survive. A mismatch is refused with ReattachMismatchError. Default true
+   * (off for devices on a Target).
+   */
+  readonly reattach?: boolean;
+  /**
+   * What the device serves (tcmufile: the image's real path), recorded with the
+   * backstore so a restarted process adopts it only for the same data.
+   */
+  readonly source?: string;
+  /**
+   * Seconds the kernel holds a command for us before failing it with NOT READY,
+   * LOGICAL UNIT COMMUNICATION FAILURE (attrib/cmd_time_out, fixed at creation: the
+   * kernel refuses it once exported): the longest a restart may take without
+   * initiators seeing errors. 0 waits forever. Default 30 (the kernel's).
+   */
+  readonly commandTimeoutS?: number;
   /** Side effects (configfs, ring, device nodes); default: the real system. For tests. */
   readonly platform?: DevicePlatform;
 }
@@ -95,9 +116,14 @@ export interface ResolvedOptions {
   /** I_T nexus id handed to the emulation (unit attentions are per nexus). */
   readonly nexus: string;
   readonly nativeLane: boolean;
+  readonly reattach: boolean;
+  readonly source: string | undefined;
+  readonly commandTimeoutS: number;
 }
 
 export const DEFAULT_QUEUE_DEPTH = 128;
+/** The kernel's own default (TCMU_TIME_OUT in target_core_user.c). */
+export const DEFAULT_COMMAND_TIMEOUT_S = 30;
 /** The ring's command ids are 16-bit and 0 is reserved. */
 const MAX_QUEUE_DEPTH = 65535;
 const BLOCK_SIZES = new Set([512, 1024, 2048, 4096]);
@@ -239,6 +265,13 @@ export function resolveOptions(options: OpenDeviceOptions, shared?: { attached: 
       );
     }
   }
+  const reattach = options.reattach ?? !shared?.attached;
+  if (typeof reattach !== 'boolean') throw new InvalidOptionError('reattach', 'must be a boolean');
+  if (options.source !== undefined && (typeof options.source !== 'string' || options.source.length > 4096)) {
+    throw new InvalidOptionError('source', 'must be a string of at most 4096 characters');
+  }
+  const commandTimeoutS = options.commandTimeoutS ?? DEFAULT_COMMAND_TIMEOUT_S;
+  checkInt('commandTimeoutS', commandTimeoutS, 0, 86_400);
   const unit = options.unit ?? {};
   for (const [key, max] of [
     ['vendor', 8],
@@ -270,5 +303,8 @@ export function resolveOptions(options: OpenDeviceOptions, shared?: { attached: 
     maxDataAreaMb: options.maxDataAreaMb,
     nexus: 'tcmu',
     nativeLane,
+    reattach,
+    source: options.source,
+    commandTimeoutS,
   };
 }

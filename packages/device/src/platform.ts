@@ -39,6 +39,31 @@ export interface DevicePlatform {
   /** Make `path` a block node with the disk's numbers (or a symlink to it); creates the directory. */
   makeNode(path: string, disk: DiskRef, kind: NodeKind): Promise<NodeRef>;
 
+  /**
+   * Reattach (optional; without it a name in use is always refused). The backstore
+   * `name` if one of ours exists, with what is needed to decide whether to adopt it.
+   */
+  findBackstore?(name: string): Promise<FoundBackstore | undefined>;
+  /**
+   * Takes over a found backstore whose owner is gone: its ownership (with `note`),
+   * then action/block_dev=1 (new commands get BUSY) and action/reset_ring=1 (those
+   * the old process left in the ring complete with BUSY: retried, never replayed).
+   */
+  adoptBackstore?(found: FoundBackstore, note: Readonly<Record<string, string>>): Promise<BackstoreRef>;
+  /**
+   * Recovery from a corrupt ring (optional): action/block_dev=1, then action/reset_ring=1
+   * (commands in the ring complete with BUSY; cmd_head = cmd_tail = 0).
+   */
+  resetRing?(backstore: BackstoreRef): Promise<void>;
+  /** action/block_dev=0, once the new ring is mapped and served. */
+  unblockBackstore?(backstore: BackstoreRef): Promise<void>;
+  /**
+   * An existing node at `path` for this disk (same device numbers, or a symlink to
+   * it): returned as ours. A node we made earlier (`ours`) that no longer fits is
+   * removed (undefined: make a new one); anything else there throws EEXIST.
+   */
+  adoptNode?(path: string, disk: DiskRef, kind: NodeKind, ours: boolean): Promise<NodeRef | undefined>;
+
   removeNode(node: NodeRef): Promise<void>;
   removeLun(lun: LunRef): Promise<void>;
   removeTarget(target: TargetRef): Promise<void>;
@@ -56,6 +81,30 @@ export interface BackstoreSpec {
   readonly serial: string;
   readonly hwMaxSectors: number;
   readonly maxDataAreaMb: number | undefined;
+  /** attrib/cmd_time_out in seconds. */
+  readonly commandTimeoutS: number;
+  /** Recorded with the backstore for a process that adopts it later. */
+  readonly note: Readonly<Record<string, string>>;
+}
+
+/** A backstore of ours left by an earlier process (DevicePlatform.findBackstore). */
+export interface FoundBackstore {
+  readonly ref: BackstoreRef;
+  readonly sizeBytes: number;
+  readonly blockSize: number;
+  readonly serial: string | undefined;
+  /** Made by this library (its devConfig is tagged), so adoptable once its owner is gone. */
+  readonly ours: boolean;
+  /** Pid of its owner, if it has an ownership marker. */
+  readonly ownerPid: number | undefined;
+  /** Its owner process is alive (this one included). */
+  readonly ownerAlive: boolean;
+  /** Its owner is this process. */
+  readonly ownedByUs: boolean;
+  /** What the owner recorded (source, node). */
+  readonly note: Readonly<Record<string, string>>;
+  /** The loopback LUNs exporting it. */
+  readonly luns: readonly LunRef[];
 }
 
 export interface BackstoreRef {

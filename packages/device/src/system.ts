@@ -1,8 +1,23 @@
 import * as fsp from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { type HostFs, type LoopbackLun, type Roots, TargetManager, type UserBackstore } from '@tcmu/configfs';
+import {
+  type FoundUserBackstore,
+  type HostFs,
+  type LoopbackLun,
+  type Roots,
+  TargetManager,
+  type UserBackstore,
+} from '@tcmu/configfs';
 import { mknod, TcmuRing } from '@tcmu/ring';
-import type { DevicePlatform, DiskRef, NodeKind, NodeRef, RingOpenOptions, UioRef } from './platform.js';
+import type {
+  DevicePlatform,
+  DiskRef,
+  NodeKind,
+  NodeRef,
+  RingOpenOptions,
+  TargetRef,
+  UioRef,
+} from './platform.js';
 
 export interface SystemPlatformOptions {
   /** configfs/sysfs access (default: the real filesystem); tests pass @tcmu/configfs's FakeKernel. */
@@ -14,6 +29,8 @@ export interface SystemPlatformOptions {
   readonly uioTimeoutMs?: number;
   /** Wait for the SCSI disk after linking the LUN (default 30 s: the scan is slow under emulation). */
   readonly diskTimeoutMs?: number;
+  /** Owner recorded in ownership markers (default process.pid); tests play other processes with it. */
+  readonly ownerPid?: number;
 }
 
 /** The kernel's fixed TCMU queue depth (tcmu_configure_device sets hw_queue_depth = 128). */
@@ -33,6 +50,7 @@ export function systemPlatform(options: SystemPlatformOptions = {}): DevicePlatf
   const manager = new TargetManager({
     ...(options.fs ? { fs: options.fs } : {}),
     ...(options.roots ? { roots: options.roots } : {}),
+    ...(options.ownerPid !== undefined ? { ownerPid: options.ownerPid } : {}),
   });
   const fs = manager.fs;
   const uioTimeoutMs = options.uioTimeoutMs ?? 10_000;
@@ -53,12 +71,70 @@ export function systemPlatform(options: SystemPlatformOptions = {}): DevicePlatf
         serial: spec.serial,
         hwMaxSectors: spec.hwMaxSectors,
         // TMR entries in the ring: ABORT TASK and LUN RESET abort the handlers' signals.
-        attributes: { tmr_notification: 1 },
+        // cmd_time_out only before the first export (tcmu_cmd_time_out_store).
+        attributes: { tmr_notification: 1, cmd_time_out: spec.commandTimeoutS },
+        note: spec.note,
         ...(spec.hba !== undefined ? { hba: spec.hba } : {}),
         ...(spec.maxDataAreaMb !== undefined ? { maxDataAreaMb: spec.maxDataAreaMb } : {}),
       });
       return { name: backstore.name, hba: backstore.hba, path: backstore.path, handle: backstore };
     },
+
+    async findBackstore(name) {
+      const found = await manager.findUserBackstore(name);
+      if (found === undefined) return undefined;
+      const { backstore } = found;
+      const loopback = new Map<string, TargetRef>();
+      const luns = found.luns.map((lun) => {
+        let target = loopback.get(lun.wwn);
+        if (target === undefined) {
+          target = {
+            type: 'loopback',
+            wwn: lun.wwn,
+            path: `${manager.targetRoot}/loopback/${lun.wwn}`,
+            handle: lun.nexus,
+          };
+          loopback.set(lun.wwn, target);
+        }
+        return { target, lun: lun.lun, handle: lun };
+      });
+      return {
+        ref: { name: backstore.name, hba: backstore.hba, path: backstore.path, handle: { found, backstore } },
+        sizeBytes: backstore.size,
+        blockSize: backstore.blockSize,
+        serial: backstore.serial,
+        ours: found.tagged,
+        ownerPid: found.owner?.pid,
+        ownerAlive: found.ownerAlive,
+        ownedByUs: found.ownedByUs,
+        note: found.owner?.note ?? {},
+        luns,
+      };
+    },
+
+    async adoptBackstore(found, note) {
+      const { found: raw, backstore } = found.ref.handle as {
+        found: FoundUserBackstore;
+        backstore: UserBackstore;
+      };
+      await manager.adoptUserBackstore(raw, note);
+      // tcmu-runner's reopen order (libtcmu device_add with reopen): block, reset, map, unblock.
+      await manager.writeUserAction(backstore, 'block_dev', 1);
+      await manager.writeUserAction(backstore, 'reset_ring', 1);
+      return { name: backstore.name, hba: backstore.hba, path: backstore.path, handle: backstore };
+    },
+
+    async resetRing(backstore) {
+      const ref = backstore.handle as UserBackstore;
+      await manager.writeUserAction(ref, 'block_dev', 1);
+      await manager.writeUserAction(ref, 'reset_ring', 1);
+    },
+
+    async unblockBackstore(backstore) {
+      await manager.writeUserAction(backstore.handle as UserBackstore, 'block_dev', 0);
+    },
+
+    adoptNode,
 
     async findUio(backstore) {
       const uio = await manager.findUio(backstore.handle as UserBackstore, { timeoutMs: uioTimeoutMs });
@@ -217,6 +293,42 @@ export async function makeNode(path: string, disk: DiskRef, kind: NodeKind): Pro
     throw error;
   }
   return { path, createdDirs };
+}
+
+/** See DevicePlatform.adoptNode. */
+export async function adoptNode(
+  path: string,
+  disk: DiskRef,
+  kind: NodeKind,
+  ours: boolean,
+): Promise<NodeRef | undefined> {
+  let stat: Awaited<ReturnType<typeof fsp.lstat>>;
+  try {
+    stat = await fsp.lstat(path);
+  } catch {
+    return undefined;
+  }
+  const fits =
+    kind === 'block'
+      ? stat.isBlockDevice() &&
+        deviceNumbers(stat.rdev).major === disk.major &&
+        deviceNumbers(stat.rdev).minor === disk.minor
+      : stat.isSymbolicLink() && (await fsp.readlink(path)) === disk.devPath;
+  // Directories stay as they are: they were made by the process that made the node.
+  if (fits) return { path, createdDirs: [] };
+  if (!ours) {
+    throw Object.assign(new Error(`${path} already exists and is not this disk's node: remove it`), {
+      code: 'EEXIST',
+      path,
+    });
+  }
+  await fsp.unlink(path); // ours, stale: its numbers may now name another disk
+  return undefined;
+}
+
+/** Linux's dev_t split (new_decode_dev / MAJOR() / MINOR() for 32-bit values). */
+function deviceNumbers(rdev: number): { major: number; minor: number } {
+  return { major: (rdev >>> 8) & 0xfff, minor: (rdev & 0xff) | ((rdev >>> 12) & 0xfff00) };
 }
 
 export async function removeNode(node: NodeRef): Promise<void> {

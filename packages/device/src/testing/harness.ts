@@ -10,7 +10,7 @@ import {
   type SimulatorOptions,
 } from '@tcmu/ring/testing';
 import type { Device } from '../device.js';
-import type { DevicePlatform } from '../platform.js';
+import type { DevicePlatform, RingOpenOptions, UioRef } from '../platform.js';
 import { systemPlatform } from '../system.js';
 
 /**
@@ -21,6 +21,8 @@ import { systemPlatform } from '../system.js';
 export interface Harness {
   readonly kernel: FakeKernel;
   readonly platform: DevicePlatform;
+  /** The same platform as another process of ours (its ownership markers name `ownerPid`). */
+  platformAs(ownerPid: number): DevicePlatform;
   /** A temp directory for device nodes. */
   readonly nodeDir: string;
   /** The simulator behind a device's ring. */
@@ -30,30 +32,56 @@ export interface Harness {
   dispose(): Promise<void>;
 }
 
-export async function createHarness(options: { simulator?: SimulatorOptions } = {}): Promise<Harness> {
+export interface HarnessOptions {
+  readonly simulator?: SimulatorOptions;
+  /** Close each simulator with its ring (long runs that must not accumulate fds). */
+  readonly closeSimulatorWithRing?: boolean;
+}
+
+export async function createHarness(options: HarnessOptions = {}): Promise<Harness> {
   const kernel = await FakeKernel.create();
   const nodeDir = await mkdtemp(join(tmpdir(), 'tcmu-device-nodes-'));
   const simulators = new Map<string, KernelSimulator>();
-  const platform = systemPlatform({
-    fs: kernel,
-    roots: kernel.roots,
-    uioTimeoutMs: 500,
-    diskTimeoutMs: 500,
-    openRing: (uio, ring) => {
-      const simulator = new KernelSimulator({ dataSize: 4 << 20, ...options.simulator });
-      simulators.set(uio.path, simulator);
-      try {
-        // action/free_kept_buf of the fake kernel is the simulator's.
-        return TcmuRing.open({
-          ...simulator.ringOptions(ring),
-          ...ring,
-          freeKeptBuffer: async (id) => simulator.freeKeptBuffer(id),
+  const everySimulator: KernelSimulator[] = [];
+  const platformAs = (ownerPid?: number) =>
+    systemPlatform({
+      fs: kernel,
+      roots: kernel.roots,
+      uioTimeoutMs: 500,
+      diskTimeoutMs: 500,
+      ...(ownerPid === undefined ? {} : { ownerPid }),
+      openRing,
+    });
+  const openRing = (uio: UioRef, ring: RingOpenOptions): TcmuRing => {
+    const simulator = new KernelSimulator({ dataSize: 4 << 20, ...options.simulator });
+    simulators.set(uio.path, simulator);
+    everySimulator.push(simulator);
+    try {
+      // action/free_kept_buf of the fake kernel is the simulator's.
+      const opened = TcmuRing.open({
+        ...simulator.ringOptions(ring),
+        ...ring,
+        freeKeptBuffer: async (id) => simulator.freeKeptBuffer(id),
+      });
+      if (options.closeSimulatorWithRing) {
+        opened.once('close', () => {
+          everySimulator.splice(everySimulator.indexOf(simulator), 1);
+          if (simulators.get(uio.path) === simulator) simulators.delete(uio.path);
+          void simulator.close();
         });
-      } catch (error) {
-        void simulator.close();
-        throw error;
       }
-    },
+      return opened;
+    } catch (error) {
+      void simulator.close();
+      throw error;
+    }
+  };
+  const platform = platformAs();
+  // action/block_dev and action/reset_ring reach the simulator behind that UIO device, as in the kernel.
+  kernel.onAction((uioPath, action, value) => {
+    const simulator = simulators.get(uioPath);
+    if (action === 'block_dev') simulator?.blockDevice(value === '1');
+    else if (action === 'reset_ring') simulator?.resetRing(value === '2' ? 2 : 1);
   });
   const simulator = (device: Device): KernelSimulator => {
     const found = device.uioPath && simulators.get(device.uioPath);
@@ -63,11 +91,12 @@ export async function createHarness(options: { simulator?: SimulatorOptions } = 
   return {
     kernel,
     platform,
+    platformAs,
     nodeDir,
     simulator,
     submit: (device, request) => simulator(device).submit(request),
     async dispose() {
-      for (const sim of simulators.values()) await sim.close();
+      for (const sim of everySimulator) await sim.close();
       await kernel.dispose();
       await rm(nodeDir, { recursive: true, force: true });
     },
