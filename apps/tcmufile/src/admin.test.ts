@@ -1,3 +1,5 @@
+import { mkdir, readdir, symlink } from 'node:fs/promises';
+import { join } from 'node:path';
 import { type EnvironmentReport, TargetManager } from '@tcmu/configfs';
 import { FakeKernel } from '@tcmu/configfs/testing';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -9,6 +11,8 @@ import {
   formatDryRun,
   formatInventory,
   missingModules,
+  removeStaleNodes,
+  staleNodes,
   staleObjects,
 } from './admin.js';
 import { ExitCode } from './errors.js';
@@ -132,6 +136,28 @@ describe('list and cleanup over a fake kernel', () => {
     expect(formatCleanup(cleaned)).toMatch(/^Removed 2 stale object\(s\):\n/);
     expect(formatCleanup(await manager.cleanup())).toBe('Nothing to clean up.\n');
     expect(formatInventory(await manager.list())).toContain('Backstores (1):');
+  });
+
+  it('removes the device node a dead owner recorded, never a live owner’s or a directory', async () => {
+    const nodes = join(kernel.base, 'dev-tcmufile');
+    await mkdir(nodes);
+    await kernel.spawnProcess(4343);
+    const crashed = new TargetManager({ fs: kernel, roots: kernel.roots, ownerPid: 4343 });
+    await crashed.createUserBackstore({ name: 'gone', size: 1 << 20, note: { node: join(nodes, 'gone') } });
+    await manager.createUserBackstore({ name: 'live', size: 1 << 20, note: { node: join(nodes, 'live') } });
+    await crashed.createUserBackstore({ name: 'dir', size: 1 << 20, note: { node: join(nodes, 'dir') } });
+    await symlink('/dev/sdq', join(nodes, 'gone'));
+    await symlink('/dev/sdr', join(nodes, 'live'));
+    await mkdir(join(nodes, 'dir'));
+    await kernel.killProcess(4343);
+
+    const found = await staleNodes(manager);
+    expect([...found.values()].sort()).toEqual([join(nodes, 'dir'), join(nodes, 'gone')]);
+    const report = await manager.cleanup();
+    const removed = await removeStaleNodes(found, report.removed);
+    expect(removed).toEqual([join(nodes, 'gone')]);
+    expect(formatCleanup(report, removed)).toContain(`  ${join(nodes, 'gone')} (its device node)`);
+    expect(await readdir(nodes)).toEqual(['dir', 'live']);
   });
 
   it('reports what cleanup left in place', () => {

@@ -1,3 +1,4 @@
+import { lstat, unlink } from 'node:fs/promises';
 import type {
   BackstoreEntry,
   CleanupReport,
@@ -5,6 +6,7 @@ import type {
   EnvironmentReport,
   Inventory,
   TargetEntry,
+  TargetManager,
 } from '@tcmu/configfs';
 import { EnvironmentError, ExitCode } from './errors.js';
 import { formatBytes } from './size.js';
@@ -131,12 +133,13 @@ export function staleObjects(inventory: Inventory): string[] {
   ];
 }
 
-export function formatCleanup(report: CleanupReport): string {
+export function formatCleanup(report: CleanupReport, nodes: readonly string[] = []): string {
   const lines = [
     report.removed.length === 0
       ? 'Nothing to clean up.'
       : `Removed ${report.removed.length} stale object(s):`,
     ...report.removed.map((path) => `  ${path}`),
+    ...nodes.map((node) => `  ${node} (its device node)`),
   ];
   if (report.skipped.length > 0) {
     lines.push(
@@ -150,4 +153,43 @@ export function formatCleanup(report: CleanupReport): string {
 export function formatDryRun(paths: readonly string[]): string {
   if (paths.length === 0) return 'Nothing to clean up.\n';
   return `Would remove ${paths.length} stale object(s):\n${paths.map((path) => `  ${path}`).join('\n')}\n`;
+}
+
+/**
+ * Device nodes (`/dev/tcmufile/NAME`) the owners of stale backstores recorded as theirs:
+ * they go with their backstore, or their old numbers may later name another disk.
+ */
+export async function staleNodes(manager: Pick<TargetManager, 'owners'>): Promise<Map<string, string>> {
+  const nodes = new Map<string, string>(); // backstore path -> node
+  for (const record of await manager.owners.list()) {
+    const node = record.note?.node;
+    if (
+      node !== undefined &&
+      record.path.startsWith('core/user_') &&
+      !(await manager.owners.isAlive(record))
+    ) {
+      nodes.set(record.path, node);
+    }
+  }
+  return nodes;
+}
+
+/** Removes the nodes of the backstores cleanup removed; only device nodes and symlinks, never a directory. */
+export async function removeStaleNodes(
+  nodes: Map<string, string>,
+  removed: readonly string[],
+): Promise<string[]> {
+  const gone: string[] = [];
+  for (const [backstore, node] of nodes) {
+    if (!removed.includes(backstore)) continue;
+    try {
+      const stat = await lstat(node);
+      if (!stat.isBlockDevice() && !stat.isSymbolicLink()) continue;
+      await unlink(node);
+      gone.push(node);
+    } catch {
+      // Already gone.
+    }
+  }
+  return gone;
 }

@@ -21,6 +21,7 @@ describe('parseCommandLine', () => {
       iscsi: undefined,
       queueDepth: undefined,
       io: 'native',
+      commandTimeoutS: undefined,
     });
   });
 
@@ -42,6 +43,8 @@ describe('parseCommandLine', () => {
       '32',
       '--io',
       'async',
+      '--command-timeout',
+      '120',
     ]);
     expect(long).toEqual({
       kind: 'serve',
@@ -54,6 +57,7 @@ describe('parseCommandLine', () => {
       iscsi: { host: '127.0.0.1', port: 3261 },
       queueDepth: 32,
       io: 'async',
+      commandTimeoutS: 120,
     });
     const short = serveOf([
       'a.img',
@@ -103,6 +107,11 @@ describe('parseCommandLine', () => {
     [['serve', 'a.img', '-q', '0'], /queue-depth/],
     [['serve', 'a.img', '--io', 'direct'], /--io must be native, sync or async/],
     [['serve', 'a.img', '-q', '2x'], /queue-depth/],
+    [['serve', 'a.img', '--command-timeout', '1.5'], /--command-timeout '1.5'/],
+    [['serve', 'a.img', '--command-timeout', '86401'], /from 0 to 86400/],
+    [['stop'], /stop needs a NAME/],
+    [['stop', 'a/b'], /not valid/],
+    [['stop', 'vol0', '--timeout', '0'], /--timeout '0'/],
     [['frobnicate'], /unknown command 'frobnicate'/],
     [['--size', '1G'], /expected a command before '--size'/],
     [['list', 'extra'], /unexpected argument/],
@@ -119,6 +128,21 @@ describe('parseCommandLine', () => {
     expect(parseCommandLine(['list', '--json'])).toEqual({ kind: 'list', json: true });
     expect(parseCommandLine(['cleanup'])).toEqual({ kind: 'cleanup', dryRun: false });
     expect(parseCommandLine(['cleanup', '--dry-run'])).toEqual({ kind: 'cleanup', dryRun: true });
+  });
+
+  it('stop, with --keep and --timeout', () => {
+    expect(parseCommandLine(['stop', 'vol0'])).toEqual({
+      kind: 'stop',
+      name: 'vol0',
+      keep: false,
+      timeoutS: 30,
+    });
+    expect(parseCommandLine(['stop', 'vol0', '--keep', '--timeout', '5'])).toEqual({
+      kind: 'stop',
+      name: 'vol0',
+      keep: true,
+      timeoutS: 5,
+    });
   });
 
   it('help and version', () => {

@@ -22,6 +22,16 @@ export interface ServeCommand {
   queueDepth: number | undefined;
   /** How the image is read and written (see FileBackendOptions.io). */
   io: IoMode;
+  /** attrib/cmd_time_out: how long a restart may take (seconds; 0 = forever). */
+  commandTimeoutS: number | undefined;
+}
+
+export interface StopCommand {
+  kind: 'stop';
+  name: string;
+  /** Leave the disk for the next `serve` (SIGUSR2) instead of removing it (SIGTERM). */
+  keep: boolean;
+  timeoutS: number;
 }
 
 export type Command =
@@ -29,10 +39,11 @@ export type Command =
   | { kind: 'doctor' }
   | { kind: 'list'; json: boolean }
   | { kind: 'cleanup'; dryRun: boolean }
+  | StopCommand
   | { kind: 'help'; topic: CommandName | undefined }
   | { kind: 'version' };
 
-export const commandNames = ['serve', 'doctor', 'list', 'cleanup'] as const;
+export const commandNames = ['serve', 'stop', 'doctor', 'list', 'cleanup'] as const;
 export type CommandName = (typeof commandNames)[number];
 
 export const defaultNodeDir = '/dev/tcmufile';
@@ -44,7 +55,8 @@ export const usage: Record<CommandName | 'main', string> = {
 Serve an image file as a Linux block device through the kernel's TCMU (target_core_user).
 
 Commands:
-  serve IMAGE   serve IMAGE as a disk until SIGINT/SIGTERM
+  serve IMAGE   serve IMAGE as a disk until SIGINT/SIGTERM (SIGUSR2: leave it for the next serve)
+  stop NAME     stop the serve of NAME; --keep leaves the disk for a restart
   doctor        check that this machine can host a TCMU device, and say how to fix it
   list          list the TCMU devices and targets in configfs (ours are marked)
   cleanup       remove the configfs objects a crashed tcmufile left behind
@@ -54,7 +66,11 @@ Run \`tcmufile <command> --help\` for a command's options.`,
 
 Serves IMAGE (a regular file) as a SCSI disk on the loopback fabric. Prints the
 disk's path (/dev/sdX) on its own line on stdout once it is ready, then runs until
-SIGINT or SIGTERM and removes everything it created.
+SIGINT or SIGTERM and removes everything it created. On SIGUSR2 (\`tcmufile stop
+--keep\`) it finishes the commands in flight and exits leaving the disk in place:
+the next \`serve\` of the same IMAGE and NAME takes it over (the same /dev/sdX; a
+mounted filesystem stays mounted), as it does after a crash. Initiators wait
+through the gap for up to --command-timeout seconds.
 
 Options:
   -s, --size SIZE         disk size; creates a sparse IMAGE when it is missing
@@ -74,7 +90,20 @@ Options:
                           the main thread (a page-cache copy, cheapest for images in
                           memory or cache); async: through libuv's threadpool, for
                           slow storage
+      --command-timeout S how long the kernel holds a command for this process before
+                          failing it: the longest a restart may take (default 30; 0:
+                          forever). Fixed when the disk is created
   -h, --help              this help`,
+  stop: `Usage: tcmufile stop NAME [--keep] [--timeout S]
+
+Stops the \`tcmufile serve\` serving NAME (found through its ownership marker) and
+waits for it to exit. Without --keep it removes the disk (SIGTERM); with --keep it
+leaves the disk, LUN and node for the next serve of the same image (SIGUSR2): an
+upgrade is \`tcmufile stop NAME --keep\` and then \`tcmufile serve\` of the new version.
+
+Options:
+  --keep          leave the disk for the next serve
+  --timeout S     how long to wait for the process to exit (default 30)`,
   doctor: `Usage: tcmufile doctor
 
 Checks root, configfs, the target_core_user and tcm_loop modules and UIO, and
@@ -124,7 +153,29 @@ export function parseCommandLine(argv: readonly string[]): Command {
       const { values } = parse(first, rest, { 'dry-run': { type: 'boolean' } });
       return { kind: 'cleanup', dryRun: values['dry-run'] === true };
     }
+    case 'stop':
+      return parseStop(rest);
   }
+}
+
+function parseStop(args: readonly string[]): StopCommand {
+  const { values, positionals } = parse(
+    'stop',
+    args,
+    { keep: { type: 'boolean' }, timeout: { type: 'string' } },
+    1,
+  );
+  const name = positionals[0];
+  if (name === undefined || name === '')
+    throw new UsageError('stop needs a NAME', 'tcmufile stop disk0 --keep');
+  checkVolumeName(name);
+  const timeoutS = values.timeout === undefined ? 30 : Number(values.timeout);
+  if (!Number.isInteger(timeoutS) || timeoutS < 1 || timeoutS > 3600) {
+    throw new UsageError(
+      `--timeout '${String(values.timeout)}' is not a whole number of seconds from 1 to 3600`,
+    );
+  }
+  return { kind: 'stop', name, keep: values.keep === true, timeoutS };
 }
 
 function isCommandName(text: string): text is CommandName {
@@ -191,6 +242,7 @@ function parseServe(args: readonly string[]): ServeCommand {
       iscsi: { type: 'string' },
       'queue-depth': { type: 'string', short: 'q' },
       io: { type: 'string' },
+      'command-timeout': { type: 'string' },
     },
     1,
   );
@@ -220,7 +272,19 @@ function parseServe(args: readonly string[]): ServeCommand {
     queueDepth:
       values['queue-depth'] === undefined ? undefined : parseQueueDepth(String(values['queue-depth'])),
     io: parseIoMode(values.io === undefined ? 'native' : String(values.io)),
+    commandTimeoutS:
+      values['command-timeout'] === undefined
+        ? undefined
+        : parseCommandTimeout(String(values['command-timeout'])),
   };
+}
+
+function parseCommandTimeout(text: string): number {
+  const seconds = /^\d+$/.test(text) ? Number(text) : Number.NaN;
+  if (!Number.isSafeInteger(seconds) || seconds > 86_400) {
+    throw new UsageError(`--command-timeout '${text}' is not a whole number of seconds from 0 to 86400`);
+  }
+  return seconds;
 }
 
 /** Volume names become configfs directory names and a node under --dir: keep them plain. */

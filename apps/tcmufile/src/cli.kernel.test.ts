@@ -237,3 +237,210 @@ describe('tcmufile on the real kernel', { timeout: 900_000 }, () => {
     expect(leftovers('tcmufile-kt2')).toEqual([]);
   });
 });
+
+/** bash -euo pipefail; throws with the output on a non-zero exit. */
+function sh(script: string, timeoutMs = 600_000): string {
+  return execFileSync('bash', ['-euo', 'pipefail', '-c', script], { encoding: 'utf8', timeout: timeoutMs });
+}
+
+/** configfs path (relative to target/) of the user backstore `name`. */
+function backstoreOf(name: string): string | undefined {
+  for (const hba of userHbas()) {
+    if (existsSync(join(CONFIGFS, 'core', hba, name))) return `core/${hba}/${name}`;
+  }
+  return undefined;
+}
+
+/** The pid in the ownership marker of `name`'s backstore (undefined without one). */
+function markerPid(name: string): number | undefined {
+  const rel = backstoreOf(name);
+  if (rel === undefined) return undefined;
+  try {
+    return JSON.parse(readFileSync(`/run/tcmu-node/owners/${encodeURIComponent(rel)}.json`, 'utf8')).pid;
+  } catch {
+    return undefined;
+  }
+}
+
+async function killed(running: Running): Promise<void> {
+  running.child.kill('SIGKILL');
+  await running.exited;
+}
+
+describe('restart and reattach on the real kernel', { timeout: 1_800_000 }, () => {
+  it('SIGKILL during fio --verify on ext4 over a file image: the restarted serve takes over the same disk; fio, fsck and synced writes hold', async () => {
+    const name = 'tcmufile-kt-re1';
+    const image = join(dir, 're1.img');
+    const mnt = join(dir, 'mnt-re1');
+    // A long command timeout: commands wait in the ring through the restart instead of failing.
+    const args = ['serve', image, '--size', '96M', '--name', name, '--command-timeout', '300'];
+    const first = start(args);
+    const node = await firstLine(first);
+    const disk = realpathSync(node);
+    // ext4 on the first 64 MiB; the last 32 MiB hold raw synced data to find in the image later.
+    sh(`mkfs.ext4 -q -F ${disk} 64M && mkdir -p ${mnt} && mount ${disk} ${mnt}`);
+    const synced = randomBytes(4 << 20);
+    await writeFile(join(dir, 're1-synced'), synced);
+    sh(`dd if=${dir}/re1-synced of=${disk} bs=1M seek=80 oflag=direct conv=fsync status=none`);
+    const fio = spawn(
+      'fio',
+      [
+        '--name=verify',
+        `--filename=${mnt}/fio.dat`,
+        '--size=24M',
+        '--rw=randwrite',
+        '--bs=4k',
+        '--direct=1',
+        '--ioengine=libaio',
+        '--iodepth=8',
+        '--verify=crc32c',
+        '--do_verify=1',
+        '--verify_fatal=1',
+        '--output-format=json',
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let fioOut = '';
+    fio.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+      fioOut += chunk;
+    });
+    const fioDone = new Promise<number | null>((done) => fio.once('exit', done));
+    await new Promise((done) => setTimeout(done, 3000)); // fio is writing
+    await killed(first);
+
+    // Acknowledged after a completed SYNCHRONIZE CACHE (conv=fsync) before the kill: in the image.
+    const fd = readFileSync(image);
+    expect(Buffer.compare(fd.subarray(80 << 20, (80 << 20) + synced.length), synced)).toBe(0);
+    expect(existsSync(node)).toBe(true); // the disk and its node outlive the process
+
+    const second = start(args);
+    expect(await firstLine(second)).toBe(node);
+    expect(realpathSync(node)).toBe(disk);
+    expect(await fioDone).toBe(0);
+    const job = JSON.parse(fioOut.slice(fioOut.indexOf('{'))).jobs[0];
+    expect(job.error).toBe(0);
+    expect(job.read.io_bytes).toBe(24 << 20); // the verify pass read it all back
+    expect(jsonLogs(second).some((r) => String(r.msg).startsWith('serving again'))).toBe(true);
+    sh(`umount ${mnt} && fsck.ext4 -fn ${disk}`);
+    second.child.kill('SIGTERM');
+    expect((await second.exited).code).toBe(0);
+    expect(leftovers(name)).toEqual([]);
+    expect(existsSync(node)).toBe(false);
+  });
+
+  it('killed twice in a row, then during the takeover: the next serve still takes over, data intact', async () => {
+    const name = 'tcmufile-kt-re2';
+    const image = join(dir, 're2.img');
+    const args = ['serve', image, '--size', '16M', '--name', name];
+    const first = start(args);
+    const node = await firstLine(first);
+    const disk = realpathSync(node);
+    const data = randomBytes(1 << 20);
+    await writeFile(join(dir, 're2-data'), data);
+    sh(`dd if=${dir}/re2-data of=${disk} bs=1M oflag=direct conv=fsync status=none`);
+    await killed(first);
+    const second = start(args);
+    expect(await firstLine(second)).toBe(node);
+    await killed(second);
+    // The third is killed as soon as it has taken the ownership over (mid-takeover).
+    const third = start(args);
+    const deadline = Date.now() + 600_000;
+    while (markerPid(name) !== third.child.pid && Date.now() < deadline && third.child.exitCode === null) {
+      await new Promise((done) => setTimeout(done, 5));
+    }
+    expect(markerPid(name)).toBe(third.child.pid);
+    await killed(third);
+    const fourth = start(args);
+    expect(await firstLine(fourth)).toBe(node);
+    expect(realpathSync(node)).toBe(disk);
+    sh(`dd if=${disk} of=${dir}/re2-back bs=1M count=1 iflag=direct status=none`);
+    expect(Buffer.compare(readFileSync(join(dir, 're2-back')), data)).toBe(0);
+    fourth.child.kill('SIGTERM');
+    expect((await fourth.exited).code).toBe(0);
+    expect(leftovers(name)).toEqual([]);
+  });
+
+  it('stop --keep leaves a mounted filesystem in place; I/O waits through the gap; serve again takes over', async () => {
+    const name = 'tcmufile-kt-re3';
+    const image = join(dir, 're3.img');
+    const mnt = join(dir, 'mnt-re3');
+    const args = ['serve', image, '--size', '64M', '--name', name, '--command-timeout', '300'];
+    const first = start(args);
+    const node = await firstLine(first);
+    const disk = realpathSync(node);
+    sh(
+      `mkfs.ext4 -q -F ${disk} && mkdir -p ${mnt} && mount ${disk} ${mnt} && echo before > ${mnt}/a && sync`,
+    );
+    const stop = await runToExit(['stop', name, '--keep']);
+    expect(stop.code).toBe(0);
+    expect(stop.stdout).toBe(`${name} left in place\n`);
+    expect((await first.exited).code).toBe(0);
+    expect(existsSync(node)).toBe(true);
+    expect(readFileSync('/proc/mounts', 'utf8')).toContain(mnt);
+    // A write during the gap blocks in the kernel until the next process serves it.
+    const writer = spawn('bash', ['-c', `echo during > ${mnt}/b && sync ${mnt}/b`], { stdio: 'ignore' });
+    const written = new Promise<number | null>((done) => writer.once('exit', done));
+    await new Promise((done) => setTimeout(done, 1000));
+    expect(writer.exitCode).toBe(null);
+    const second = start(args);
+    expect(await firstLine(second)).toBe(node);
+    expect(await written).toBe(0);
+    expect(readFileSync(join(mnt, 'a'), 'utf8')).toBe('before\n');
+    expect(readFileSync(join(mnt, 'b'), 'utf8')).toBe('during\n');
+    sh(`umount ${mnt} && fsck.ext4 -fn ${disk}`);
+    const end = await runToExit(['stop', name]);
+    expect(end.code).toBe(0);
+    expect((await second.exited).code).toBe(0);
+    expect(leftovers(name)).toEqual([]);
+  });
+
+  it('cleanup of a killed serve with writes in flight does not wait for its command timeout, and removes its node', async () => {
+    const name = 'tcmufile-kt-re5';
+    // 600 s: an unlink that waited on the dead ring would show.
+    const first = start([
+      'serve',
+      join(dir, 're5.img'),
+      '--size',
+      '32M',
+      '--name',
+      name,
+      '--command-timeout',
+      '600',
+    ]);
+    const node = await firstLine(first);
+    const disk = realpathSync(node);
+    const writer = spawn('dd', ['if=/dev/zero', `of=${disk}`, 'bs=64k', 'count=100000', 'oflag=direct'], {
+      stdio: 'ignore',
+    });
+    await new Promise((done) => setTimeout(done, 1500));
+    await killed(first);
+    const started = Date.now();
+    const cleanup = await runToExit(['cleanup']);
+    const seconds = (Date.now() - started) / 1000;
+    writer.kill('SIGKILL');
+    console.log(
+      `cleanup of a dead ring with writes in flight: ${seconds.toFixed(1)} s (command timeout 600 s)`,
+    );
+    expect(cleanup.code).toBe(0);
+    expect(cleanup.stdout).toContain(`${node} (its device node)`);
+    expect(seconds).toBeLessThan(300); // a bound on hanging, not a speed figure: the timeout is 600 s
+    expect(leftovers(name)).toEqual([]);
+    expect(existsSync(node)).toBe(false);
+  });
+
+  it('another image under a dead serve’s name is refused (75), naming what differs, and the disk stays', async () => {
+    const name = 'tcmufile-kt-re4';
+    const first = start(['serve', join(dir, 're4a.img'), '--size', '8M', '--name', name]);
+    const node = await firstLine(first);
+    await killed(first);
+    const other = await runToExit(['serve', join(dir, 're4b.img'), '--size', '8M', '--name', name]);
+    expect(other.code).toBe(ExitCode.inUse);
+    expect(other.stderr).toMatch(/serves something else: source/);
+    expect(existsSync(node)).toBe(true);
+    const again = start(['serve', join(dir, 're4a.img'), '--size', '8M', '--name', name]);
+    expect(await firstLine(again)).toBe(node);
+    again.child.kill('SIGTERM');
+    expect((await again.exited).code).toBe(0);
+    expect(leftovers(name)).toEqual([]);
+  });
+});

@@ -76,6 +76,8 @@ const exitCodeByErrorName: Record<string, ExitCode> = {
   InvalidOptionError: ExitCode.usage,
   InUseError: ExitCode.inUse,
   AlreadyExistsError: ExitCode.inUse,
+  // The name's disk, left by an earlier serve, holds another image.
+  ReattachMismatchError: ExitCode.inUse,
 };
 
 const exitCodeByErrno: Record<string, ExitCode> = {

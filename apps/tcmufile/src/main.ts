@@ -10,6 +10,8 @@ import {
   formatDryRun,
   formatInventory,
   missingModules,
+  removeStaleNodes,
+  staleNodes,
   staleObjects,
 } from './admin.js';
 import { type Command, parseCommandLine, usage } from './args.js';
@@ -18,6 +20,7 @@ import { prepareImage } from './image.js';
 import { createHumanLogger, createJsonLogger, type Logger } from './log.js';
 import { openImageDevice } from './open-device.js';
 import { serve } from './serve.js';
+import { stopServe } from './stop.js';
 
 export interface ProcessIo {
   writeOut(text: string): void;
@@ -90,12 +93,18 @@ async function run(
     case 'cleanup': {
       await requireEnvironment(logger, 'configfs');
       const manager = new TargetManager();
-      io.writeOut(
-        command.dryRun
-          ? formatDryRun(staleObjects(await manager.list()))
-          : formatCleanup(await manager.cleanup()),
-      );
+      if (command.dryRun) {
+        io.writeOut(formatDryRun(staleObjects(await manager.list())));
+        return ExitCode.ok;
+      }
+      const nodes = await staleNodes(manager);
+      const report = await manager.cleanup();
+      io.writeOut(formatCleanup(report, await removeStaleNodes(nodes, report.removed)));
       return ExitCode.ok;
+    }
+    case 'stop': {
+      await requireEnvironment(logger, 'configfs');
+      return stopServe(command, new TargetManager(), io, logger);
     }
     case 'serve':
       return serve(command, {
@@ -149,7 +158,10 @@ interface StopSignals {
   release(): void;
 }
 
-/** First SIGINT/SIGTERM: clean stop. A second one while stopping: exit at once, saying what is left. */
+/**
+ * First SIGINT/SIGTERM: clean stop; SIGUSR2: stop leaving the disk (stop --keep). A second
+ * signal while stopping: exit at once, saying what is left.
+ */
 function catchStopSignals(io: ProcessIo): StopSignals {
   let received: string | undefined;
   let resolveSignal!: (signal: string) => void;
@@ -169,11 +181,13 @@ function catchStopSignals(io: ProcessIo): StopSignals {
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  process.on('SIGUSR2', onSignal);
   return {
     signal,
     release() {
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
+      process.off('SIGUSR2', onSignal);
     },
   };
 }

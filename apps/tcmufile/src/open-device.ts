@@ -5,6 +5,7 @@ import {
   openDevice,
   ReadOnlyBackend,
 } from '@tcmu/device';
+import { realpath } from 'node:fs/promises';
 import type { DeviceRequest, ServedDevice } from './serve.js';
 
 type Backend = NonNullable<OpenDeviceOptions['backend']>;
@@ -60,7 +61,10 @@ export async function openImageDevice(request: DeviceRequest): Promise<ServedDev
       fabric,
       logger: request.logger,
       nativeLane: request.io === 'native',
+      // A restarted serve of the same image adopts the disk; another image under this name is refused.
+      source: await realpath(request.image.path),
       ...(request.queueDepth === undefined ? {} : { queueDepth: request.queueDepth }),
+      ...(request.commandTimeoutS === undefined ? {} : { commandTimeoutS: request.commandTimeoutS }),
     });
     return {
       get diskPath() {
@@ -69,10 +73,18 @@ export async function openImageDevice(request: DeviceRequest): Promise<ServedDev
       get nodePath() {
         return device.nodePath;
       },
+      reattached: device.reattached,
       stats: () => device.stats(),
       close: async (options) => {
         try {
           await device.close(options);
+        } finally {
+          await file.close();
+        }
+      },
+      detach: async (options) => {
+        try {
+          return await device.detach(options);
         } finally {
           await file.close();
         }

@@ -17,6 +17,7 @@ const command: ServeCommand = {
   iscsi: undefined,
   queueDepth: undefined,
   io: 'sync',
+  commandTimeoutS: undefined,
 };
 
 interface Recorded {
@@ -38,6 +39,8 @@ function recordingLogger(records: Recorded[]): Logger {
 class FakeDevice implements ServedDevice {
   readonly diskPath = '/dev/sdb';
   readonly nodePath = '/dev/tcmufile/vol0';
+  reattached = false;
+  detached: Array<{ drainTimeoutMs?: number } | undefined> = [];
   counters: CounterSnapshot = { commands: 0, bytesRead: 0, bytesWritten: 0, errors: 0, inFlight: 0 };
   closed: Array<{ drainTimeoutMs?: number } | undefined> = [];
   errorListeners: Array<(error: Error) => void> = [];
@@ -46,6 +49,10 @@ class FakeDevice implements ServedDevice {
   }
   async close(options?: { drainTimeoutMs?: number }) {
     this.closed.push(options);
+  }
+  async detach(options?: { drainTimeoutMs?: number }) {
+    this.detached.push(options);
+    return { abandoned: 0 };
   }
   on(_event: 'error', listener: (error: Error) => void) {
     this.errorListeners.push(listener);
@@ -129,6 +136,34 @@ describe('serve', () => {
     const serving = h.records.find((r) => r.message.startsWith('serving '))!;
     expect(serving.fields).toMatchObject({ volume: 'vol0', disk: '/dev/sdb', node: '/dev/tcmufile/vol0' });
     expect(serving.fields).not.toHaveProperty('name');
+  });
+
+  it('SIGUSR2 detaches (the disk stays for the next serve) instead of closing, and exits 0', async () => {
+    const h = harness({ tty: false });
+    const done = serve(command, h.deps);
+    await vi.waitFor(() => expect(h.out).toHaveLength(1));
+    h.stop('SIGUSR2');
+    expect(await done).toBe(0);
+    expect(h.device.detached).toEqual([{ drainTimeoutMs: 10_000 }]);
+    expect(h.device.closed).toEqual([]);
+    expect(h.records.map((r) => r.message)).toContainEqual(
+      expect.stringMatching(
+        /^left \/dev\/tcmufile\/vol0 -> \/dev\/sdb in place; `tcmufile serve \/tmp\/disk.img --name vol0` takes it over/,
+      ),
+    );
+  });
+
+  it('says so when it took over the disk an earlier serve left', async () => {
+    const h = harness({ tty: false });
+    h.device.reattached = true;
+    const done = serve({ ...command, commandTimeoutS: 120 }, h.deps);
+    await vi.waitFor(() => expect(h.out).toHaveLength(1));
+    expect(h.requests[0]?.commandTimeoutS).toBe(120);
+    expect(h.records.map((r) => r.message)).toContainEqual(
+      expect.stringMatching(/^serving again \(took over the disk an earlier tcmufile left\)/),
+    );
+    h.stop('SIGTERM');
+    expect(await done).toBe(0);
   });
 
   it('logs activity records instead of a live line when not on a terminal', async () => {

@@ -8,8 +8,12 @@ import { type CounterSnapshot, formatStatusLine, LiveLine, type Rates, ratesBetw
 export interface ServedDevice {
   readonly diskPath: string | undefined;
   readonly nodePath: string | undefined;
+  /** open adopted the disk an earlier serve left (after a crash or `stop --keep`). */
+  readonly reattached: boolean;
   stats(): CounterSnapshot;
   close(options?: { drainTimeoutMs?: number }): Promise<void>;
+  /** Stops serving and leaves the disk for the next serve. */
+  detach(options?: { drainTimeoutMs?: number }): Promise<{ abandoned: number }>;
   on(event: 'error', listener: (error: Error) => void): unknown;
 }
 
@@ -23,6 +27,7 @@ export interface DeviceRequest {
   iscsi: IscsiPortal | undefined;
   queueDepth: number | undefined;
   io: IoMode;
+  commandTimeoutS: number | undefined;
   logger: Logger;
 }
 
@@ -31,7 +36,7 @@ export interface ServeDependencies {
   checkEnvironment(): Promise<void>;
   prepareImage(request: ImageRequest): Promise<PreparedImage>;
   openDevice(request: DeviceRequest): Promise<ServedDevice>;
-  /** Resolves with the first SIGINT/SIGTERM. */
+  /** Resolves with the first SIGINT/SIGTERM (remove the disk) or SIGUSR2 (leave it). */
   waitForStop(): Promise<string>;
   /** stdout: gets only the device path line. */
   writeOut(text: string): void;
@@ -78,6 +83,7 @@ export async function serve(command: ServeCommand, deps: ServeDependencies): Pro
     iscsi: command.iscsi,
     queueDepth: command.queueDepth,
     io: command.io,
+    commandTimeoutS: command.commandTimeoutS,
     logger,
   });
   const path = device.nodePath ?? device.diskPath;
@@ -99,13 +105,23 @@ export async function serve(command: ServeCommand, deps: ServeDependencies): Pro
       readOnly: command.readOnly,
       iscsi: command.iscsi ? `${command.iscsi.host}:${command.iscsi.port}` : undefined,
     },
-    `serving ${image.path} (${formatBytes(image.size)}, ${command.blockSize}-byte blocks${command.readOnly ? ', read-only' : ''}) as ${describePaths(device)}`,
+    `${device.reattached ? 'serving again (took over the disk an earlier tcmufile left)' : 'serving'} ${image.path} (${formatBytes(image.size)}, ${command.blockSize}-byte blocks${command.readOnly ? ', read-only' : ''}) as ${describePaths(device)}`,
   );
   device.on('error', (error) => logger.error({ err: error }, `device error: ${error.message}`));
 
   const reporter = startReporter(device, `${device.diskPath ?? path} ${command.name}`, deps);
   const signal = await deps.waitForStop();
   reporter.stop();
+  if (signal === 'SIGUSR2') {
+    logger.info({ signal }, `${signal}: leaving ${command.name} for the next tcmufile serve`);
+    const paths = describePaths(device);
+    const { abandoned } = await device.detach({ drainTimeoutMs });
+    logger.info(
+      { abandoned },
+      `left ${paths} in place; \`tcmufile serve ${image.path} --name ${command.name}\` takes it over`,
+    );
+    return 0;
+  }
   logger.info({ signal }, `${signal}: stopping ${command.name}`);
   await device.close({ drainTimeoutMs });
   const totals = device.stats();
