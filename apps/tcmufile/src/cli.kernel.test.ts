@@ -428,6 +428,18 @@ describe('restart and reattach on the real kernel', { timeout: 1_800_000 }, () =
     expect(existsSync(node)).toBe(false);
   });
 
+  it('one image is never served twice: a second serve of it under another name exits 75 (the image lock)', async () => {
+    const image = join(dir, 're6.img');
+    const first = start(['serve', image, '--size', '8M', '--name', 'tcmufile-kt-re6a']);
+    await firstLine(first);
+    const second = await runToExit(['serve', image, '--name', 'tcmufile-kt-re6b']);
+    expect(second.code).toBe(ExitCode.inUse);
+    expect(second.stderr).toMatch(/in use by another server/);
+    expect(leftovers('tcmufile-kt-re6b')).toEqual([]);
+    first.child.kill('SIGTERM');
+    expect((await first.exited).code).toBe(0);
+  });
+
   it('another image under a dead serve’s name is refused (75), naming what differs, and the disk stays', async () => {
     const name = 'tcmufile-kt-re4';
     const first = start(['serve', join(dir, 're4a.img'), '--size', '8M', '--name', name]);

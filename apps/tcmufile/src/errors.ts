@@ -99,6 +99,7 @@ const exitCodeByFileBackendCode: Record<string, ExitCode> = {
   NOT_A_FILE: ExitCode.noImage,
   EMPTY: ExitCode.badImage,
   SIZE_NOT_BLOCK_MULTIPLE: ExitCode.badImage,
+  LOCKED: ExitCode.inUse,
 };
 
 /** The process exit code for a thrown value. */

@@ -2,7 +2,7 @@ import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { FileBackend, MemoryBackend, ReadOnlyBackend } from './backends.js';
+import { FileBackend, FileBackendError, MemoryBackend, ReadOnlyBackend } from './backends.js';
 
 let dir: string;
 beforeEach(async () => {
@@ -48,6 +48,32 @@ describe('FileBackend', () => {
     } finally {
       await backend.close();
     }
+  });
+});
+
+describe('FileBackend image lock', () => {
+  it('one writer at a time, readers share, closing frees it (a killed server’s goes with its fds: the kernel restart tests)', async () => {
+    const path = join(dir, 'locked');
+    const writer = await FileBackend.open(path, { blockSize: 512, create: { size: 1 << 20 } });
+    const second = await FileBackend.open(path, { blockSize: 512 }).catch((error) => error);
+    expect(second).toBeInstanceOf(FileBackendError);
+    expect(second.code).toBe('LOCKED');
+    expect(second.message).toMatch(/in use by another server/);
+    const reader = await FileBackend.open(path, { blockSize: 512, readOnly: true }).catch((error) => error);
+    expect(reader.code).toBe('LOCKED'); // a writer excludes readers too
+    await writer.close();
+
+    const readers = [
+      await FileBackend.open(path, { blockSize: 512, readOnly: true }),
+      await FileBackend.open(path, { blockSize: 512, readOnly: true }),
+    ];
+    const blockedWriter = await FileBackend.open(path, { blockSize: 512 }).catch((error) => error);
+    expect(blockedWriter.code).toBe('LOCKED');
+    for (const r of readers) await r.close();
+    const unlocked = await FileBackend.open(path, { blockSize: 512, lock: false });
+    const locked = await FileBackend.open(path, { blockSize: 512 });
+    await locked.close();
+    await unlocked.close();
   });
 });
 

@@ -1,5 +1,5 @@
-import { punchHole } from '@tcmu/ring';
-import { type FileBackendOptions, FileBackend as ScsiFileBackend } from '@tcmu/scsi/node';
+import { lockFile, punchHole } from '@tcmu/ring';
+import { FileBackendError, type FileBackendOptions, FileBackend as ScsiFileBackend } from '@tcmu/scsi/node';
 
 export {
   BackendWrapper,
@@ -15,14 +15,38 @@ export { FileBackendError, type FileBackendOptions } from '@tcmu/scsi/node';
 /** @tcmu/scsi's file backend (positional I/O, fdatasync on flush and FUA). */
 export type FileBackend = ScsiFileBackend;
 
+export interface DeviceFileBackendOptions extends FileBackendOptions {
+  /**
+   * Lock the image for this open (F_OFD_SETLK): exclusive, or shared when read-only,
+   * so two servers can never serve one image (a restarted server after the old one
+   * died, whose lock died with it, can). Default true.
+   */
+  readonly lock?: boolean;
+}
+
 /**
  * Opens an image file as a backend whose discard (UNMAP, WRITE SAME with
  * UNMAP) punches holes through the ring addon (fallocate PUNCH_HOLE |
- * KEEP_SIZE), so a sparse image gets its space back. Pass `punchHole` to
- * override (e.g. a filesystem without hole punching).
+ * KEEP_SIZE), so a sparse image gets its space back, and locks the image.
+ * Pass `punchHole` to override (e.g. a filesystem without hole punching).
+ * @throws FileBackendError with code LOCKED when another open holds the image
  */
 export const FileBackend = {
-  open(path: string, options: FileBackendOptions): Promise<FileBackend> {
-    return ScsiFileBackend.open(path, { punchHole, ...options });
+  async open(path: string, options: DeviceFileBackendOptions): Promise<FileBackend> {
+    const { lock = true, ...rest } = options;
+    const backend = await ScsiFileBackend.open(path, { punchHole, ...rest });
+    if (!lock) return backend;
+    try {
+      lockFile(backend.fd, { exclusive: !backend.readOnly });
+    } catch (error) {
+      await backend.close();
+      if ((error as { code?: unknown }).code !== 'EAGAIN') throw error;
+      throw new FileBackendError(
+        'LOCKED',
+        `${path} is ${backend.readOnly ? 'being written' : 'in use'} by another server (its lock is held); stop that one first`,
+        { cause: error },
+      );
+    }
+    return backend;
   },
 };

@@ -56,6 +56,7 @@ export {
   ReadOnlyBackend,
 } from './backends.js';
 export type {
+  DeviceFileBackendOptions,
   FaultInjectionOptions,
   FileBackendOptions,
   LbaSelector,

@@ -357,7 +357,8 @@ describe('native lane: the gate', () => {
     const path = join(dir, 'x.img');
     await writeFile(path, new Uint8Array(BLOCK * 8));
     const sync = await FileBackend.open(path, { blockSize: BLOCK, io: 'sync' });
-    const threadpool = await FileBackend.open(path, { blockSize: BLOCK });
+    // Two opens of one image in one test: the second without the image lock.
+    const threadpool = await FileBackend.open(path, { blockSize: BLOCK, lock: false });
     try {
       const base = { name: 'x', platform: harness.platform, nativeLane: true };
       await expect(openDevice({ ...base, backend: threadpool })).rejects.toThrow(InvalidOptionError);

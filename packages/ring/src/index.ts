@@ -18,6 +18,7 @@ export {
   LANE_OPCODES,
   LANE_STATS,
   loadAddon,
+  lockFile,
   mapFd,
   memfdCreate,
   mknod,

@@ -98,6 +98,7 @@ export interface NativeAddon {
   punchHole(fd: number, offset: number, length: number): void;
   zeroRange(fd: number, offset: number, length: number): void;
   mknod(path: string, mode: number, major: number, minor: number): void;
+  lockFile(fd: number, exclusive: boolean): void;
   Mapping: new (fd: number, length: number) => NativeMapping;
   Poller: new (fd: number, callback: PollCallback) => NativePoller;
   RingEngine: new (
@@ -119,6 +120,7 @@ const EXPECTED_FUNCTIONS = [
   'punchHole',
   'zeroRange',
   'mknod',
+  'lockFile',
   'Mapping',
   'Poller',
   'RingEngine',
@@ -176,6 +178,16 @@ export function punchHole(fd: number, offset: number, length: number): void {
 /** fallocate(ZERO_RANGE | KEEP_SIZE): zeroes a byte range, keeping it allocated. */
 export function zeroRange(fd: number, offset: number, length: number): void {
   callNative(() => loadAddon().zeroRange(fd, offset, length));
+}
+
+/**
+ * Locks a whole file for this open file description (F_OFD_SETLK): exclusive for a
+ * writer, shared for readers. Another open of the file, in this process or another,
+ * cannot take a conflicting lock; closing the fd (or dying) releases it.
+ * @throws NativeError with code EAGAIN when someone else holds a conflicting lock
+ */
+export function lockFile(fd: number, options: { exclusive: boolean }): void {
+  callNative(() => loadAddon().lockFile(fd, options.exclusive));
 }
 
 const S_IFBLK = 0o060000;

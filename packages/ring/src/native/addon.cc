@@ -117,6 +117,18 @@ Napi::Value ZeroRange(const Napi::CallbackInfo& info) {
   return Fallocate(info, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, "fallocate");
 }
 
+// lockFile(fd, exclusive): an open-file-description lock on the whole file (F_OFD_SETLK):
+// it conflicts with every other open of the file, this process's included, and goes
+// when the last fd of the description closes, so a crash releases it.
+Napi::Value LockFile(const Napi::CallbackInfo& info) {
+  int fd = IntArg(info, 0, "fd");
+  struct flock lock {};
+  lock.l_type = info.Length() > 1 && info[1].ToBoolean().Value() ? F_WRLCK : F_RDLCK;
+  lock.l_whence = SEEK_SET;
+  if (fcntl(fd, F_OFD_SETLK, &lock) < 0) throw ErrnoError(info.Env(), errno, "fcntl");
+  return info.Env().Undefined();
+}
+
 Napi::Value Mknod(const Napi::CallbackInfo& info) {
   std::string path = StringArg(info, 0, "path");
   int32_t mode = IntArg(info, 1, "mode");
@@ -138,6 +150,7 @@ Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   exports.Set("punchHole", Napi::Function::New<PunchHole>(env, "punchHole"));
   exports.Set("zeroRange", Napi::Function::New<ZeroRange>(env, "zeroRange"));
   exports.Set("mknod", Napi::Function::New<Mknod>(env, "mknod"));
+  exports.Set("lockFile", Napi::Function::New<LockFile>(env, "lockFile"));
   exports.Set("Mapping", InitMapping(env));
   exports.Set("Poller", InitPoller(env));
   exports.Set("RingEngine", InitRingEngine(env));

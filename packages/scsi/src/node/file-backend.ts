@@ -33,7 +33,9 @@ export type FileBackendErrorCode =
   | 'OPEN_FAILED'
   | 'NOT_A_FILE'
   | 'EMPTY'
-  | 'SIZE_NOT_BLOCK_MULTIPLE';
+  | 'SIZE_NOT_BLOCK_MULTIPLE'
+  /** Another open of the image holds a conflicting lock (a second server of one image). */
+  | 'LOCKED';
 
 /** Opening a FileBackend failed; `code` says why. */
 export class FileBackendError extends Error {
