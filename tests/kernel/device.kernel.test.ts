@@ -137,10 +137,10 @@ describe('sg3_utils against a 512-byte device', () => {
     expect(device.queueDepth).toBe(128);
   });
 
-  it('makes the node with the disk numbers', async () => {
-    const out = await ok('stat', ['-c', '%F %t:%T', device.nodePath!]);
+  it('makes the node with the disk numbers, mode 0600 whatever the umask', async () => {
+    const out = await ok('stat', ['-c', '%F %t:%T %a', device.nodePath!]);
     expect(out.trim()).toBe(
-      `block special file ${device.disk!.major.toString(16)}:${device.disk!.minor.toString(16)}`,
+      `block special file ${device.disk!.major.toString(16)}:${device.disk!.minor.toString(16)} 600`,
     );
   });
 

@@ -22,6 +22,7 @@ describe('parseCommandLine', () => {
       queueDepth: undefined,
       io: 'native',
       commandTimeoutS: undefined,
+      followSymlinks: false,
     });
   });
 
@@ -45,6 +46,7 @@ describe('parseCommandLine', () => {
       'async',
       '--command-timeout',
       '120',
+      '--follow-symlinks',
     ]);
     expect(long).toEqual({
       kind: 'serve',
@@ -58,6 +60,7 @@ describe('parseCommandLine', () => {
       queueDepth: 32,
       io: 'async',
       commandTimeoutS: 120,
+      followSymlinks: true,
     });
     const short = serveOf([
       'a.img',

@@ -24,6 +24,8 @@ export interface ServeCommand {
   io: IoMode;
   /** attrib/cmd_time_out: how long a restart may take (seconds; 0 = forever). */
   commandTimeoutS: number | undefined;
+  /** Serve the target of a symlinked IMAGE. */
+  followSymlinks: boolean;
 }
 
 export interface StopCommand {
@@ -93,6 +95,7 @@ Options:
       --command-timeout S how long the kernel holds a command for this process before
                           failing it: the longest a restart may take (default 30; 0:
                           forever). Fixed when the disk is created
+      --follow-symlinks   serve the target when IMAGE is a symbolic link (refused otherwise)
   -h, --help              this help`,
   stop: `Usage: tcmufile stop NAME [--keep] [--timeout S]
 
@@ -243,6 +246,7 @@ function parseServe(args: readonly string[]): ServeCommand {
       'queue-depth': { type: 'string', short: 'q' },
       io: { type: 'string' },
       'command-timeout': { type: 'string' },
+      'follow-symlinks': { type: 'boolean' },
     },
     1,
   );
@@ -276,6 +280,7 @@ function parseServe(args: readonly string[]): ServeCommand {
       values['command-timeout'] === undefined
         ? undefined
         : parseCommandTimeout(String(values['command-timeout'])),
+    followSymlinks: values['follow-symlinks'] === true,
   };
 }
 

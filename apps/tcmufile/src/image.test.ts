@@ -1,4 +1,4 @@
-import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -31,6 +31,27 @@ describe('prepareImage', () => {
     expect(info.size).toBe(64 << 20);
     expect(info.blocks * 512).toBeLessThan(1 << 20); // sparse: almost nothing allocated
     expect(info.mode & 0o777).toBe(0o600);
+  });
+
+  it('refuses a symlinked image (64) unless --follow-symlinks, which serves its target', async () => {
+    const target = join(dir, 'target.img');
+    const link = join(dir, 'link.img');
+    await writeFile(target, Buffer.alloc(4096));
+    await symlink(target, link);
+    const error = await rejection(
+      prepareImage({ path: link, size: undefined, blockSize: 512, readOnly: false }),
+    );
+    expect(error.exitCode).toBe(ExitCode.usage);
+    expect(error.message).toMatch(/is a symbolic link/);
+    expect(error.fix).toContain(target);
+    const served = await prepareImage({
+      path: link,
+      size: undefined,
+      blockSize: 512,
+      readOnly: false,
+      followSymlinks: true,
+    });
+    expect(served.size).toBe(4096);
   });
 
   it('serves an existing image at its own size', async () => {

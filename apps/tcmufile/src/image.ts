@@ -1,5 +1,6 @@
 import { constants } from 'node:fs';
-import { access, open, stat } from 'node:fs/promises';
+import { access, lstat, open, realpath, stat } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { ExitCode, ImageError } from './errors.js';
 import { type BlockSize, formatBytes } from './size.js';
 
@@ -9,6 +10,8 @@ export interface ImageRequest {
   size: number | undefined;
   blockSize: BlockSize;
   readOnly: boolean;
+  /** Serve the target of a symlinked IMAGE (refused otherwise: it may be swapped under us). */
+  followSymlinks?: boolean;
 }
 
 export interface PreparedImage {
@@ -30,8 +33,14 @@ export async function prepareImage(request: ImageRequest): Promise<PreparedImage
   const { path, size, blockSize, readOnly } = request;
   let info: Awaited<ReturnType<typeof stat>>;
   try {
+    if (!request.followSymlinks && (await lstat(path)).isSymbolicLink()) {
+      throw new ImageError(`image ${path} is a symbolic link`, ExitCode.usage, {
+        fix: `Serve the file itself (${await realpath(path).catch(() => 'its target')}), or pass --follow-symlinks.`,
+      });
+    }
     info = await stat(path);
   } catch (error) {
+    if (error instanceof ImageError) throw error;
     if (errnoOf(error) !== 'ENOENT') throw unreadable(path, error);
     if (size === undefined) {
       throw new ImageError(`image ${path} does not exist`, ExitCode.noImage, {
@@ -99,6 +108,13 @@ async function createSparse(path: string, size: number): Promise<void> {
     );
   } finally {
     await handle.close();
+  }
+  // The new name must survive a crash too: fsync the directory that holds it.
+  const directory = await open(dirname(path), 'r');
+  try {
+    await directory.sync();
+  } finally {
+    await directory.close();
   }
 }
 

@@ -18,6 +18,7 @@ const command: ServeCommand = {
   queueDepth: undefined,
   io: 'sync',
   commandTimeoutS: undefined,
+  followSymlinks: false,
 };
 
 interface Recorded {

@@ -65,6 +65,7 @@ export async function serve(command: ServeCommand, deps: ServeDependencies): Pro
     size: command.size,
     blockSize: command.blockSize,
     readOnly: command.readOnly,
+    followSymlinks: command.followSymlinks,
   });
   if (image.created)
     logger.info({ image: image.path, size: image.size }, `created sparse image ${image.path}`);

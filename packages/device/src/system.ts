@@ -287,7 +287,11 @@ export async function makeNode(path: string, disk: DiskRef, kind: NodeKind): Pro
       });
     }
     if (kind === 'symlink') await fsp.symlink(disk.devPath, path);
-    else mknod(path, disk.major, disk.minor, { type: 'block', permissions: 0o660 });
+    else {
+      mknod(path, disk.major, disk.minor, { type: 'block', permissions: 0o600 });
+      // Explicitly: mknod's mode is filtered by the umask, which is not ours to trust.
+      await fsp.chmod(path, 0o600);
+    }
   } catch (error) {
     await removeDirs(createdDirs);
     throw error;

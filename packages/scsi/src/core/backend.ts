@@ -82,20 +82,33 @@ export interface LbaExtent {
 
 const BACKEND_IO_ERROR = Symbol.for('@tcmu/scsi.BackendIoError');
 
-/** An I/O failure a backend reports; `lba` lands in the sense INFORMATION field. */
+/**
+ * An I/O failure a backend reports; `lba` lands in the sense INFORMATION field.
+ * `spaceExhausted`: the write failed for lack of space (ENOSPC, EDQUOT under a sparse
+ * image), answered DATA PROTECT / SPACE ALLOCATION FAILED WRITE PROTECT, not WRITE ERROR.
+ */
 export class BackendIoError extends Error {
   readonly [BACKEND_IO_ERROR] = true;
   override readonly name = 'BackendIoError';
+  readonly spaceExhausted: boolean;
   constructor(
     message: string,
     readonly lba?: number,
-    options?: ErrorOptions,
+    options?: ErrorOptions & { readonly spaceExhausted?: boolean },
   ) {
     super(message, options);
+    this.spaceExhausted = options?.spaceExhausted ?? false;
   }
 
   /** Works across duplicated module copies (the ESM and CJS builds), unlike instanceof. */
   static isInstance(value: unknown): value is BackendIoError {
     return typeof value === 'object' && value !== null && BACKEND_IO_ERROR in value;
   }
+}
+
+/** The sense reason for a failed write (every write path uses it): no space to map, or WRITE ERROR. */
+export function writeFailureReason(error: unknown): 'SPACE_ALLOCATION_FAILED_WRITE_PROTECT' | 'WRITE_ERROR' {
+  return BackendIoError.isInstance(error) && error.spaceExhausted
+    ? 'SPACE_ALLOCATION_FAILED_WRITE_PROTECT'
+    : 'WRITE_ERROR';
 }

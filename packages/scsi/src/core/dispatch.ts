@@ -1,7 +1,7 @@
 import { OpcodeSlot } from '../opcodes/table.js';
 import { type SenseReason, SenseReasons } from '../sense/reasons.js';
 import { senseFor } from '../sense/sense.js';
-import { BackendIoError } from './backend.js';
+import { BackendIoError, writeFailureReason } from './backend.js';
 import type {
   CommandContext,
   CommandRequest,
@@ -204,7 +204,7 @@ function failure(
   if (isAborted(request)) return aborted(request, direction);
   if (ScsiCheckCondition.isInstance(error)) return fromCheckCondition(unit, request, direction, error);
   if (BackendIoError.isInstance(error)) {
-    const reason = entry.writes ? SenseReasons.WRITE_ERROR : SenseReasons.UNRECOVERED_READ_ERROR;
+    const reason = SenseReasons[entry.writes ? writeFailureReason(error) : 'UNRECOVERED_READ_ERROR'];
     return checkCondition(
       unit,
       request,

@@ -1,3 +1,4 @@
+import { writeFailureReason } from './backend.js';
 import type { LogicalUnitState } from './command.js';
 import { ScsiCheckCondition, invalidCdbField } from './errors.js';
 
@@ -30,7 +31,7 @@ const writeError = (error: unknown) => {
   if (ScsiCheckCondition.isInstance(error)) return error;
   const lba = lbaOf(error);
   return new ScsiCheckCondition(
-    'WRITE_ERROR',
+    writeFailureReason(error),
     lba === undefined ? { cause: error } : { information: lba, cause: error },
   );
 };

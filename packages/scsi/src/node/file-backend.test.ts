@@ -1,4 +1,4 @@
-import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, open, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -231,6 +231,35 @@ describe('FileBackend', () => {
         const joined = new Uint8Array([...back[0]!, ...back[1]!]);
         expect(joined).toEqual(new Uint8Array([...pieces[0]!, ...pieces[1]!, ...pieces[2]!]));
         await backend.close();
+      }
+    });
+
+    it('latches an fdatasync failure: no later flush or FUA write reports success', async () => {
+      const path = join(dir, 'latched.img');
+      await writeFile(path, new Uint8Array(8192));
+      const probe = await open(path, 'r');
+      const prototype = Object.getPrototypeOf(probe) as { datasync(): Promise<void> };
+      await probe.close();
+      const real = prototype.datasync;
+      for (const io of ['sync', 'async'] as const) {
+        const backend = await FileBackend.open(path, { blockSize: 512, io });
+        await backend.flush();
+        prototype.datasync = () =>
+          Promise.reject(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' }));
+        try {
+          await expect(backend.flush()).rejects.toThrow(/fdatasync failed: EIO/);
+        } finally {
+          prototype.datasync = real;
+        }
+        // The kernel would now report success for the lost writeback: we do not.
+        await expect(backend.flush()).rejects.toThrow(/an earlier fdatasync failed/);
+        await expect(backend.write(0, new Uint8Array(512), { fua: true })).rejects.toBeInstanceOf(
+          BackendIoError,
+        );
+        await backend.close();
+        const fresh = await FileBackend.open(path, { blockSize: 512, io });
+        await fresh.flush(); // a new open starts clean
+        await fresh.close();
       }
     });
 

@@ -70,6 +70,8 @@ export class FileBackend implements BlockBackend {
   readonly #punchHole: PunchHole | undefined;
   readonly #sync: boolean;
   #zeros: Uint8Array | undefined;
+  /** The first fdatasync failure of this open, latched (see flush). */
+  #flushFailure: unknown;
 
   private constructor(path: string, handle: FileHandle, blockCount: number, options: FileBackendOptions) {
     this.path = path;
@@ -231,9 +233,17 @@ export class FileBackend implements BlockBackend {
   }
 
   async flush(): Promise<void> {
+    // Linux reports a writeback error to one fdatasync only; a later one may succeed although
+    // the data is gone. So one failure fails every later flush (and FUA write) of this open.
+    if (this.#flushFailure) {
+      throw new BackendIoError('an earlier fdatasync failed: written data may be lost', undefined, {
+        cause: this.#flushFailure,
+      });
+    }
     try {
       await this.#handle.datasync();
     } catch (error) {
+      this.#flushFailure = error;
       throw new BackendIoError(`fdatasync failed: ${(error as Error).message}`, undefined, { cause: error });
     }
   }
@@ -280,10 +290,16 @@ export class FileBackend implements BlockBackend {
         done += bytesWritten;
       }
     } catch (error) {
-      throw new BackendIoError(`write failed: ${(error as Error).message}`, this.#lbaAt(position + done), {
-        cause: error,
-      });
+      throw this.#writeError(position + done, error);
     }
+  }
+
+  #writeError(position: number, error: unknown): BackendIoError {
+    const code = (error as { code?: unknown }).code;
+    return new BackendIoError(`write failed: ${(error as Error).message}`, this.#lbaAt(position), {
+      cause: error,
+      spaceExhausted: code === 'ENOSPC' || code === 'EDQUOT',
+    });
   }
 
   #writeAtSync(position: number, data: Uint8Array | readonly Uint8Array[]): void {
@@ -291,10 +307,7 @@ export class FileBackend implements BlockBackend {
     try {
       transferSync(this.#handle.fd, position, data, true);
     } catch (error) {
-      const done = (error as { done?: number }).done ?? 0;
-      throw new BackendIoError(`write failed: ${(error as Error).message}`, this.#lbaAt(position + done), {
-        cause: error,
-      });
+      throw this.#writeError(position + ((error as { done?: number }).done ?? 0), error);
     }
   }
 

@@ -1,3 +1,4 @@
+import { writeFailureReason } from '../core/backend.js';
 import type { LogicalUnitState } from '../core/command.js';
 import { ScsiCheckCondition } from '../core/errors.js';
 import { flushBackend, writeBlocks } from '../core/io.js';
@@ -26,7 +27,7 @@ export const modifyMedium = async (
     await operation();
   } catch (error) {
     if (ScsiCheckCondition.isInstance(error) || signal?.aborted) throw error;
-    throw new ScsiCheckCondition('WRITE_ERROR', { information: lbaOf(error, lba), cause: error });
+    throw new ScsiCheckCondition(writeFailureReason(error), { information: lbaOf(error, lba), cause: error });
   }
 };
 

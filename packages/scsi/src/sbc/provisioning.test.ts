@@ -206,6 +206,27 @@ describe('WRITE SAME', () => {
     const { unit } = makeUnit({ backend: failing });
     expectCheck(await run(unit, ws10(5, 2), { dataOut: filled(512, 1) }), 'WRITE_ERROR', { information: 6 });
   });
+
+  it('a write without space to map (ENOSPC under a sparse image) is DATA PROTECT, SPACE ALLOCATION FAILED WRITE PROTECT', async () => {
+    const inner = new MemoryBackend({ blockSize: 512, blockCount: 64 });
+    const full = {
+      blockSize: 512,
+      blockCount: 64,
+      read: inner.read.bind(inner),
+      write: (lba: number) => {
+        throw new BackendIoError('write failed: ENOSPC', lba, { spaceExhausted: true });
+      },
+      flush: () => {},
+    };
+    const { unit } = makeUnit({ backend: full });
+    expectCheck(
+      await run(unit, ws10(5, 2), { dataOut: filled(512, 1) }),
+      'SPACE_ALLOCATION_FAILED_WRITE_PROTECT',
+      {
+        information: 5,
+      },
+    );
+  });
 });
 
 describe('UNMAP', () => {
