@@ -7,10 +7,13 @@
  * SCSI commands, so a synchronous spawn would deadlock.
  */
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, readlinkSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { type Device, FileBackend, type Middleware, openDevice, Target } from '@tcmu/device';
+import { ABI, CorruptRingError, mapFd, readUioMapSize } from '@tcmu/ring';
 import { MemoryBackend } from '@tcmu/scsi';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -111,6 +114,14 @@ const serve = (
     nodeDir: NODE_DIR,
     ...extra,
   });
+
+const readlinkSafe = (path: string) => {
+  try {
+    return readlinkSync(path);
+  } catch {
+    return undefined;
+  }
+};
 
 let scratch: string;
 beforeAll(async () => {
@@ -349,6 +360,92 @@ describe.each(backends)('fio on the %s backend', (kind) => {
       await closeAndCheck(device);
       if (image) await rm(image, { force: true });
     }
+  });
+});
+
+describe('a corrupt ring on the real kernel', () => {
+  it('a stray write to cmd_head: reported, reset through action/reset_ring, and the disk serves again', async () => {
+    const device = await serve('e2e-corrupt', 512, 16 << 20);
+    const errors: Error[] = [];
+    device.on('error', (error) => errors.push(error));
+    const recovered = new Promise<Error>((resolve) => device.once('recovered', resolve));
+    // A second mapping of the same UIO memory (this process's open /dev/uioN): what a stray
+    // write into the ring would be. cmd_head moves 8 bytes past cmd_tail, onto zeros.
+    const fd = readdirSync('/proc/self/fd')
+      .map(Number)
+      .find((n) => readlinkSafe(`/proc/self/fd/${n}`) === device.uioPath);
+    expect(fd).toBeDefined();
+    const mapping = mapFd(fd!, readUioMapSize(device.uioPath!));
+    try {
+      const tail = mapping.loadAcquire(ABI.mailbox.cmdTail);
+      const cmdrOffset = new DataView(mapping.buffer).getUint32(ABI.mailbox.cmdrOff, true);
+      new Uint8Array(mapping.buffer, cmdrOffset + tail, 8).fill(0);
+      mapping.storeRelease(ABI.mailbox.cmdHead, tail + 8);
+      // Any command makes the kernel notify us: the walk then meets the zero-length entry.
+      const reading = ok('dd', [
+        `if=${device.diskPath}`,
+        'of=/dev/null',
+        'bs=4k',
+        'count=64',
+        'iflag=direct',
+        'status=none',
+      ]);
+      expect(await recovered).toBeInstanceOf(CorruptRingError);
+      await reading; // its commands came back BUSY from the reset and were retried
+    } finally {
+      mapping.unmap();
+    }
+    expect(errors[0]).toBeInstanceOf(CorruptRingError);
+    expect(device.state).toBe('ready');
+    expect(device.recoveries).toBe(1);
+    const pattern = await sh(
+      `head -c 65536 /dev/urandom | tee ${scratch}/corrupt-a | dd of=${device.diskPath} bs=64k oflag=direct status=none && dd if=${device.diskPath} bs=64k count=1 iflag=direct status=none | cmp - ${scratch}/corrupt-a && echo same`,
+    );
+    expect(pattern.trim()).toBe('same');
+    await closeAndCheck(device);
+  });
+});
+
+describe('no leaks on the real kernel', () => {
+  it('4 devices opened, used with dd and closed 8 times: fds, configfs, UIO devices and heap back to baseline', async () => {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const fds = () => readdirSync('/proc/self/fd').length;
+    const userHbas = () =>
+      readdirSync(`${CONFIGFS}/core`)
+        .filter((entry) => entry.startsWith('user_'))
+        .sort();
+    const uios = () => (existsSync('/sys/class/uio') ? readdirSync('/sys/class/uio').sort() : []);
+    const baseline = { fds: fds(), hbas: userHbas(), uios: uios() };
+    let heapAfterFirst = 0;
+    for (let round = 0; round < 8; round++) {
+      const devices = [];
+      for (let i = 0; i < 4; i++) devices.push(await serve(`e2e-leak${i}`, 512, 8 << 20));
+      for (const device of devices) {
+        await ok('dd', [
+          `if=${device.diskPath}`,
+          'of=/dev/null',
+          'bs=64k',
+          'count=16',
+          'iflag=direct',
+          'status=none',
+        ]);
+      }
+      for (const device of devices) await closeAndCheck(device);
+      if (round === 0) {
+        gc();
+        heapAfterFirst = process.memoryUsage().heapUsed;
+      }
+    }
+    gc();
+    const growth = process.memoryUsage().heapUsed - heapAfterFirst;
+    console.log(
+      `leaks in the VM: 32 devices, fds ${fds()} (baseline ${baseline.fds}), heap growth ${(growth / 1024).toFixed(0)} KiB`,
+    );
+    expect(fds()).toBe(baseline.fds);
+    expect(userHbas()).toEqual(baseline.hbas);
+    expect(uios()).toEqual(baseline.uios);
+    expect(growth).toBeLessThan(8 << 20); // a device graph left behind per cycle would be ~0.5 MB each
   });
 });
 

@@ -23,6 +23,7 @@ describe('parseCommandLine', () => {
       io: 'native',
       commandTimeoutS: undefined,
       followSymlinks: false,
+      raw: false,
     });
   });
 
@@ -47,6 +48,7 @@ describe('parseCommandLine', () => {
       '--command-timeout',
       '120',
       '--follow-symlinks',
+      '--raw',
     ]);
     expect(long).toEqual({
       kind: 'serve',
@@ -61,6 +63,7 @@ describe('parseCommandLine', () => {
       io: 'async',
       commandTimeoutS: 120,
       followSymlinks: true,
+      raw: true,
     });
     const short = serveOf([
       'a.img',

@@ -26,6 +26,8 @@ export interface ServeCommand {
   commandTimeoutS: number | undefined;
   /** Serve the target of a symlinked IMAGE. */
   followSymlinks: boolean;
+  /** Serve IMAGE's bytes even when it looks like qcow2/VMDK/VHD(X)/VDI. */
+  raw: boolean;
 }
 
 export interface StopCommand {
@@ -96,6 +98,8 @@ Options:
                           failing it: the longest a restart may take (default 30; 0:
                           forever). Fixed when the disk is created
       --follow-symlinks   serve the target when IMAGE is a symbolic link (refused otherwise)
+      --raw               serve IMAGE's bytes even when it is a qcow2, VMDK, VHD(X) or
+                          VDI image (refused otherwise: its header would be the disk)
   -h, --help              this help`,
   stop: `Usage: tcmufile stop NAME [--keep] [--timeout S]
 
@@ -247,6 +251,7 @@ function parseServe(args: readonly string[]): ServeCommand {
       io: { type: 'string' },
       'command-timeout': { type: 'string' },
       'follow-symlinks': { type: 'boolean' },
+      raw: { type: 'boolean' },
     },
     1,
   );
@@ -281,6 +286,7 @@ function parseServe(args: readonly string[]): ServeCommand {
         ? undefined
         : parseCommandTimeout(String(values['command-timeout'])),
     followSymlinks: values['follow-symlinks'] === true,
+    raw: values.raw === true,
   };
 }
 

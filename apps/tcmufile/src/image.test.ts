@@ -54,6 +54,24 @@ describe('prepareImage', () => {
     expect(served.size).toBe(4096);
   });
 
+  it.each([
+    ['qcow2', Buffer.from('QFI\xfb\0\0\0\x03', 'latin1'), 0],
+    ['VMDK', Buffer.from('KDMV', 'latin1'), 0],
+    ['VHDX', Buffer.from('vhdxfile', 'latin1'), 0],
+    ['VDI', Buffer.from('\x7f\x10\xda\xbe', 'latin1'), 64],
+  ])('refuses a %s image (65) unless --raw', async (name, magic, offset) => {
+    const path = join(dir, `x.${name}`);
+    const bytes = Buffer.alloc(65536);
+    magic.copy(bytes, offset);
+    await writeFile(path, bytes);
+    const error = await rejection(prepareImage({ path, size: undefined, blockSize: 512, readOnly: false }));
+    expect(error.exitCode).toBe(ExitCode.badImage);
+    expect(error.message).toMatch(/image, not a raw disk image/);
+    expect(error.fix).toMatch(/qemu-img convert -O raw/);
+    const raw = await prepareImage({ path, size: undefined, blockSize: 512, readOnly: false, raw: true });
+    expect(raw.size).toBe(65536);
+  });
+
   it('serves an existing image at its own size', async () => {
     const path = join(dir, 'old.img');
     await writeFile(path, Buffer.alloc(8192, 1));

@@ -12,6 +12,8 @@ export interface ImageRequest {
   readOnly: boolean;
   /** Serve the target of a symlinked IMAGE (refused otherwise: it may be swapped under us). */
   followSymlinks?: boolean;
+  /** Serve IMAGE as raw bytes even when it starts like a qcow2, VMDK, VHD(X) or VDI image. */
+  raw?: boolean;
 }
 
 export interface PreparedImage {
@@ -59,6 +61,7 @@ export async function prepareImage(request: ImageRequest): Promise<PreparedImage
     });
   }
   await checkAccess(path, readOnly);
+  if (!request.raw) await refuseImageFormats(path);
   const fileSize = info.size;
   if (size !== undefined && fileSize < size) {
     throw new ImageError(
@@ -84,6 +87,34 @@ export async function prepareImage(request: ImageRequest): Promise<PreparedImage
     );
   }
   return { path, size: served, created: false, fileSize };
+}
+
+/** Container formats whose header would be served as the disk's first blocks (qemu's probes). */
+const FORMAT_MAGICS: ReadonlyArray<{ name: string; offset: number; magic: string }> = [
+  { name: 'qcow2 (or qcow)', offset: 0, magic: 'QFI\xfb' },
+  { name: 'VMDK', offset: 0, magic: 'KDMV' },
+  { name: 'VMDK descriptor', offset: 0, magic: '# Disk DescriptorFile' },
+  { name: 'VHDX', offset: 0, magic: 'vhdxfile' },
+  { name: 'VHD (dynamic)', offset: 0, magic: 'conectix' },
+  { name: 'VDI', offset: 64, magic: '\x7f\x10\xda\xbe' },
+];
+
+async function refuseImageFormats(path: string): Promise<void> {
+  const head = new Uint8Array(68);
+  const handle = await open(path, 'r');
+  try {
+    await handle.read(head, 0, head.length, 0);
+  } finally {
+    await handle.close();
+  }
+  const text = Buffer.from(head).toString('latin1');
+  for (const { name, offset, magic } of FORMAT_MAGICS) {
+    if (text.startsWith(magic, offset)) {
+      throw new ImageError(`image ${path} is a ${name} image, not a raw disk image`, ExitCode.badImage, {
+        fix: `Convert it (qemu-img convert -O raw ${path} disk.img), or pass --raw to serve its bytes as they are.`,
+      });
+    }
+  }
 }
 
 async function createSparse(path: string, size: number): Promise<void> {

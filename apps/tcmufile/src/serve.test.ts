@@ -19,6 +19,7 @@ const command: ServeCommand = {
   io: 'sync',
   commandTimeoutS: undefined,
   followSymlinks: false,
+  raw: false,
 };
 
 interface Recorded {

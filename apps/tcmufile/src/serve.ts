@@ -66,6 +66,7 @@ export async function serve(command: ServeCommand, deps: ServeDependencies): Pro
     blockSize: command.blockSize,
     readOnly: command.readOnly,
     followSymlinks: command.followSymlinks,
+    raw: command.raw,
   });
   if (image.created)
     logger.info({ image: image.path, size: image.size }, `created sparse image ${image.path}`);

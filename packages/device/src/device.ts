@@ -272,8 +272,8 @@ export class Device extends EventEmitter<DeviceEvents> {
       const found = options.reattach && !attach ? await platform.findBackstore?.(options.name) : undefined;
       const released = found?.ownedByUs === true && detachedHere.has(found.ref.path);
       if (found?.ours && (!found.ownerAlive || released) && platform.adoptBackstore) {
-        detachedHere.delete(found.ref.path);
         this.#checkIdentity(found);
+        detachedHere.delete(found.ref.path);
         this.#backstore = await platform.adoptBackstore(found, note);
         this.#adopted = found;
       } else {
