@@ -603,6 +603,16 @@ export class TargetManager {
     await this.write(`${this.backstorePath(ref)}/action/${action}`, String(value));
   }
 
+  /**
+   * Blocks a user backstore's ring and resets it (tcmu_block_dev, then tcmu_reset_ring):
+   * new commands get BUSY, those in the ring complete with BUSY (level 1, retried) or
+   * NOT READY 08/00 (level 2), and cmd_head = cmd_tail = 0. `block_dev` 0 unblocks.
+   */
+  async blockAndResetRing(ref: BackstoreRef, level: 1 | 2): Promise<void> {
+    await this.writeUserAction(ref, 'block_dev', 1);
+    await this.writeUserAction(ref, 'reset_ring', level);
+  }
+
   /** Writes one `attrib/*` value of a backstore (e.g. cmd_time_out), validated like creation's. */
   async writeAttribute(ref: BackstoreRef, name: string, value: number): Promise<void> {
     const attributes = validateAttributes(ref.plugin, { [name]: value });
@@ -829,9 +839,7 @@ export class TargetManager {
       const cacheType = `${this.roots.sys}/class/scsi_disk/${host}:0:${tpg.tag}:${lun}/cache_type`;
       await this.fs.writeFile(cacheType, 'temporary write through').catch(() => undefined);
     }
-    const path = this.backstorePath(ref);
-    await this.fs.writeFile(`${path}/action/block_dev`, '1').catch(() => undefined);
-    await this.fs.writeFile(`${path}/action/reset_ring`, '2').catch(() => undefined);
+    await this.blockAndResetRing(ref, 2).catch(() => undefined);
   }
 
   /** Our marker goes with the object; a dead owner's too; a live owner's stays (its owner releases it). */

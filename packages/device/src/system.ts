@@ -119,15 +119,12 @@ export function systemPlatform(options: SystemPlatformOptions = {}): DevicePlatf
       };
       await manager.adoptUserBackstore(raw, note);
       // tcmu-runner's reopen order (libtcmu device_add with reopen): block, reset, map, unblock.
-      await manager.writeUserAction(backstore, 'block_dev', 1);
-      await manager.writeUserAction(backstore, 'reset_ring', 1);
+      await manager.blockAndResetRing(backstore, 1);
       return { name: backstore.name, hba: backstore.hba, path: backstore.path, handle: backstore };
     },
 
     async resetRing(backstore) {
-      const ref = backstore.handle as UserBackstore;
-      await manager.writeUserAction(ref, 'block_dev', 1);
-      await manager.writeUserAction(ref, 'reset_ring', 1);
+      await manager.blockAndResetRing(backstore.handle as UserBackstore, 1);
     },
 
     async unblockBackstore(backstore) {
