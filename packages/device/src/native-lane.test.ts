@@ -220,6 +220,7 @@ describe('native lane: the same answers as the TypeScript path', () => {
     const withLane = await fileDevice('lane', content, true);
     const withoutLane = await fileDevice('ts', content, false);
     let compared = 0;
+    let goodTransfers = 0; // READ/WRITE answered GOOD: what the lane may serve
     await fc.assert(
       fc.asyncProperty(fc.array(step, { minLength: 10, maxLength: 40 }), async (steps) => {
         for (const s of steps) {
@@ -232,6 +233,7 @@ describe('native lane: the same answers as the TypeScript path', () => {
           });
           expect(Buffer.from(a.dataIn).equals(Buffer.from(b.dataIn))).toBe(true);
           compared++;
+          if (s.kind === 'rw' && a.status === GOOD) goodTransfers++;
         }
         // Leave both started and with the cache on for the next stream.
         for (const device of [withLane.device, withoutLane.device]) {
@@ -246,9 +248,12 @@ describe('native lane: the same answers as the TypeScript path', () => {
     expect(
       Buffer.from(await readFile(withLane.path)).equals(Buffer.from(await readFile(withoutLane.path))),
     ).toBe(true);
-    // Not vacuous: the lane served a good share of the commands, the TypeScript path the rest.
+    // Not vacuous: the lane served most good transfers (80-87% measured; its gate leaves
+    // the rest, e.g. FUA, to TypeScript). Counted against transfers, not all commands:
+    // the share of transfers among commands varies too much per random stream.
     expect(withoutLane.device.nativeLane).toBeUndefined();
-    expect(laneServed(withLane.device)).toBeGreaterThan(compared / 4);
+    expect(goodTransfers).toBeGreaterThan(100);
+    expect(laneServed(withLane.device)).toBeGreaterThan(goodTransfers / 2);
     expect(withLane.device.stats().commands).toBe(withoutLane.device.stats().commands);
   });
 });
