@@ -14,7 +14,8 @@
 import { parseArgs } from 'node:util';
 import { ABI, CorruptRingError, TcmuRing } from '@tcmu/ring';
 import { KernelSimulator } from '@tcmu/ring/testing';
-import { decodeSense, defaultOpcodeTable, LogicalUnit, MemoryBackend, ScsiStatus } from '@tcmu/scsi';
+import { decodeSense, LogicalUnit, MemoryBackend, ScsiStatus } from '@tcmu/scsi';
+import { Random, randomCdb } from './random.js';
 
 const { values } = parseArgs({
   options: {
@@ -25,16 +26,9 @@ const { values } = parseArgs({
 });
 const CDBS = Number(values.cdbs);
 const RING = Number(values.ring);
-let state = Number(values.seed) >>> 0 || 1;
-/** xorshift32: the same seed gives the same run. */
-const next = () => {
-  state ^= state << 13;
-  state ^= state >>> 17;
-  state ^= state << 5;
-  return state >>> 0;
-};
-const below = (n: number) => next() % n;
-const bytes = (n: number) => Uint8Array.from({ length: n }, () => next() & 0xff);
+const random = new Random(Number(values.seed));
+const below = (n: number) => random.below(n);
+const bytes = (n: number) => random.bytes(n);
 
 function fail(message: string): never {
   console.error(`fuzz: ${message} (seed ${values.seed})`);
@@ -42,37 +36,6 @@ function fail(message: string): never {
 }
 
 const SAM = new Set<number>(Object.values(ScsiStatus));
-const ENTRIES = defaultOpcodeTable().entries();
-const OPCODES = [...new Set(ENTRIES.map((e) => e.opcode))];
-
-/**
- * A CDB: random bytes (1 in 3), or an implemented command's CDB of its own length with
- * zeros (1 in 3) or with small random LBA and length bytes (1 in 3), so valid commands run too.
- */
-function randomCdb(): Uint8Array {
-  const mode = below(3);
-  if (mode === 0) {
-    const cdb = bytes(1 + (below(4) === 0 ? below(260) : [6, 10, 12, 16, 32][below(5)]! - 1));
-    if (below(2) === 0) cdb[0] = OPCODES[below(OPCODES.length)]!;
-    return cdb;
-  }
-  const entry = ENTRIES[below(ENTRIES.length)]!;
-  const cdb = new Uint8Array(entry.cdbLength);
-  cdb[0] = entry.opcode;
-  if (entry.serviceAction !== undefined) {
-    if (entry.opcode === 0x7f && cdb.length >= 10) {
-      cdb[7] = cdb.length - 8;
-      cdb[8] = entry.serviceAction >> 8;
-      cdb[9] = entry.serviceAction & 0xff;
-    } else if (cdb.length > 1) cdb[1] = entry.serviceAction & 0x1f;
-  }
-  if (mode === 2) {
-    for (let i = 2; i < Math.min(cdb.length - 1, 14); i++) {
-      if (below(3) === 0) cdb[i] = below(4) === 0 ? next() & 0xff : below(8);
-    }
-  }
-  return cdb;
-}
 
 async function fuzzCdbs(): Promise<Record<string, number>> {
   const counts = { commands: 0, good: 0, checkCondition: 0, other: 0, throws: 0 };
@@ -84,7 +47,7 @@ async function fuzzCdbs(): Promise<Record<string, number>> {
         backend: new MemoryBackend({ blockSize: 512, blockCount: 256 }),
         descriptorSense: below(2) === 1,
       });
-    const cdb = randomCdb();
+    const { cdb } = randomCdb(random);
     const dataInLength = below(3) === 0 ? undefined : below(70_000);
     let result: Awaited<ReturnType<LogicalUnit['execute']>>;
     try {
