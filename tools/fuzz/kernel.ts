@@ -43,7 +43,9 @@ export class SgSession {
 
   constructor(disk: string) {
     this.#child = spawn('python3', [SG_IO, disk], { stdio: ['pipe', 'pipe', 'pipe'] });
-    this.#child.stderr.on('data', (chunk: Buffer) => (this.#stderr += chunk.toString()));
+    this.#child.stderr.on('data', (chunk: Buffer) => {
+      this.#stderr += chunk.toString();
+    });
     this.#lines = createInterface({ input: this.#child.stdout })[Symbol.asyncIterator]();
   }
 
