@@ -9,7 +9,7 @@ import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { BackendWrapper, type Device, FileBackend, openDevice } from '@tcmu/device';
+import { BackendWrapper, type Device, openFileBackend, type FileBackend, openDevice } from '@tcmu/device';
 import type { BlockBackend, WriteOptions } from '@tcmu/scsi';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -122,7 +122,7 @@ async function closeFully(device: Device, file: FileBackend): Promise<void> {
 describe('the native lane', () => {
   it('fio verify over mixed sizes at queue depth 32, fsyncs through the emulation; the image holds what was written', async () => {
     const path = await image('lane');
-    const file = await FileBackend.open(path, { blockSize: BLOCK, io: 'sync' });
+    const file = await openFileBackend(path, { blockSize: BLOCK, io: 'sync' });
     const device = await openDevice({ name: 'lane-e2e', backend: file, nativeLane: true });
     try {
       await fioVerify(device.diskPath!, ['--fsync=16']);
@@ -156,7 +156,7 @@ describe('the native lane', () => {
 describe('the TypeScript path', () => {
   it('completes out of order (random backend delays) with scattered iovecs through readv/writev; fio verify passes', async () => {
     const path = await image('ooo');
-    const file = await FileBackend.open(path, { blockSize: BLOCK, io: 'sync' });
+    const file = await openFileBackend(path, { blockSize: BLOCK, io: 'sync' });
     const backend = new Observed(file, () => Math.floor(Math.random() * 4));
     const device = await openDevice({ name: 'ooo-e2e', backend });
     try {
@@ -171,7 +171,7 @@ describe('the TypeScript path', () => {
 
   it('an ABORT TASK during a read into the ring: TASK ABORTED, the late data lands in its own blocks only', async () => {
     const path = await image('abort');
-    const file = await FileBackend.open(path, { blockSize: BLOCK, io: 'sync' });
+    const file = await openFileBackend(path, { blockSize: BLOCK, io: 'sync' });
     const SLOW_LBA = 4096;
     // The slow read ignores its signal, like I/O that cannot be cancelled once issued.
     const backend = new Observed(file, (lba) => (lba === SLOW_LBA ? 8000 : 0));
@@ -244,7 +244,7 @@ describe('the TypeScript path', () => {
 
   it('close() during a slow read into the ring is bounded by its drain deadline (KEEP_BUF); the late read stays in kept memory', async () => {
     const path = await image('keep');
-    const file = await FileBackend.open(path, { blockSize: BLOCK, io: 'sync' });
+    const file = await openFileBackend(path, { blockSize: BLOCK, io: 'sync' });
     const SLOW_LBA = 8192;
     const backend = new Observed(file, (lba) => (lba === SLOW_LBA ? 6000 : 0));
     const device = await openDevice({ name: 'keep-e2e', backend });

@@ -12,7 +12,14 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { type Device, FileBackend, type Middleware, openDevice, Target } from '@tcmu/device';
+import {
+  type Device,
+  openFileBackend,
+  type FileBackend,
+  type HandlerMiddleware,
+  openDevice,
+  Target,
+} from '@tcmu/device';
 import { ABI, CorruptRingError, mapFd, readUioMapSize } from '@tcmu/ring';
 import { MemoryBackend } from '@tcmu/scsi';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -297,7 +304,7 @@ async function serveOn(kind: BackendKind, name: string, blockSize: number, bytes
   if (kind === 'memory') return { device: await serve(name, blockSize, bytes), image: undefined };
   const image = join(scratch, `${name}.img`);
   await ok('truncate', ['-s', String(bytes), image]);
-  const file = await FileBackend.open(image, { blockSize, io: 'sync' });
+  const file = await openFileBackend(image, { blockSize, io: 'sync' });
   const device = await openDevice({ name, backend: file, nodeDir: NODE_DIR });
   device.once('close', () => void file.close());
   return { device, image };
@@ -513,7 +520,7 @@ describe('several LUNs on one loopback target', () => {
 describe('close under load', () => {
   it('is bounded by drainTimeoutMs with hung writes in flight, and leaves nothing behind', async () => {
     // Writes of more than one page hang and ignore their AbortSignal: the worst handler.
-    const hang: Middleware = async (cmd, next) => {
+    const hang: HandlerMiddleware = async (cmd, next) => {
       if (cmd.opcode === 0x2a && cmd.dataOut.length > 4096)
         await new Promise((resolve) => setTimeout(resolve, 60_000));
       return next(cmd);

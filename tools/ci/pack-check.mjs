@@ -190,6 +190,36 @@ if (installed) {
       return `${stdout.trim()} exports`;
     });
   }
+  // Each class has an ESM and a CJS copy, and @tcmu/scsi/node bundles its own copy of the
+  // core: the brands make instanceof and isInstance agree across all of them.
+  check('errors are recognised across the ESM and CJS copies (instanceof, isInstance)', () => {
+    const { stdout } = node([
+      '--input-type=module',
+      '-e',
+      [
+        "import { createRequire } from 'node:module';",
+        'const require = createRequire(process.cwd() + "/");',
+        "const cores = [await import('@tcmu/scsi'), require('@tcmu/scsi')];",
+        "const nodes = [await import('@tcmu/scsi/node'), require('@tcmu/scsi/node')];",
+        'const ok = (value, what) => { if (!value) throw new Error(what); };',
+        'let pairs = 0;',
+        'for (const a of cores) for (const b of cores) {',
+        "  const error = new a.BackendIoError('x', 1);",
+        "  ok(error instanceof b.BackendIoError && b.BackendIoError.isInstance(error), 'BackendIoError');",
+        "  ok(!(error instanceof b.ScsiCheckCondition), 'BackendIoError is no ScsiCheckCondition');",
+        '  pairs++;',
+        '}',
+        'for (const n of nodes) for (const m of nodes) for (const a of cores) {',
+        "  const error = new n.FileBackendError('LOCKED', 'x');",
+        "  ok(error instanceof m.FileBackendError && error instanceof a.ScsiError, 'FileBackendError');",
+        '  pairs++;',
+        '}',
+        'console.log(pairs);',
+      ].join('\n'),
+    ]);
+    if (stdout.trim() !== '12') throw new Error(stdout);
+    return '12 pairs of copies';
+  });
   check("require('<package>/package.json') for every package", () => {
     for (const { manifest } of packages)
       node(['-e', `require(${JSON.stringify(`${manifest.name}/package.json`)})`]);

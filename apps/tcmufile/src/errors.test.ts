@@ -28,6 +28,7 @@ describe('exitCodeFor', () => {
   it('classifies library errors by name', () => {
     expect(exitCodeFor(libraryError('InvalidNameError'))).toBe(ExitCode.usage);
     expect(exitCodeFor(libraryError('InvalidOptionError'))).toBe(ExitCode.usage);
+    expect(exitCodeFor(libraryError('InvalidDeviceOptionError'))).toBe(ExitCode.usage);
     expect(exitCodeFor(libraryError('AlreadyExistsError'))).toBe(ExitCode.inUse);
     expect(exitCodeFor(libraryError('ReattachMismatchError'))).toBe(ExitCode.inUse);
     expect(exitCodeFor(libraryError('InUseError'))).toBe(ExitCode.inUse);

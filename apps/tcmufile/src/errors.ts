@@ -29,20 +29,50 @@ export const ExitCode = {
 } as const;
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
 
-/** An error meant for the user: a message, an optional fix, and the exit code. */
+/** The brands of an error instance, one per class in its chain: `<package>.<Class>`. */
+const BRANDS = Symbol.for('@tcmu/error-brands');
+
+/**
+ * An error meant for the user: a message, an optional fix, and the exit code. Branded: `instanceof` and `isInstance()` also
+ * recognise an instance made by another copy of the package (its ESM and CJS builds, or
+ * two installed versions), where a prototype check alone fails.
+ */
 export class CliError extends Error {
+  /** `<package>.<Class>`; every subclass declares its own. */
+  static readonly brand: string = 'tcmufile.CliError';
   override name = 'CliError';
+
   readonly exitCode: ExitCode;
   readonly fix: string | undefined;
+
   constructor(message: string, exitCode: ExitCode, options: { fix?: string; cause?: unknown } = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.exitCode = exitCode;
     this.fix = options.fix;
+    const brands: string[] = [];
+    for (let c: { brand?: string } = new.target; c !== Error; c = Object.getPrototypeOf(c)) {
+      if (Object.hasOwn(c, 'brand')) brands.push(c.brand!);
+    }
+    Object.defineProperty(this, BRANDS, { value: brands });
+  }
+
+  /** Like instanceof, across copies of the package. */
+  static isInstance<T>(this: abstract new (...args: never[]) => T, value: unknown): value is T {
+    // A subclass without a brand of its own (a user's) is checked by prototype.
+    if (!Object.hasOwn(CliError, 'brand'))
+      return Function.prototype[Symbol.hasInstance].call(CliError, value);
+    const brands = (value as { [BRANDS]?: unknown } | null | undefined)?.[BRANDS];
+    return Array.isArray(brands) && brands.includes((CliError as unknown as { brand: string }).brand);
+  }
+
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    return CliError.isInstance(value);
   }
 }
 
 /** A command line the CLI cannot accept (unknown option, bad size, bad name...). */
 export class UsageError extends CliError {
+  static override readonly brand: string = 'tcmufile.UsageError';
   override name = 'UsageError';
   constructor(message: string, fix = 'Run `tcmufile --help` for the usage.') {
     super(message, ExitCode.usage, { fix });
@@ -51,11 +81,13 @@ export class UsageError extends CliError {
 
 /** The image file cannot be served as asked. */
 export class ImageError extends CliError {
+  static override readonly brand: string = 'tcmufile.ImageError';
   override name = 'ImageError';
 }
 
 /** The machine cannot host a TCMU device (not root, configfs or a module missing). */
 export class EnvironmentError extends CliError {
+  static override readonly brand: string = 'tcmufile.EnvironmentError';
   override name = 'EnvironmentError';
 }
 
@@ -74,6 +106,7 @@ interface ErrorLike {
 const exitCodeByErrorName: Record<string, ExitCode> = {
   InvalidNameError: ExitCode.usage,
   InvalidOptionError: ExitCode.usage,
+  InvalidDeviceOptionError: ExitCode.usage,
   InUseError: ExitCode.inUse,
   AlreadyExistsError: ExitCode.inUse,
   // The name's disk, left by an earlier serve, holds another image.

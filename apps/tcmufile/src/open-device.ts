@@ -1,6 +1,7 @@
 import {
   BackendWrapper,
-  FileBackend,
+  openFileBackend,
+  type FileBackend,
   type OpenDeviceOptions,
   openDevice,
   ReadOnlyBackend,
@@ -43,7 +44,7 @@ export function prefixView(inner: Backend, blockCount: number): Backend {
 
 /** `tcmufile serve`'s device: the image through the file backend, on loopback (plus iSCSI). */
 export async function openImageDevice(request: DeviceRequest): Promise<ServedDevice> {
-  const file = await FileBackend.open(request.image.path, {
+  const file = await openFileBackend(request.image.path, {
     blockSize: request.blockSize,
     readOnly: request.readOnly,
     io: request.io === 'async' ? 'async' : 'sync',

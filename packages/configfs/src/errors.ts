@@ -1,15 +1,44 @@
-/** Base class of every error this package throws. `code` is stable and machine-readable. */
+/** The brands of an error instance, one per class in its chain: `<package>.<Class>`. */
+const BRANDS = Symbol.for('@tcmu/error-brands');
+
+/**
+ * Base of every error @tcmu/configfs throws; `code` is stable and machine-readable. Branded: `instanceof` and `isInstance()` also
+ * recognise an instance made by another copy of the package (its ESM and CJS builds, or
+ * two installed versions), where a prototype check alone fails.
+ */
 export class ConfigfsError extends Error {
+  /** `<package>.<Class>`; every subclass declares its own. */
+  static readonly brand: string = '@tcmu/configfs.ConfigfsError';
   readonly code: string;
+
   constructor(code: string, message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = new.target.name;
     this.code = code;
+    const brands: string[] = [];
+    for (let c: { brand?: string } = new.target; c !== Error; c = Object.getPrototypeOf(c)) {
+      if (Object.hasOwn(c, 'brand')) brands.push(c.brand!);
+    }
+    Object.defineProperty(this, BRANDS, { value: brands });
+  }
+
+  /** Like instanceof, across copies of the package. */
+  static isInstance<T>(this: abstract new (...args: never[]) => T, value: unknown): value is T {
+    // A subclass without a brand of its own (a user's) is checked by prototype.
+    if (!Object.hasOwn(ConfigfsError, 'brand'))
+      return Function.prototype[Symbol.hasInstance].call(ConfigfsError, value);
+    const brands = (value as { [BRANDS]?: unknown } | null | undefined)?.[BRANDS];
+    return Array.isArray(brands) && brands.includes((ConfigfsError as unknown as { brand: string }).brand);
+  }
+
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    return ConfigfsError.isInstance(value);
   }
 }
 
 /** A name, WWN, IQN, portal or other identifier was rejected before touching the filesystem. */
 export class InvalidNameError extends ConfigfsError {
+  static override readonly brand: string = '@tcmu/configfs.InvalidNameError';
   constructor(
     readonly kind: string,
     readonly value: string,
@@ -21,6 +50,7 @@ export class InvalidNameError extends ConfigfsError {
 
 /** An option value (size, block size, control key, attribute) was rejected before any write. */
 export class InvalidOptionError extends ConfigfsError {
+  static override readonly brand: string = '@tcmu/configfs.InvalidOptionError';
   constructor(
     readonly option: string,
     reason: string,
@@ -30,6 +60,7 @@ export class InvalidOptionError extends ConfigfsError {
 }
 
 export class NotFoundError extends ConfigfsError {
+  static override readonly brand: string = '@tcmu/configfs.NotFoundError';
   constructor(
     readonly what: string,
     readonly path?: string,
@@ -39,6 +70,7 @@ export class NotFoundError extends ConfigfsError {
 }
 
 export class AlreadyExistsError extends ConfigfsError {
+  static override readonly brand: string = '@tcmu/configfs.AlreadyExistsError';
   constructor(
     readonly what: string,
     readonly path: string,
@@ -49,6 +81,7 @@ export class AlreadyExistsError extends ConfigfsError {
 
 /** The object is still referenced (LUN links, a live owner) and cannot be removed. */
 export class InUseError extends ConfigfsError {
+  static override readonly brand: string = '@tcmu/configfs.InUseError';
   constructor(
     readonly what: string,
     readonly users: readonly string[],
@@ -58,6 +91,7 @@ export class InUseError extends ConfigfsError {
 }
 
 export class TimeoutError extends ConfigfsError {
+  static override readonly brand: string = '@tcmu/configfs.TimeoutError';
   constructor(
     readonly what: string,
     readonly timeoutMs: number,
@@ -71,6 +105,7 @@ export class TimeoutError extends ConfigfsError {
  * EBUSY, EPERM, ENODEV...) or the path is missing. `errno` is Node's error code.
  */
 export class KernelError extends ConfigfsError {
+  static override readonly brand: string = '@tcmu/configfs.KernelError';
   constructor(
     readonly operation: string,
     readonly path: string,
@@ -87,6 +122,7 @@ export class KernelError extends ConfigfsError {
  * `rollbackErrors` lists anything the rollback itself could not undo.
  */
 export class RollbackError extends ConfigfsError {
+  static override readonly brand: string = '@tcmu/configfs.RollbackError';
   constructor(
     message: string,
     cause: unknown,

@@ -27,7 +27,7 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { TcmuRing } from '@tcmu/ring';
 import { MemoryBackend } from '@tcmu/scsi';
-import { FileBackend } from '../src/backends.js';
+import { openFileBackend } from '../src/backends.js';
 import type { Device } from '../src/device.js';
 import { openDevice } from '../src/open.js';
 import type { DevicePlatform } from '../src/platform.js';
@@ -102,7 +102,7 @@ async function openBenchDevice(consumer: Consumer, ring: Record<string, number>)
     const backend = new MemoryBackend({ blockSize: 512, blockCount: BLOCKS });
     return { device: await openDevice({ name: 'bench', backend, fabric: { type: 'none' }, platform }) };
   }
-  const file = await FileBackend.open(image, { blockSize: 512, io: 'sync' });
+  const file = await openFileBackend(image, { blockSize: 512, io: 'sync' });
   const device = await openDevice({
     name: 'bench',
     backend: file,

@@ -2,7 +2,7 @@ import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { FileBackend, FileBackendError, MemoryBackend, ReadOnlyBackend } from './backends.js';
+import { openFileBackend, FileBackendError, MemoryBackend, ReadOnlyBackend } from './backends.js';
 
 let dir: string;
 beforeEach(async () => {
@@ -17,7 +17,7 @@ const allocatedBytes = async (path: string) => (await stat(path)).blocks * 512;
 describe('FileBackend', () => {
   it('punches holes on discard through the ring addon (space comes back, reads return zeros)', async () => {
     const path = join(dir, 'image');
-    const backend = await FileBackend.open(path, { blockSize: 4096, create: { size: 4 << 20 } });
+    const backend = await openFileBackend(path, { blockSize: 4096, create: { size: 4 << 20 } });
     try {
       expect(backend.blockCount).toBe(1024);
       await backend.write(0, new Uint8Array(1 << 20).fill(0x5a), { fua: true });
@@ -35,7 +35,7 @@ describe('FileBackend', () => {
 
   it('keeps an explicit punchHole override', async () => {
     const calls: number[][] = [];
-    const backend = await FileBackend.open(join(dir, 'image'), {
+    const backend = await openFileBackend(join(dir, 'image'), {
       blockSize: 512,
       create: { size: 1 << 20 },
       punchHole: (_fd, offset, length) => {
@@ -54,24 +54,24 @@ describe('FileBackend', () => {
 describe('FileBackend image lock', () => {
   it('one writer at a time, readers share, closing frees it (a killed server’s goes with its fds: the kernel restart tests)', async () => {
     const path = join(dir, 'locked');
-    const writer = await FileBackend.open(path, { blockSize: 512, create: { size: 1 << 20 } });
-    const second = await FileBackend.open(path, { blockSize: 512 }).catch((error) => error);
+    const writer = await openFileBackend(path, { blockSize: 512, create: { size: 1 << 20 } });
+    const second = await openFileBackend(path, { blockSize: 512 }).catch((error) => error);
     expect(second).toBeInstanceOf(FileBackendError);
     expect(second.code).toBe('LOCKED');
     expect(second.message).toMatch(/in use by another server/);
-    const reader = await FileBackend.open(path, { blockSize: 512, readOnly: true }).catch((error) => error);
+    const reader = await openFileBackend(path, { blockSize: 512, readOnly: true }).catch((error) => error);
     expect(reader.code).toBe('LOCKED'); // a writer excludes readers too
     await writer.close();
 
     const readers = [
-      await FileBackend.open(path, { blockSize: 512, readOnly: true }),
-      await FileBackend.open(path, { blockSize: 512, readOnly: true }),
+      await openFileBackend(path, { blockSize: 512, readOnly: true }),
+      await openFileBackend(path, { blockSize: 512, readOnly: true }),
     ];
-    const blockedWriter = await FileBackend.open(path, { blockSize: 512 }).catch((error) => error);
+    const blockedWriter = await openFileBackend(path, { blockSize: 512 }).catch((error) => error);
     expect(blockedWriter.code).toBe('LOCKED');
     for (const r of readers) await r.close();
-    const unlocked = await FileBackend.open(path, { blockSize: 512, lock: false });
-    const locked = await FileBackend.open(path, { blockSize: 512 });
+    const unlocked = await openFileBackend(path, { blockSize: 512, lock: false });
+    const locked = await openFileBackend(path, { blockSize: 512 });
     await locked.close();
     await unlocked.close();
   });

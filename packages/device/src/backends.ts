@@ -1,5 +1,5 @@
 import { lockFile, punchHole } from '@tcmu/ring';
-import { FileBackendError, type FileBackendOptions, FileBackend as ScsiFileBackend } from '@tcmu/scsi/node';
+import { FileBackend, FileBackendError, type FileBackendOptions } from '@tcmu/scsi/node';
 
 export {
   BackendWrapper,
@@ -12,8 +12,8 @@ export {
 } from '@tcmu/scsi';
 export { FileBackendError, type FileBackendOptions } from '@tcmu/scsi/node';
 
-/** @tcmu/scsi's file backend (positional I/O, fdatasync on flush and FUA). */
-export type FileBackend = ScsiFileBackend;
+/** @tcmu/scsi's file backend (positional I/O, fdatasync on flush and FUA); open it with openFileBackend. */
+export type { FileBackend };
 
 export interface DeviceFileBackendOptions extends FileBackendOptions {
   /**
@@ -31,22 +31,20 @@ export interface DeviceFileBackendOptions extends FileBackendOptions {
  * Pass `punchHole` to override (e.g. a filesystem without hole punching).
  * @throws FileBackendError with code LOCKED when another open holds the image
  */
-export const FileBackend = {
-  async open(path: string, options: DeviceFileBackendOptions): Promise<FileBackend> {
-    const { lock = true, ...rest } = options;
-    const backend = await ScsiFileBackend.open(path, { punchHole, ...rest });
-    if (!lock) return backend;
-    try {
-      lockFile(backend.fd, { exclusive: !backend.readOnly });
-    } catch (error) {
-      await backend.close();
-      if ((error as { code?: unknown }).code !== 'EAGAIN') throw error;
-      throw new FileBackendError(
-        'LOCKED',
-        `${path} is ${backend.readOnly ? 'being written' : 'in use'} by another server (its lock is held); stop that one first`,
-        { cause: error },
-      );
-    }
-    return backend;
-  },
-};
+export async function openFileBackend(path: string, options: DeviceFileBackendOptions): Promise<FileBackend> {
+  const { lock = true, ...rest } = options;
+  const backend = await FileBackend.open(path, { punchHole, ...rest });
+  if (!lock) return backend;
+  try {
+    lockFile(backend.fd, { exclusive: !backend.readOnly });
+  } catch (error) {
+    await backend.close();
+    if ((error as { code?: unknown }).code !== 'EAGAIN') throw error;
+    throw new FileBackendError(
+      'LOCKED',
+      `${path} is ${backend.readOnly ? 'being written' : 'in use'} by another server (its lock is held); stop that one first`,
+      { cause: error },
+    );
+  }
+  return backend;
+}

@@ -3,8 +3,8 @@ import { join } from 'node:path';
 import { type BlockBackend, decodeSense, FaultInjectionBackend, MemoryBackend } from '@tcmu/scsi';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { CommandEvent } from './device.js';
-import { DeviceSetupError, HandlerError, InvalidOptionError, TeardownError } from './errors.js';
-import type { DeviceCommand, Handler, HandlerResult, Middleware } from './handler.js';
+import { DeviceSetupError, HandlerError, InvalidDeviceOptionError, TeardownError } from './errors.js';
+import type { DeviceCommand, Handler, HandlerResult, HandlerMiddleware } from './handler.js';
 import { createDevice, openDevice, Target } from './open.js';
 import type { OpenDeviceOptions } from './options.js';
 import type { DevicePlatform } from './platform.js';
@@ -104,7 +104,7 @@ describe('openDevice', () => {
   });
 
   it('validates options before touching anything', async () => {
-    await expect(open({ name: 'bad/name' })).rejects.toThrow(InvalidOptionError);
+    await expect(open({ name: 'bad/name' })).rejects.toThrow(InvalidDeviceOptionError);
     expect(await leftovers()).toEqual([]);
   });
 
@@ -276,7 +276,7 @@ describe('data path', () => {
 describe('handlers and middleware', () => {
   it('wraps the emulation with middleware that sees every command', async () => {
     const seen: number[] = [];
-    const spy: Middleware = (cmd, next) => {
+    const spy: HandlerMiddleware = (cmd, next) => {
       seen.push(cmd.opcode);
       return next(cmd);
     };

@@ -30,7 +30,7 @@ import type { DeviceLogger, Handler, HandlerResult } from './handler.js';
 import type { DeviceIdentity } from './identity.js';
 import { type DeviceStats, MetricsCollector } from './metrics.js';
 import type {
-  BackstoreRef,
+  PlatformBackstore,
   DevicePlatform,
   DiskRef,
   FoundBackstore,
@@ -72,7 +72,7 @@ export interface DeviceEvents {
   recovered: [cause: Error];
 }
 
-export interface CloseOptions {
+export interface DeviceCloseOptions {
   /**
    * How long close() lets commands in flight finish (default 5000 ms).
    * Leftovers are completed with TASK ABORTED.
@@ -148,7 +148,7 @@ export class Device extends EventEmitter<DeviceEvents> {
   readonly #onCommand = (command: RingCommand) => this.#serve(command);
   #state: DeviceState = 'new';
   #ring: TcmuRing | undefined;
-  #backstore: BackstoreRef | undefined;
+  #backstore: PlatformBackstore | undefined;
   #uio: UioRef | undefined;
   #ownTargets: TargetRef[] = [];
   #luns: LunRef[] = [];
@@ -417,7 +417,7 @@ export class Device extends EventEmitter<DeviceEvents> {
    * directory and the node. Idempotent; concurrent calls share one close.
    * @throws TeardownError when some object could not be removed
    */
-  close(options: CloseOptions = {}): Promise<void> {
+  close(options: DeviceCloseOptions = {}): Promise<void> {
     if (this.#closing) return this.#closing;
     if (this.#state === 'new' || this.#state === 'failed' || this.#state === 'closed') {
       this.#state = 'closed';
@@ -457,7 +457,7 @@ export class Device extends EventEmitter<DeviceEvents> {
    * deadline are abandoned the same way: exit soon after, so that no backend call
    * of this process lands after the next one took over.
    */
-  async detach(options: CloseOptions = {}): Promise<{ abandoned: number }> {
+  async detach(options: DeviceCloseOptions = {}): Promise<{ abandoned: number }> {
     if (this.#state !== 'ready') {
       throw new DeviceClosedError(`device '${this.name}' is ${this.#state}: only a ready device can detach`);
     }

@@ -1,19 +1,43 @@
-const DEVICE_ERROR = Symbol.for('@tcmu/device.error');
+/** The brands of an error instance, one per class in its chain: `<package>.<Class>`. */
+const BRANDS = Symbol.for('@tcmu/error-brands');
 
-/** Base class of every error @tcmu/device throws or emits. */
+/**
+ * Base of every error @tcmu/device throws. Branded: `instanceof` and `isInstance()` also
+ * recognise an instance made by another copy of the package (its ESM and CJS builds, or
+ * two installed versions), where a prototype check alone fails.
+ */
 export class DeviceError extends Error {
-  readonly [DEVICE_ERROR] = true;
+  /** `<package>.<Class>`; every subclass declares its own. */
+  static readonly brand: string = '@tcmu/device.DeviceError';
   override name = 'DeviceError';
 
-  /** Works across duplicated module copies (ESM/CJS), unlike instanceof. */
-  static isInstance(value: unknown): value is DeviceError {
-    return typeof value === 'object' && value !== null && DEVICE_ERROR in value;
+  constructor(message?: string, options?: ErrorOptions) {
+    super(message, options);
+    const brands: string[] = [];
+    for (let c: { brand?: string } = new.target; c !== Error; c = Object.getPrototypeOf(c)) {
+      if (Object.hasOwn(c, 'brand')) brands.push(c.brand!);
+    }
+    Object.defineProperty(this, BRANDS, { value: brands });
+  }
+
+  /** Like instanceof, across copies of the package. */
+  static isInstance<T>(this: abstract new (...args: never[]) => T, value: unknown): value is T {
+    // A subclass without a brand of its own (a user's) is checked by prototype.
+    if (!Object.hasOwn(DeviceError, 'brand'))
+      return Function.prototype[Symbol.hasInstance].call(DeviceError, value);
+    const brands = (value as { [BRANDS]?: unknown } | null | undefined)?.[BRANDS];
+    return Array.isArray(brands) && brands.includes((DeviceError as unknown as { brand: string }).brand);
+  }
+
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    return DeviceError.isInstance(value);
   }
 }
 
 /** An option passed to openDevice (or a Target) is invalid; nothing was touched. */
-export class InvalidOptionError extends DeviceError {
-  override name = 'InvalidOptionError';
+export class InvalidDeviceOptionError extends DeviceError {
+  static override readonly brand: string = '@tcmu/device.InvalidDeviceOptionError';
+  override name = 'InvalidDeviceOptionError';
   readonly option: string;
 
   constructor(option: string, message: string) {
@@ -30,6 +54,7 @@ export type SetupStep = 'backstore' | 'uio' | 'ring' | 'target' | 'lun' | 'disk'
  * also failed, `rollbackErrors` lists what could not be removed.
  */
 export class DeviceSetupError extends DeviceError {
+  static override readonly brand: string = '@tcmu/device.DeviceSetupError';
   override name = 'DeviceSetupError';
   readonly step: SetupStep;
   readonly rollbackErrors: readonly unknown[];
@@ -46,11 +71,13 @@ export class DeviceSetupError extends DeviceError {
 
 /** The device is closed (or closing) and cannot do this. */
 export class DeviceClosedError extends DeviceError {
+  static override readonly brand: string = '@tcmu/device.DeviceClosedError';
   override name = 'DeviceClosedError';
 }
 
 /** close() could not remove everything; `errors` holds each failed teardown step. */
 export class TeardownError extends DeviceError {
+  static override readonly brand: string = '@tcmu/device.TeardownError';
   override name = 'TeardownError';
   readonly errors: readonly unknown[];
 
@@ -63,6 +90,7 @@ export class TeardownError extends DeviceError {
 
 /** A handler threw or returned something that is not a CommandResult (a bug in user code). */
 export class HandlerError extends DeviceError {
+  static override readonly brand: string = '@tcmu/device.HandlerError';
   override name = 'HandlerError';
 }
 
@@ -73,6 +101,7 @@ export class HandlerError extends DeviceError {
  * (`tcmufile cleanup` once its owner is gone).
  */
 export class ReattachMismatchError extends DeviceError {
+  static override readonly brand: string = '@tcmu/device.ReattachMismatchError';
   override name = 'ReattachMismatchError';
   readonly differences: readonly string[];
 

@@ -7,7 +7,7 @@ import {
   type Handler,
   injectFaults,
   logCommands,
-  type Middleware,
+  type HandlerMiddleware,
 } from './handler.js';
 import { MetricsCollector } from './metrics.js';
 
@@ -31,7 +31,7 @@ describe('composeHandler', () => {
   it('runs middleware outermost first and lets results flow back', async () => {
     const order: string[] = [];
     const layer =
-      (name: string): Middleware =>
+      (name: string): HandlerMiddleware =>
       async (cmd, next) => {
         order.push(`${name} in`);
         const result = await next(cmd);
@@ -77,7 +77,7 @@ describe('composeHandler', () => {
 
   it('rejects non-functions', () => {
     expect(() => composeHandler([], undefined as unknown as Handler)).toThrow(TypeError);
-    expect(() => composeHandler([42 as unknown as Middleware], good)).toThrow(/middleware\[0\]/);
+    expect(() => composeHandler([42 as unknown as HandlerMiddleware], good)).toThrow(/middleware\[0\]/);
   });
 });
 

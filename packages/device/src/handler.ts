@@ -66,7 +66,7 @@ export interface DeviceCommand {
 export type Handler = (cmd: DeviceCommand) => HandlerResult | Promise<HandlerResult>;
 
 /** Wraps `next`; may change the command passed on, the result, or answer without calling `next`. */
-export type Middleware = (
+export type HandlerMiddleware = (
   cmd: DeviceCommand,
   next: (cmd: DeviceCommand) => Promise<HandlerResult>,
 ) => HandlerResult | Promise<HandlerResult>;
@@ -84,7 +84,7 @@ const invoke = (handler: Handler, cmd: DeviceCommand): Promise<HandlerResult> =>
  * Builds one handler from middleware and a final handler; the first
  * middleware is the outermost (it sees the command first and the result last).
  */
-export function composeHandler(middleware: readonly Middleware[], handler: Handler): Handler {
+export function composeHandler(middleware: readonly HandlerMiddleware[], handler: Handler): Handler {
   if (typeof handler !== 'function') throw new TypeError('handler must be a function');
   let next: Handler = handler;
   for (let i = middleware.length - 1; i >= 0; i--) {
@@ -136,7 +136,7 @@ export interface LogCommandsOptions {
 }
 
 /** Middleware: one log line per command (CDB, status, sense, latency). */
-export function logCommands(logger: DeviceLogger, options: LogCommandsOptions = {}): Middleware {
+export function logCommands(logger: DeviceLogger, options: LogCommandsOptions = {}): HandlerMiddleware {
   const level = options.level ?? 'debug';
   return async (cmd, next) => {
     const result = await next(cmd);
@@ -192,7 +192,7 @@ const sleep = (ms: number, signal: AbortSignal): Promise<boolean> =>
  * filesystems, databases and initiators cope. (Media errors at chosen LBAs
  * are better injected under the emulation: FaultInjectionBackend.)
  */
-export function injectFaults(options: InjectFaultsOptions): Middleware {
+export function injectFaults(options: InjectFaultsOptions): HandlerMiddleware {
   const rate = options.failureRate ?? 0;
   if (!(rate >= 0 && rate <= 1)) throw new RangeError('failureRate must be within 0..1');
   const random = options.random ?? Math.random;
@@ -214,7 +214,7 @@ export function injectFaults(options: InjectFaultsOptions): Middleware {
  * (counters, rates, latency histogram), e.g. to measure one layer of a chain
  * or a subset of commands; the device itself always keeps its own metrics.
  */
-export function collectMetrics(collector: MetricsCollector): Middleware {
+export function collectMetrics(collector: MetricsCollector): HandlerMiddleware {
   return async (cmd, next) => {
     collector.started();
     const startedAt = performance.now();

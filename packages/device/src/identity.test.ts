@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { InvalidOptionError } from './errors.js';
+import { InvalidDeviceOptionError } from './errors.js';
 import { defaultIqn, loopbackWwn, resolveIdentity, validateName } from './identity.js';
 
 describe('validateName', () => {
@@ -17,12 +17,12 @@ describe('validateName', () => {
     ['tab\t', /may only contain/],
     ['A'.repeat(65), /longer than 64/],
   ])('rejects %j', (name, message) => {
-    expect(() => validateName(name)).toThrow(InvalidOptionError);
+    expect(() => validateName(name)).toThrow(InvalidDeviceOptionError);
     expect(() => validateName(name)).toThrow(message);
   });
 
   it('rejects non-strings', () => {
-    expect(() => validateName(42)).toThrow(InvalidOptionError);
+    expect(() => validateName(42)).toThrow(InvalidDeviceOptionError);
   });
 });
 

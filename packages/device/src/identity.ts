@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { naaFromSerial } from '@tcmu/scsi';
-import { InvalidOptionError } from './errors.js';
+import { InvalidDeviceOptionError } from './errors.js';
 
 /**
  * Device names become a configfs directory, part of the UIO name and a file
@@ -11,15 +11,15 @@ export const MAX_NAME_LENGTH = 64;
 
 export function validateName(name: unknown, option = 'name'): string {
   if (typeof name !== 'string' || name.length === 0)
-    throw new InvalidOptionError(option, 'must be a non-empty string');
+    throw new InvalidDeviceOptionError(option, 'must be a non-empty string');
   if (name.length > MAX_NAME_LENGTH) {
-    throw new InvalidOptionError(
+    throw new InvalidDeviceOptionError(
       option,
       `'${name.slice(0, 20)}…' is longer than ${MAX_NAME_LENGTH} characters`,
     );
   }
   if (!NAME_PATTERN.test(name)) {
-    throw new InvalidOptionError(
+    throw new InvalidDeviceOptionError(
       option,
       `'${name}' may only contain letters, digits, '.', '_' and '-', and must start with a letter or digit`,
     );
@@ -58,9 +58,12 @@ function parseNaa(value: string | Uint8Array): Uint8Array {
       : value.length === 16
         ? Uint8Array.from(value)
         : undefined;
-  if (!bytes) throw new InvalidOptionError('identity.naa', 'must be 16 bytes or 32 hex digits');
+  if (!bytes) throw new InvalidDeviceOptionError('identity.naa', 'must be 16 bytes or 32 hex digits');
   if (bytes[0]! >> 4 !== 6)
-    throw new InvalidOptionError('identity.naa', 'must be an NAA 6 (IEEE Registered Extended) designator');
+    throw new InvalidDeviceOptionError(
+      'identity.naa',
+      'must be an NAA 6 (IEEE Registered Extended) designator',
+    );
   return bytes;
 }
 
@@ -68,7 +71,7 @@ function parseNaa(value: string | Uint8Array): Uint8Array {
 export function resolveIdentity(name: string, options: IdentityOptions = {}): DeviceIdentity {
   const serial = options.serial ?? digest('tcmu-node serial', name).subarray(0, 16).toString('hex');
   if (!SERIAL_PATTERN.test(serial)) {
-    throw new InvalidOptionError(
+    throw new InvalidDeviceOptionError(
       'identity.serial',
       'must be 1-255 printable ASCII characters without spaces',
     );

@@ -1,5 +1,5 @@
 export { Device } from './device.js';
-export type { CloseOptions, CommandEvent, DeviceEvents, DeviceState, Emulation } from './device.js';
+export type { DeviceCloseOptions, CommandEvent, DeviceEvents, DeviceState, Emulation } from './device.js';
 export { createDevice, openDevice, openTarget, Target } from './open.js';
 export type { OpenTargetOptions, TargetDeviceOptions } from './open.js';
 export type { FabricOptions, OpenDeviceOptions, UnitOptions } from './options.js';
@@ -18,7 +18,7 @@ export type {
   Handler,
   HandlerResult,
   LogCommandsOptions,
-  Middleware,
+  HandlerMiddleware,
 } from './handler.js';
 export { classifyCommand, LatencyHistogram, MetricsCollector } from './metrics.js';
 export type {
@@ -42,7 +42,7 @@ export {
   DeviceError,
   DeviceSetupError,
   HandlerError,
-  InvalidOptionError,
+  InvalidDeviceOptionError,
   ReattachMismatchError,
   TeardownError,
 } from './errors.js';
@@ -50,13 +50,14 @@ export type { SetupStep } from './errors.js';
 export {
   BackendWrapper,
   FaultInjectionBackend,
-  FileBackend,
+  openFileBackend,
   FileBackendError,
   MemoryBackend,
   ReadOnlyBackend,
 } from './backends.js';
 export type {
   DeviceFileBackendOptions,
+  FileBackend,
   FaultInjectionOptions,
   FileBackendOptions,
   LbaSelector,

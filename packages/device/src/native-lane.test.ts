@@ -4,9 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { FileBackend, ReadOnlyBackend } from './backends.js';
+import { openFileBackend, ReadOnlyBackend } from './backends.js';
 import type { Device } from './device.js';
-import { InvalidOptionError } from './errors.js';
+import { InvalidDeviceOptionError } from './errors.js';
 import { openDevice } from './open.js';
 import { createHarness, type Harness, rw10 } from './testing/harness.js';
 
@@ -32,7 +32,7 @@ afterEach(async () => {
 async function fileDevice(name: string, content: Uint8Array, lane: boolean, readOnly = false) {
   const path = join(dir, `${name}.img`);
   await writeFile(path, content);
-  const file = await FileBackend.open(path, { blockSize: BLOCK, io: 'sync', readOnly });
+  const file = await openFileBackend(path, { blockSize: BLOCK, io: 'sync', readOnly });
   const device = await openDevice({
     name,
     backend: readOnly ? new ReadOnlyBackend(file) : file,
@@ -361,12 +361,12 @@ describe('native lane: the gate', () => {
   it('is refused with middleware, a custom handler or a backend without a direct file', async () => {
     const path = join(dir, 'x.img');
     await writeFile(path, new Uint8Array(BLOCK * 8));
-    const sync = await FileBackend.open(path, { blockSize: BLOCK, io: 'sync' });
+    const sync = await openFileBackend(path, { blockSize: BLOCK, io: 'sync' });
     // Two opens of one image in one test: the second without the image lock.
-    const threadpool = await FileBackend.open(path, { blockSize: BLOCK, lock: false });
+    const threadpool = await openFileBackend(path, { blockSize: BLOCK, lock: false });
     try {
       const base = { name: 'x', platform: harness.platform, nativeLane: true };
-      await expect(openDevice({ ...base, backend: threadpool })).rejects.toThrow(InvalidOptionError);
+      await expect(openDevice({ ...base, backend: threadpool })).rejects.toThrow(InvalidDeviceOptionError);
       await expect(
         openDevice({ ...base, backend: sync, middleware: [(cmd, next) => next(cmd)] }),
       ).rejects.toThrow(/bypass the handler and middleware/);

@@ -1,5 +1,5 @@
 import { Device } from './device.js';
-import { DeviceClosedError, InvalidOptionError, TeardownError } from './errors.js';
+import { DeviceClosedError, InvalidDeviceOptionError, TeardownError } from './errors.js';
 import { type DeviceLogger, silentLogger } from './handler.js';
 import { loopbackWwn, validateName } from './identity.js';
 import { type OpenDeviceOptions, resolveOptions } from './options.js';
@@ -10,7 +10,7 @@ import { defaultPlatform } from './system.js';
 /**
  * Validates the options and builds the device without touching the system;
  * `await device.open()` then does the setup (subscribe to 'ready' first).
- * @throws InvalidOptionError
+ * @throws InvalidDeviceOptionError
  */
 export function createDevice(options: OpenDeviceOptions): Device {
   return build(options, undefined);
@@ -20,7 +20,7 @@ export function createDevice(options: OpenDeviceOptions): Device {
  * Serves a block device: creates the TCMU backstore, opens its ring, exports
  * it (loopback by default), waits for the disk and makes the node. A failure
  * at any step undoes the earlier ones and throws DeviceSetupError.
- * @throws InvalidOptionError, DeviceSetupError
+ * @throws InvalidDeviceOptionError, DeviceSetupError
  */
 export async function openDevice(options: OpenDeviceOptions): Promise<Device> {
   const device = createDevice(options);
@@ -103,7 +103,7 @@ export class Target {
     if (this.#closing) return Promise.reject(new DeviceClosedError(`target ${this.wwn} is closed`));
     if ('fabric' in options || 'platform' in options) {
       return Promise.reject(
-        new InvalidOptionError('fabric', 'a device on a Target takes its fabric and platform from it'),
+        new InvalidDeviceOptionError('fabric', 'a device on a Target takes its fabric and platform from it'),
       );
     }
     // One at a time: the lowest free LUN must not be taken twice.

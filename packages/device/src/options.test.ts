@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { InvalidOptionError } from './errors.js';
+import { InvalidDeviceOptionError } from './errors.js';
 import type { Handler } from './handler.js';
 import { type OpenDeviceOptions, resolveOptions } from './options.js';
 
@@ -91,11 +91,11 @@ describe('resolveOptions', () => {
     ['bad name', { backend: backend(), name: 'a/b' }, /name/],
   ])('rejects %s', (_what, options, message) => {
     const full = { name: 'vol0', ...options } as OpenDeviceOptions;
-    expect(() => resolveOptions(full)).toThrow(InvalidOptionError);
+    expect(() => resolveOptions(full)).toThrow(InvalidDeviceOptionError);
     expect(() => resolveOptions(full)).toThrow(message);
   });
 
   it('rejects a non-object', () => {
-    expect(() => resolveOptions(null as never)).toThrow(InvalidOptionError);
+    expect(() => resolveOptions(null as never)).toThrow(InvalidDeviceOptionError);
   });
 });

@@ -1,6 +1,6 @@
 import type { BlockBackend } from '@tcmu/scsi';
-import { InvalidOptionError } from './errors.js';
-import { type DeviceLogger, type Handler, type Middleware, silentLogger } from './handler.js';
+import { InvalidDeviceOptionError } from './errors.js';
+import { type DeviceLogger, type Handler, type HandlerMiddleware, silentLogger } from './handler.js';
 import {
   type DeviceIdentity,
   defaultIqn,
@@ -39,7 +39,7 @@ export interface OpenDeviceOptions {
   /** A custom handler replacing the emulation (then `size` and `blockSize` are needed without a backend). */
   readonly handler?: Handler;
   /** Wraps the handler; the first element is the outermost. */
-  readonly middleware?: readonly Middleware[];
+  readonly middleware?: readonly HandlerMiddleware[];
   /** Size in bytes (only without a backend; must then be a multiple of blockSize). */
   readonly size?: number;
   /** 512, 1024, 2048 or 4096 (only without a backend). */
@@ -105,7 +105,7 @@ export interface ResolvedOptions {
   readonly identity: DeviceIdentity;
   readonly queueDepth: number;
   readonly logger: DeviceLogger;
-  readonly middleware: readonly Middleware[];
+  readonly middleware: readonly HandlerMiddleware[];
   readonly targets: readonly TargetSpec[];
   readonly lun: number | undefined;
   readonly hba: number | undefined;
@@ -135,43 +135,49 @@ const isInt = (value: unknown, min: number, max: number): value is number =>
 
 function checkInt(option: string, value: unknown, min: number, max: number): void {
   if (!isInt(value, min, max))
-    throw new InvalidOptionError(option, `must be an integer in ${min}..${max}, got ${String(value)}`);
+    throw new InvalidDeviceOptionError(option, `must be an integer in ${min}..${max}, got ${String(value)}`);
 }
 
 function resolveGeometry(options: OpenDeviceOptions): { blockSize: number; blockCount: number } {
   const { backend } = options;
   if (backend) {
     if (typeof backend.read !== 'function' || typeof backend.write !== 'function') {
-      throw new InvalidOptionError('backend', 'must implement BlockBackend (read, write, flush)');
+      throw new InvalidDeviceOptionError('backend', 'must implement BlockBackend (read, write, flush)');
     }
     const { blockSize, blockCount } = backend;
     if (!BLOCK_SIZES.has(blockSize)) {
-      throw new InvalidOptionError('backend', `block size ${blockSize} is not one of 512, 1024, 2048, 4096`);
+      throw new InvalidDeviceOptionError(
+        'backend',
+        `block size ${blockSize} is not one of 512, 1024, 2048, 4096`,
+      );
     }
     checkInt('backend.blockCount', blockCount, 1, Number.MAX_SAFE_INTEGER);
     if (options.blockSize !== undefined && options.blockSize !== blockSize) {
-      throw new InvalidOptionError(
+      throw new InvalidDeviceOptionError(
         'blockSize',
         `is ${options.blockSize} but the backend's block size is ${blockSize}`,
       );
     }
     if (options.size !== undefined && options.size !== blockSize * blockCount) {
-      throw new InvalidOptionError(
+      throw new InvalidDeviceOptionError(
         'size',
         `is ${options.size} but the backend holds ${blockSize * blockCount} bytes`,
       );
     }
     return { blockSize, blockCount };
   }
-  if (!options.handler) throw new InvalidOptionError('backend', 'a backend or a handler is required');
+  if (!options.handler) throw new InvalidDeviceOptionError('backend', 'a backend or a handler is required');
   const blockSize = options.blockSize;
   if (blockSize === undefined || !BLOCK_SIZES.has(blockSize)) {
-    throw new InvalidOptionError('blockSize', 'must be 512, 1024, 2048 or 4096 when there is no backend');
+    throw new InvalidDeviceOptionError(
+      'blockSize',
+      'must be 512, 1024, 2048 or 4096 when there is no backend',
+    );
   }
   const size = options.size;
   checkInt('size', size, blockSize, Number.MAX_SAFE_INTEGER);
   if ((size as number) % blockSize !== 0) {
-    throw new InvalidOptionError('size', `${size} is not a multiple of the block size ${blockSize}`);
+    throw new InvalidDeviceOptionError('size', `${size} is not a multiple of the block size ${blockSize}`);
   }
   return { blockSize, blockCount: (size as number) / blockSize };
 }
@@ -189,12 +195,12 @@ function resolveTargets(name: string, fabric: OpenDeviceOptions['fabric']): Targ
     const type = (entry as { type?: unknown } | undefined)?.type;
     if (type === 'none') continue;
     if (type !== 'loopback' && type !== 'iscsi') {
-      throw new InvalidOptionError(
+      throw new InvalidDeviceOptionError(
         'fabric',
         `type must be 'loopback', 'iscsi' or 'none', got ${String(type)}`,
       );
     }
-    if (seen.has(type)) throw new InvalidOptionError('fabric', `'${type}' is listed twice`);
+    if (seen.has(type)) throw new InvalidDeviceOptionError('fabric', `'${type}' is listed twice`);
     seen.add(type);
     if (entry.type === 'loopback') {
       targets.push({
@@ -216,15 +222,15 @@ function resolveTargets(name: string, fabric: OpenDeviceOptions['fabric']): Targ
 /** Validates everything before any side effect. */
 export function resolveOptions(options: OpenDeviceOptions, shared?: { attached: boolean }): ResolvedOptions {
   if (typeof options !== 'object' || options === null)
-    throw new InvalidOptionError('options', 'must be an object');
+    throw new InvalidDeviceOptionError('options', 'must be an object');
   const name = validateName(options.name);
   const { blockSize, blockCount } = resolveGeometry(options);
   if (options.handler !== undefined && typeof options.handler !== 'function') {
-    throw new InvalidOptionError('handler', 'must be a function');
+    throw new InvalidDeviceOptionError('handler', 'must be a function');
   }
   const middleware = options.middleware ?? [];
   if (!Array.isArray(middleware) || middleware.some((m) => typeof m !== 'function')) {
-    throw new InvalidOptionError('middleware', 'must be an array of functions');
+    throw new InvalidDeviceOptionError('middleware', 'must be an array of functions');
   }
   if (options.hba !== undefined) checkInt('hba', options.hba, 0, 0x7fffffff);
   if (options.lun !== undefined) checkInt('lun', options.lun, 0, 65535);
@@ -235,40 +241,43 @@ export function resolveOptions(options: OpenDeviceOptions, shared?: { attached: 
   if (options.maxDataAreaMb !== undefined) checkInt('maxDataAreaMb', options.maxDataAreaMb, 1, 1 << 20);
   const nodeKind = options.nodeKind ?? 'block';
   if (nodeKind !== 'block' && nodeKind !== 'symlink') {
-    throw new InvalidOptionError('nodeKind', `must be 'block' or 'symlink', got ${String(nodeKind)}`);
+    throw new InvalidDeviceOptionError('nodeKind', `must be 'block' or 'symlink', got ${String(nodeKind)}`);
   }
   const nodeDir = options.nodeDir;
   if (nodeDir !== undefined) {
     if (typeof nodeDir !== 'string' || !nodeDir.startsWith('/') || nodeDir.includes('\0')) {
-      throw new InvalidOptionError('nodeDir', 'must be an absolute path');
+      throw new InvalidDeviceOptionError('nodeDir', 'must be an absolute path');
     }
   }
   const targets = shared?.attached
     ? resolveTargets(name, options.fabric ?? []).filter((t) => t.type !== 'loopback')
     : resolveTargets(name, options.fabric);
   if (nodeDir !== undefined && !shared?.attached && !targets.some((t) => t.type === 'loopback')) {
-    throw new InvalidOptionError('nodeDir', 'needs the loopback fabric (there is no local disk otherwise)');
+    throw new InvalidDeviceOptionError(
+      'nodeDir',
+      'needs the loopback fabric (there is no local disk otherwise)',
+    );
   }
   const nativeLane = options.nativeLane ?? false;
-  if (typeof nativeLane !== 'boolean') throw new InvalidOptionError('nativeLane', 'must be a boolean');
+  if (typeof nativeLane !== 'boolean') throw new InvalidDeviceOptionError('nativeLane', 'must be a boolean');
   if (nativeLane) {
     if (options.handler !== undefined || middleware.length > 0) {
-      throw new InvalidOptionError(
+      throw new InvalidDeviceOptionError(
         'nativeLane',
         'commands it serves would bypass the handler and middleware',
       );
     }
     if (options.backend?.directFile === undefined) {
-      throw new InvalidOptionError(
+      throw new InvalidDeviceOptionError(
         'nativeLane',
         "needs a backend with directFile (FileBackend with io: 'sync', possibly through ReadOnlyBackend)",
       );
     }
   }
   const reattach = options.reattach ?? !shared?.attached;
-  if (typeof reattach !== 'boolean') throw new InvalidOptionError('reattach', 'must be a boolean');
+  if (typeof reattach !== 'boolean') throw new InvalidDeviceOptionError('reattach', 'must be a boolean');
   if (options.source !== undefined && (typeof options.source !== 'string' || options.source.length > 4096)) {
-    throw new InvalidOptionError('source', 'must be a string of at most 4096 characters');
+    throw new InvalidDeviceOptionError('source', 'must be a string of at most 4096 characters');
   }
   const commandTimeoutS = options.commandTimeoutS ?? DEFAULT_COMMAND_TIMEOUT_S;
   checkInt('commandTimeoutS', commandTimeoutS, 0, 86_400);
@@ -283,7 +292,7 @@ export function resolveOptions(options: OpenDeviceOptions, shared?: { attached: 
       value !== undefined &&
       (typeof value !== 'string' || value.length > max || !/^[\x20-\x7e]*$/.test(value))
     ) {
-      throw new InvalidOptionError(`unit.${key}`, `must be at most ${max} printable ASCII characters`);
+      throw new InvalidDeviceOptionError(`unit.${key}`, `must be at most ${max} printable ASCII characters`);
     }
   }
   return {

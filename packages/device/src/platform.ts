@@ -19,21 +19,21 @@ export interface RingOpenOptions {
 
 export interface DevicePlatform {
   /** Create the TCMU backstore `user_<hba>/<name>` (nl_reply_supported=-1) and enable it. */
-  createBackstore(spec: BackstoreSpec): Promise<BackstoreRef>;
+  createBackstore(spec: BackstoreSpec): Promise<PlatformBackstore>;
   /** Find the UIO device the kernel made for the backstore. */
-  findUio(backstore: BackstoreRef): Promise<UioRef>;
+  findUio(backstore: PlatformBackstore): Promise<UioRef>;
   /** Open and map the ring, polling started. */
   openRing(uio: UioRef, options: RingOpenOptions): TcmuRing;
   /** Writes `id` to the backstore's action/free_kept_buf (a buffer kept with TCMU_UFLAG_KEEP_BUF). */
-  freeKeptBuffer(backstore: BackstoreRef, id: number): Promise<void>;
+  freeKeptBuffer(backstore: PlatformBackstore, id: number): Promise<void>;
   /** Best effort: ask the kernel for this queue depth; returns the depth in force (if known). */
-  setQueueDepth(backstore: BackstoreRef, depth: number): Promise<number | undefined>;
+  setQueueDepth(backstore: PlatformBackstore, depth: number): Promise<number | undefined>;
   /** A loopback target (with its nexus) or an iSCSI target with a portal. */
   createTarget(spec: TargetSpec): Promise<TargetRef>;
   /** LUN numbers already used on a target. */
   usedLuns(target: TargetRef): Promise<number[]>;
   /** Link the backstore as `lun` of the target. */
-  createLun(target: TargetRef, backstore: BackstoreRef, lun: number): Promise<LunRef>;
+  createLun(target: TargetRef, backstore: PlatformBackstore, lun: number): Promise<LunRef>;
   /** Wait for the SCSI disk of a loopback LUN. */
   waitForDisk(lun: LunRef): Promise<DiskRef>;
   /** Make `path` a block node with the disk's numbers (or a symlink to it); creates the directory. */
@@ -49,14 +49,14 @@ export interface DevicePlatform {
    * then action/block_dev=1 (new commands get BUSY) and action/reset_ring=1 (those
    * the old process left in the ring complete with BUSY: retried, never replayed).
    */
-  adoptBackstore?(found: FoundBackstore, note: Readonly<Record<string, string>>): Promise<BackstoreRef>;
+  adoptBackstore?(found: FoundBackstore, note: Readonly<Record<string, string>>): Promise<PlatformBackstore>;
   /**
    * Recovery from a corrupt ring (optional): action/block_dev=1, then action/reset_ring=1
    * (commands in the ring complete with BUSY; cmd_head = cmd_tail = 0).
    */
-  resetRing?(backstore: BackstoreRef): Promise<void>;
+  resetRing?(backstore: PlatformBackstore): Promise<void>;
   /** action/block_dev=0, once the new ring is mapped and served. */
-  unblockBackstore?(backstore: BackstoreRef): Promise<void>;
+  unblockBackstore?(backstore: PlatformBackstore): Promise<void>;
   /**
    * An existing node at `path` for this disk (same device numbers, or a symlink to
    * it): returned as ours. A node we made earlier (`ours`) that no longer fits is
@@ -68,7 +68,7 @@ export interface DevicePlatform {
   removeLun(lun: LunRef): Promise<void>;
   removeTarget(target: TargetRef): Promise<void>;
   /** Remove the backstore, then its HBA directory when empty. */
-  removeBackstore(backstore: BackstoreRef): Promise<void>;
+  removeBackstore(backstore: PlatformBackstore): Promise<void>;
 }
 
 export type NodeKind = 'block' | 'symlink';
@@ -89,7 +89,7 @@ export interface BackstoreSpec {
 
 /** A backstore of ours left by an earlier process (DevicePlatform.findBackstore). */
 export interface FoundBackstore {
-  readonly ref: BackstoreRef;
+  readonly ref: PlatformBackstore;
   readonly sizeBytes: number;
   readonly blockSize: number;
   readonly serial: string | undefined;
@@ -107,7 +107,7 @@ export interface FoundBackstore {
   readonly luns: readonly LunRef[];
 }
 
-export interface BackstoreRef {
+export interface PlatformBackstore {
   readonly name: string;
   readonly hba: number;
   /** configfs directory of the backstore. */

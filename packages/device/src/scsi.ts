@@ -1,6 +1,6 @@
 import { type DataDirection, defaultOpcodeTable, LogicalUnit, type OpcodeTable } from '@tcmu/scsi';
 import type { Emulation } from './device.js';
-import { composeHandler, type DeviceLogger, type Handler, type Middleware } from './handler.js';
+import { composeHandler, type DeviceLogger, type Handler, type HandlerMiddleware } from './handler.js';
 import type { DeviceIdentity } from './identity.js';
 import type { UnitOptions } from './options.js';
 
@@ -26,7 +26,7 @@ export function alignMaxSectors(sectors: number, blockSize: number): number {
 export interface EmulationOptions {
   readonly backend: import('@tcmu/scsi').BlockBackend | undefined;
   readonly handler: Handler | undefined;
-  readonly middleware: readonly Middleware[];
+  readonly middleware: readonly HandlerMiddleware[];
   readonly identity: DeviceIdentity;
   readonly unit: UnitOptions | undefined;
   readonly logger: DeviceLogger;

@@ -1,18 +1,42 @@
-const RING_ERROR = Symbol.for('@tcmu/ring.error');
+/** The brands of an error instance, one per class in its chain: `<package>.<Class>`. */
+const BRANDS = Symbol.for('@tcmu/error-brands');
 
-/** Base class of every error this package throws or emits. */
+/**
+ * Base of every error @tcmu/ring throws. Branded: `instanceof` and `isInstance()` also
+ * recognise an instance made by another copy of the package (its ESM and CJS builds, or
+ * two installed versions), where a prototype check alone fails.
+ */
 export class RingError extends Error {
-  readonly [RING_ERROR] = true;
+  /** `<package>.<Class>`; every subclass declares its own. */
+  static readonly brand: string = '@tcmu/ring.RingError';
   override name = 'RingError';
 
-  /** Works across duplicated module copies (ESM/CJS), unlike instanceof. */
-  static isInstance(value: unknown): value is RingError {
-    return typeof value === 'object' && value !== null && RING_ERROR in value;
+  constructor(message?: string, options?: ErrorOptions) {
+    super(message, options);
+    const brands: string[] = [];
+    for (let c: { brand?: string } = new.target; c !== Error; c = Object.getPrototypeOf(c)) {
+      if (Object.hasOwn(c, 'brand')) brands.push(c.brand!);
+    }
+    Object.defineProperty(this, BRANDS, { value: brands });
+  }
+
+  /** Like instanceof, across copies of the package. */
+  static isInstance<T>(this: abstract new (...args: never[]) => T, value: unknown): value is T {
+    // A subclass without a brand of its own (a user's) is checked by prototype.
+    if (!Object.hasOwn(RingError, 'brand'))
+      return Function.prototype[Symbol.hasInstance].call(RingError, value);
+    const brands = (value as { [BRANDS]?: unknown } | null | undefined)?.[BRANDS];
+    return Array.isArray(brands) && brands.includes((RingError as unknown as { brand: string }).brand);
+  }
+
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    return RingError.isInstance(value);
   }
 }
 
 /** A system call failed in the native addon (open, mmap, poll, read, write...). */
 export class NativeError extends RingError {
+  static override readonly brand: string = '@tcmu/ring.NativeError';
   override name = 'NativeError';
   /** e.g. 'ENOENT', or 'EOF' when the peer of a socketpair went away */
   readonly code: string;
@@ -53,11 +77,13 @@ export class NativeError extends RingError {
 
 /** The compiled addon could not be loaded. */
 export class AddonLoadError extends RingError {
+  static override readonly brand: string = '@tcmu/ring.AddonLoadError';
   override name = 'AddonLoadError';
 }
 
 /** The mailbox does not describe a ring this package can serve (version, sizes). */
 export class MailboxError extends RingError {
+  static override readonly brand: string = '@tcmu/ring.MailboxError';
   override name = 'MailboxError';
 }
 
@@ -67,6 +93,7 @@ export class MailboxError extends RingError {
  * the mapping was touched.
  */
 export class CorruptRingError extends RingError {
+  static override readonly brand: string = '@tcmu/ring.CorruptRingError';
   override name = 'CorruptRingError';
   /** byte offset of the offending entry inside the command ring */
   readonly entryOffset: number;
@@ -79,21 +106,25 @@ export class CorruptRingError extends RingError {
 
 /** The ring is closed (or closing) and cannot accept this operation. */
 export class RingClosedError extends RingError {
+  static override readonly brand: string = '@tcmu/ring.RingClosedError';
   override name = 'RingClosedError';
 }
 
 /** AbortSignal reason for commands a ring reset took away (TcmuRing.recover). */
 export class RingResetError extends RingError {
+  static override readonly brand: string = '@tcmu/ring.RingResetError';
   override name = 'RingResetError';
 }
 
 /** The caller used the API wrongly (double completion, bad option...). */
 export class RingUsageError extends RingError {
+  static override readonly brand: string = '@tcmu/ring.RingUsageError';
   override name = 'RingUsageError';
 }
 
 /** AbortSignal reason for commands the kernel aborted through a TMR entry. */
 export class CommandAbortedError extends RingError {
+  static override readonly brand: string = '@tcmu/ring.CommandAbortedError';
   override name = 'CommandAbortedError';
   readonly tmrType: number;
 

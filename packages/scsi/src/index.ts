@@ -1,31 +1,105 @@
-export * from './core/backend.js';
-export * from './core/bytes.js';
-export type * from './core/command.js';
-export * from './core/errors.js';
-export * from './core/status.js';
-export * from './core/io.js';
+/**
+ * @tcmu/scsi's public API, all of it: what a transport (TCMU, iSCSI, USB...) needs to serve
+ * a logical unit, what a backend implements, and the codecs an initiator-side tool reuses.
+ * Anything not listed here is internal and may change in any release (docs/scsi.md).
+ */
+
+// The logical unit: a command in, SAM status, sense and Data-In out.
 export { LogicalUnit, defaultUnitConfig, naaFromSerial } from './core/unit.js';
-export { plainIoProfile, type PlainIoProfile } from './core/plain-io.js';
-export type { LogicalUnitOptions, Middleware } from './core/unit.js';
+export type { LogicalUnitOptions, UnitMiddleware } from './core/unit.js';
 export { execute } from './execute.js';
-export * from './sense/reasons.js';
-export * from './sense/sense.js';
-export * from './sense/asc-text.js';
-export * from './opcodes/index.js';
-export * from './spc/inquiry.js';
-export * from './spc/maintenance-in.js';
-export * from './spc/report-luns.js';
-export * from './spc/request-sense.js';
-export * from './spc/test-unit-ready.js';
-export * from './sbc/read-write.js';
-export * from './sbc/verify.js';
-export * from './sbc/sync-cache.js';
-export * from './sbc/capacity.js';
-export * from './sbc/misc.js';
-export * from './mode/index.js';
-export * from './sbc/format.js';
-export * from './sbc/provisioning.js';
-export * from './sbc/compare-and-write.js';
-export * from './sbc/locks.js';
-export * from './xcopy/index.js';
-export * from './backends/index.js';
+export type {
+  CommandRequest,
+  CommandResult,
+  DataDirection,
+  FormatStatus,
+  LogicalUnitState,
+  ModeState,
+  RangeLockManager,
+  UnitConfig,
+  UnitLogger,
+} from './core/command.js';
+export { plainIoProfile, type PlainIoProfile } from './core/plain-io.js';
+
+// The opcode table: one entry per command drives parsing, dispatch, validation and
+// REPORT SUPPORTED OPERATION CODES; `unit.override(entry)` adds or replaces one.
+export type { CommandContext, CommandHandler, HandlerOutput, OpcodeEntry } from './core/command.js';
+export { createOpcodeTable, defaultOpcodeTable } from './opcodes/index.js';
+export {
+  type AnyOpcodeEntry,
+  cdbLengthOf,
+  OpcodeTable,
+  OpcodeTableError,
+  serviceActionOf,
+} from './opcodes/table.js';
+
+// Status, sense data and the table of sense reasons every error comes from.
+export { ScsiStatus, type ScsiStatusCode } from './core/status.js';
+export {
+  SenseKey,
+  type SenseKeyCode,
+  type SenseReason,
+  type SenseReasonName,
+  SenseReasons,
+} from './sense/reasons.js';
+export {
+  type DecodedSense,
+  decodeSense,
+  encodeSense,
+  MAX_SENSE_LENGTH,
+  type SenseData,
+  SenseDecodeError,
+  type SenseFormat,
+  senseFor,
+} from './sense/sense.js';
+export { ascText, senseKeyText } from './sense/asc-text.js';
+
+// Errors. A handler throws ScsiCheckCondition to end a command with CHECK CONDITION.
+export { ScsiError } from './core/scsi-error.js';
+export {
+  type CheckConditionDetails,
+  type FieldPointer,
+  invalidCdbField,
+  invalidParameterField,
+  ScsiCheckCondition,
+} from './core/errors.js';
+
+// Backends: the storage under a unit (docs/backends.md), and the ones shipped here.
+export {
+  BackendIoError,
+  type BlockBackend,
+  type DirectFile,
+  type LbaExtent,
+  type WriteOptions,
+  writeFailureReason,
+} from './core/backend.js';
+export { type BackendCapability, BackendWrapper } from './backends/wrapper.js';
+export { MemoryBackend, MemoryBackendConfigError, type MemoryBackendOptions } from './backends/memory.js';
+export { ReadOnlyBackend } from './backends/read-only.js';
+export {
+  FaultInjectionBackend,
+  type FaultInjectionOptions,
+  type LbaSelector,
+} from './backends/fault-injection.js';
+
+// Helpers for transports that hand Data-In/Data-Out as scatter lists.
+export { byteLength, gather, isPromise, scatterInto } from './core/io.js';
+
+// Codecs of the parameter lists an initiator builds (the CDBs' own codecs are each
+// opcode entry's `decode`/`encode`), and the structures behind INQUIRY and REPORT LUNS.
+export {
+  encodeUnmapParameterList,
+  parseUnmapParameterList,
+  type UnmapDescriptor,
+} from './sbc/provisioning.js';
+export {
+  type BlockSegmentSpec,
+  type CopyTargetSpec,
+  encodeExtendedCopyParameters,
+  type ExtendedCopyParameters,
+  parseExtendedCopyParameters,
+} from './xcopy/parameters.js';
+export { encodeLun } from './spc/report-luns.js';
+export { standardInquiry, VpdPage } from './spc/inquiry.js';
+export { ModePageCode } from './mode/pages.js';
+export { CopyManagerError } from './xcopy/manager.js';

@@ -55,6 +55,7 @@ export interface SimulatedResult {
 
 /** The simulated kernel found the ring broken, as target_core_user would ("ring is broken"). */
 export class RingBrokenError extends RingError {
+  static override readonly brand: string = '@tcmu/ring.RingBrokenError';
   override name = 'RingBrokenError';
 }
 

@@ -1,4 +1,5 @@
 import { type BlockBackend, type LbaExtent, BackendIoError, type WriteOptions } from '../core/backend.js';
+import { ScsiError } from '../core/scsi-error.js';
 
 export interface MemoryBackendOptions {
   readonly blockSize: number;
@@ -15,7 +16,8 @@ export interface MemoryBackendOptions {
 }
 
 /** Thrown by the MemoryBackend constructor for impossible geometry. */
-export class MemoryBackendConfigError extends Error {
+export class MemoryBackendConfigError extends ScsiError {
+  static override readonly brand: string = '@tcmu/scsi.MemoryBackendConfigError';
   override readonly name = 'MemoryBackendConfigError';
 }
 

@@ -1,3 +1,5 @@
+import { ScsiError } from './scsi-error.js';
+
 /**
  * The storage a logical unit is emulated over. Addresses are logical blocks.
  * The contract (docs/backends.md says it at length):
@@ -80,15 +82,13 @@ export interface LbaExtent {
   readonly state: 'mapped' | 'deallocated' | 'anchored';
 }
 
-const BACKEND_IO_ERROR = Symbol.for('@tcmu/scsi.BackendIoError');
-
 /**
  * An I/O failure a backend reports; `lba` lands in the sense INFORMATION field.
  * `spaceExhausted`: the write failed for lack of space (ENOSPC, EDQUOT under a sparse
  * image), answered DATA PROTECT / SPACE ALLOCATION FAILED WRITE PROTECT, not WRITE ERROR.
  */
-export class BackendIoError extends Error {
-  readonly [BACKEND_IO_ERROR] = true;
+export class BackendIoError extends ScsiError {
+  static override readonly brand: string = '@tcmu/scsi.BackendIoError';
   override readonly name = 'BackendIoError';
   readonly spaceExhausted: boolean;
   constructor(
@@ -98,11 +98,6 @@ export class BackendIoError extends Error {
   ) {
     super(message, options);
     this.spaceExhausted = options?.spaceExhausted ?? false;
-  }
-
-  /** Works across duplicated module copies (the ESM and CJS builds), unlike instanceof. */
-  static isInstance(value: unknown): value is BackendIoError {
-    return typeof value === 'object' && value !== null && BACKEND_IO_ERROR in value;
   }
 }
 

@@ -166,7 +166,7 @@ export interface LogicalUnitState {
   readonly locks: RangeLockManager;
   /** FORMAT UNIT state (sbc/format.ts). */
   readonly format: FormatStatus;
-  readonly logger: Logger;
+  readonly logger: UnitLogger;
   /** Queue a unit attention for every nexus except `except`. */
   raiseUnitAttention(
     reason: 'CAPACITY_DATA_HAS_CHANGED' | 'MODE_PARAMETERS_CHANGED' | 'INQUIRY_DATA_HAS_CHANGED',
@@ -232,7 +232,7 @@ export interface FormatStatus {
 }
 
 /** Injectable logger (pino-compatible subset). */
-export interface Logger {
+export interface UnitLogger {
   debug(obj: object, msg?: string): void;
   warn(obj: object, msg?: string): void;
   error(obj: object, msg?: string): void;

@@ -1,4 +1,5 @@
 import { type SenseReasonName, SenseReasons } from '../sense/reasons.js';
+import { ScsiError } from './scsi-error.js';
 
 /**
  * SPC-5 4.4.2.4.2 sense-key-specific field pointer: which byte (and optionally
@@ -24,16 +25,9 @@ export interface CheckConditionDetails {
  * Thrown by command handlers to end a command with CHECK CONDITION. The
  * executor turns it into sense data; it never escapes `execute()`.
  */
-const CHECK_CONDITION = Symbol.for('@tcmu/scsi.ScsiCheckCondition');
-
-export class ScsiCheckCondition extends Error {
-  readonly [CHECK_CONDITION] = true;
+export class ScsiCheckCondition extends ScsiError {
+  static override readonly brand: string = '@tcmu/scsi.ScsiCheckCondition';
   override readonly name = 'ScsiCheckCondition';
-
-  /** Works across duplicated module copies (the ESM and CJS builds), unlike instanceof. */
-  static isInstance(value: unknown): value is ScsiCheckCondition {
-    return typeof value === 'object' && value !== null && CHECK_CONDITION in value;
-  }
 
   constructor(
     readonly reason: SenseReasonName,

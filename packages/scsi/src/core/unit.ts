@@ -3,13 +3,13 @@ import { FormatState } from '../sbc/format.js';
 import { RangeLocks } from '../sbc/locks.js';
 import { type SenseReason, SenseReasons } from '../sense/reasons.js';
 import type { BlockBackend } from './backend.js';
-import type { CommandRequest, CommandResult, LogicalUnitState, Logger, UnitConfig } from './command.js';
+import type { CommandRequest, CommandResult, LogicalUnitState, UnitLogger, UnitConfig } from './command.js';
 import { dispatch, internalFailure } from './dispatch.js';
 import type { AnyOpcodeEntry, OpcodeTable } from '../opcodes/table.js';
 import { defaultOpcodeTable } from '../opcodes/index.js';
 
 /** A step in the command chain: answer the request itself, or pass it on with `next`. */
-export type Middleware = (
+export type UnitMiddleware = (
   request: CommandRequest,
   next: (request: CommandRequest) => Promise<CommandResult>,
 ) => CommandResult | Promise<CommandResult>;
@@ -17,7 +17,7 @@ export type Middleware = (
 export interface LogicalUnitOptions {
   readonly backend: BlockBackend;
   readonly config?: Partial<UnitConfig>;
-  readonly logger?: Logger;
+  readonly logger?: UnitLogger;
   /** Commands this unit executes (default: every built-in command). Copied; `override` changes only this unit. */
   readonly table?: OpcodeTable;
   /** Caching mode page WCE at creation (default true). */
@@ -36,7 +36,7 @@ export interface LogicalUnitOptions {
   readonly powerOnUnitAttention?: boolean;
 }
 
-const silentLogger: Logger = { debug() {}, warn() {}, error() {} };
+const silentLogger: UnitLogger = { debug() {}, warn() {}, error() {} };
 
 let unitCounter = 0;
 
@@ -131,14 +131,14 @@ export class LogicalUnit implements LogicalUnitState {
   readonly modes: ModePageStore;
   readonly locks: RangeLocks;
   readonly format: FormatState;
-  readonly logger: Logger;
+  readonly logger: UnitLogger;
   readonly table: OpcodeTable;
   readonly luns: readonly number[];
 
   readonly #preventingNexuses = new Set<string>();
   readonly #attention = new Map<string, AttentionQueue>();
   readonly #powerOnAttention: boolean;
-  readonly #middleware: Middleware[] = [];
+  readonly #middleware: UnitMiddleware[] = [];
   #chain: ((request: CommandRequest) => Promise<CommandResult>) | undefined;
   #stopped = false;
   readonly #listeners = new Set<() => void>();
@@ -224,7 +224,7 @@ export class LogicalUnit implements LogicalUnitState {
   }
 
   /** Add a middleware in front of the built-in command handling (first added runs first). */
-  use(middleware: Middleware): this {
+  use(middleware: UnitMiddleware): this {
     this.#middleware.push(middleware);
     let next = (request: CommandRequest): Promise<CommandResult> => {
       const result = dispatch(this, request);

@@ -1,6 +1,7 @@
 import { constants, readSync, readvSync, writeSync, writevSync } from 'node:fs';
 import { type FileHandle, open } from 'node:fs/promises';
 import { BackendIoError, type BlockBackend, type DirectFile, type WriteOptions } from '../core/backend.js';
+import { ScsiError } from '../core/scsi-error.js';
 
 /** Deallocates a byte range of an open file (fallocate PUNCH_HOLE | KEEP_SIZE), e.g. the ring addon's. */
 export type PunchHole = (fd: number, offset: number, length: number) => void;
@@ -38,7 +39,8 @@ export type FileBackendErrorCode =
   | 'LOCKED';
 
 /** Opening a FileBackend failed; `code` says why. */
-export class FileBackendError extends Error {
+export class FileBackendError extends ScsiError {
+  static override readonly brand: string = '@tcmu/scsi.FileBackendError';
   override readonly name = 'FileBackendError';
   constructor(
     readonly code: FileBackendErrorCode,

@@ -1,6 +1,7 @@
 import { be16 } from '../core/bytes.js';
 import type { LogicalUnitState, OpcodeEntry } from '../core/command.js';
 import { ScsiCheckCondition, invalidCdbField } from '../core/errors.js';
+import { ScsiError } from '../core/scsi-error.js';
 
 // biome-ignore lint/suspicious/noExplicitAny: a table mixes entries of different field types
 export type AnyOpcodeEntry = OpcodeEntry<any>;
@@ -114,7 +115,8 @@ export const usageFor = (entry: AnyOpcodeEntry, unit: LogicalUnitState): readonl
   entry.usageFor === undefined ? entry.usage : entry.usageFor(unit);
 
 /** Thrown when an entry is malformed (a programming error, at table construction). */
-export class OpcodeTableError extends Error {
+export class OpcodeTableError extends ScsiError {
+  static override readonly brand: string = '@tcmu/scsi.OpcodeTableError';
   override readonly name = 'OpcodeTableError';
 }
 

@@ -1,6 +1,7 @@
 import { be32, be64, putBe32, putBe64 } from '../core/bytes.js';
 import type { FieldPointer } from '../core/errors.js';
 import type { SenseKeyCode, SenseReason } from './reasons.js';
+import { ScsiError } from '../core/scsi-error.js';
 
 /** Decoded (or to-be-encoded) sense data, format independent. */
 export interface SenseData {
@@ -31,7 +32,8 @@ const FIXED_LENGTH = 18;
 const U32_MAX = 0xffff_ffff;
 
 /** Typed error for sense bytes that cannot be decoded. */
-export class SenseDecodeError extends Error {
+export class SenseDecodeError extends ScsiError {
+  static override readonly brand: string = '@tcmu/scsi.SenseDecodeError';
   override readonly name = 'SenseDecodeError';
 }
 

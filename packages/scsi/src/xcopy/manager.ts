@@ -1,7 +1,9 @@
 import type { LogicalUnitState } from '../core/command.js';
+import { ScsiError } from '../core/scsi-error.js';
 
 /** Thrown by CopyManager.register for a designator another unit already holds. */
-export class CopyManagerError extends Error {
+export class CopyManagerError extends ScsiError {
+  static override readonly brand: string = '@tcmu/scsi.CopyManagerError';
   override readonly name = 'CopyManagerError';
 }
 
