@@ -32,12 +32,27 @@ export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
 /** The brands of an error instance, one per class in its chain: `<package>.<Class>`. */
 const BRANDS = Symbol.for('@tcmu/error-brands');
 
+/** instanceof by brand; `this` is the class asked (a subclass inherits it from the base). */
+function hasBrand(this: { brand?: string }, value: unknown): boolean {
+  // A subclass without a brand of its own (a user's) is checked by prototype.
+  if (!Object.hasOwn(this, 'brand')) return Function.prototype[Symbol.hasInstance].call(this, value);
+  const brands = (value as { [BRANDS]?: unknown } | null | undefined)?.[BRANDS];
+  return Array.isArray(brands) && brands.includes(this.brand);
+}
+
 /**
  * An error meant for the user: a message, an optional fix, and the exit code. Branded: `instanceof` and `isInstance()` also
  * recognise an instance made by another copy of the package (its ESM and CJS builds, or
  * two installed versions), where a prototype check alone fails.
  */
 export class CliError extends Error {
+  /** Like instanceof, across copies of the package. */
+  static readonly isInstance = hasBrand as unknown as <T>(
+    this: abstract new (
+      ...args: never[]
+    ) => T,
+    value: unknown,
+  ) => value is T;
   /** `<package>.<Class>`; every subclass declares its own. */
   static readonly brand: string = 'tcmufile.CliError';
   override name = 'CliError';
@@ -55,20 +70,9 @@ export class CliError extends Error {
     }
     Object.defineProperty(this, BRANDS, { value: brands });
   }
-
-  /** Like instanceof, across copies of the package. */
-  static isInstance<T>(this: abstract new (...args: never[]) => T, value: unknown): value is T {
-    // A subclass without a brand of its own (a user's) is checked by prototype.
-    if (!Object.hasOwn(CliError, 'brand'))
-      return Function.prototype[Symbol.hasInstance].call(CliError, value);
-    const brands = (value as { [BRANDS]?: unknown } | null | undefined)?.[BRANDS];
-    return Array.isArray(brands) && brands.includes((CliError as unknown as { brand: string }).brand);
-  }
-
-  static override [Symbol.hasInstance](value: unknown): boolean {
-    return CliError.isInstance(value);
-  }
 }
+// instanceof asks the brand too.
+Object.defineProperty(CliError, Symbol.hasInstance, { value: hasBrand });
 
 /** A command line the CLI cannot accept (unknown option, bad size, bad name...). */
 export class UsageError extends CliError {

@@ -1,12 +1,27 @@
 /** The brands of an error instance, one per class in its chain: `<package>.<Class>`. */
 const BRANDS = Symbol.for('@tcmu/error-brands');
 
+/** instanceof by brand; `this` is the class asked (a subclass inherits it from the base). */
+function hasBrand(this: { brand?: string }, value: unknown): boolean {
+  // A subclass without a brand of its own (a user's) is checked by prototype.
+  if (!Object.hasOwn(this, 'brand')) return Function.prototype[Symbol.hasInstance].call(this, value);
+  const brands = (value as { [BRANDS]?: unknown } | null | undefined)?.[BRANDS];
+  return Array.isArray(brands) && brands.includes(this.brand);
+}
+
 /**
  * Base of every error @tcmu/configfs throws; `code` is stable and machine-readable. Branded: `instanceof` and `isInstance()` also
  * recognise an instance made by another copy of the package (its ESM and CJS builds, or
  * two installed versions), where a prototype check alone fails.
  */
 export class ConfigfsError extends Error {
+  /** Like instanceof, across copies of the package. */
+  static readonly isInstance = hasBrand as unknown as <T>(
+    this: abstract new (
+      ...args: never[]
+    ) => T,
+    value: unknown,
+  ) => value is T;
   /** `<package>.<Class>`; every subclass declares its own. */
   static readonly brand: string = '@tcmu/configfs.ConfigfsError';
   readonly code: string;
@@ -21,20 +36,9 @@ export class ConfigfsError extends Error {
     }
     Object.defineProperty(this, BRANDS, { value: brands });
   }
-
-  /** Like instanceof, across copies of the package. */
-  static isInstance<T>(this: abstract new (...args: never[]) => T, value: unknown): value is T {
-    // A subclass without a brand of its own (a user's) is checked by prototype.
-    if (!Object.hasOwn(ConfigfsError, 'brand'))
-      return Function.prototype[Symbol.hasInstance].call(ConfigfsError, value);
-    const brands = (value as { [BRANDS]?: unknown } | null | undefined)?.[BRANDS];
-    return Array.isArray(brands) && brands.includes((ConfigfsError as unknown as { brand: string }).brand);
-  }
-
-  static override [Symbol.hasInstance](value: unknown): boolean {
-    return ConfigfsError.isInstance(value);
-  }
 }
+// instanceof asks the brand too.
+Object.defineProperty(ConfigfsError, Symbol.hasInstance, { value: hasBrand });
 
 /** A name, WWN, IQN, portal or other identifier was rejected before touching the filesystem. */
 export class InvalidNameError extends ConfigfsError {

@@ -1,12 +1,27 @@
 /** The brands of an error instance, one per class in its chain: `<package>.<Class>`. */
 const BRANDS = Symbol.for('@tcmu/error-brands');
 
+/** instanceof by brand; `this` is the class asked (a subclass inherits it from the base). */
+function hasBrand(this: { brand?: string }, value: unknown): boolean {
+  // A subclass without a brand of its own (a user's) is checked by prototype.
+  if (!Object.hasOwn(this, 'brand')) return Function.prototype[Symbol.hasInstance].call(this, value);
+  const brands = (value as { [BRANDS]?: unknown } | null | undefined)?.[BRANDS];
+  return Array.isArray(brands) && brands.includes(this.brand);
+}
+
 /**
  * Base of every error @tcmu/ring throws. Branded: `instanceof` and `isInstance()` also
  * recognise an instance made by another copy of the package (its ESM and CJS builds, or
  * two installed versions), where a prototype check alone fails.
  */
 export class RingError extends Error {
+  /** Like instanceof, across copies of the package. */
+  static readonly isInstance = hasBrand as unknown as <T>(
+    this: abstract new (
+      ...args: never[]
+    ) => T,
+    value: unknown,
+  ) => value is T;
   /** `<package>.<Class>`; every subclass declares its own. */
   static readonly brand: string = '@tcmu/ring.RingError';
   override name = 'RingError';
@@ -19,20 +34,9 @@ export class RingError extends Error {
     }
     Object.defineProperty(this, BRANDS, { value: brands });
   }
-
-  /** Like instanceof, across copies of the package. */
-  static isInstance<T>(this: abstract new (...args: never[]) => T, value: unknown): value is T {
-    // A subclass without a brand of its own (a user's) is checked by prototype.
-    if (!Object.hasOwn(RingError, 'brand'))
-      return Function.prototype[Symbol.hasInstance].call(RingError, value);
-    const brands = (value as { [BRANDS]?: unknown } | null | undefined)?.[BRANDS];
-    return Array.isArray(brands) && brands.includes((RingError as unknown as { brand: string }).brand);
-  }
-
-  static override [Symbol.hasInstance](value: unknown): boolean {
-    return RingError.isInstance(value);
-  }
 }
+// instanceof asks the brand too.
+Object.defineProperty(RingError, Symbol.hasInstance, { value: hasBrand });
 
 /** A system call failed in the native addon (open, mmap, poll, read, write...). */
 export class NativeError extends RingError {
