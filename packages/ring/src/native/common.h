@@ -87,10 +87,7 @@ inline std::shared_ptr<MapState> MapShared(Napi::Env env, int fd, uint64_t lengt
 
 // Detaches the buffer first, so every JS view reads as length 0 instead of faulting.
 inline void DetachAndUnmap(Napi::Reference<Napi::ArrayBuffer>& buffer, const std::shared_ptr<MapState>& state) {
-  if (!buffer.IsEmpty()) {
-    Napi::ArrayBuffer value = buffer.Value();
-    if (!value.IsDetached()) value.Detach();
-  }
+  if (!buffer.IsEmpty() && !buffer.Value().IsDetached()) buffer.Value().Detach();
   if (state) state->Unmap();
 }
 

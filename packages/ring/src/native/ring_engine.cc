@@ -15,6 +15,9 @@
 // JS reads each record's CDB and iovecs from the ring itself, so no completion
 // may overwrite a slot JS has not read yet: the lane's completions wait in
 // laneDone_ until publish(), which JS calls after reading every record.
+// The lane's transfers run at the end of their walk: on two threads (this one and one
+// joined before the walk returns) when they add up to kSplitBytes, the second core at
+// qd16; no transfer outlives its walk.
 
 #include <sys/uio.h>
 #include <unistd.h>
@@ -22,6 +25,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <climits>
+#include <thread>
 #include <cmath>
 #include <cstddef>
 #include <ctime>
@@ -41,6 +45,7 @@ constexpr int32_t kGateWrites = 2;
 constexpr int kLaneOpcodes = 8;
 constexpr int kMaskStride = 16;
 constexpr uint32_t kIds = 65536;
+constexpr uint64_t kSplitBytes = 256 * 1024;
 constexpr int kRewalks = 4;  // extra walks in one wakeup while the lane serves everything
 constexpr uint8_t kCheckCondition = 0x02;
 // Lane statistics (Float64Array in JS, see LANE_STATS in native.ts): counters,
@@ -112,6 +117,17 @@ int BucketOf(double us) {
   if (index < kBucketCount - 1 && std::pow(2.0, index / 4.0) <= us) index++;
   return std::min(index, kBucketCount - 1);
 }
+
+// A lane transfer, run at the end of its walk.
+struct Job {
+  uint16_t id;
+  bool write, ok;
+  off_t offset;
+  size_t iov;  // its first iovec in jobIov_
+  uint32_t count;
+  uint64_t bytes;
+  uint32_t record[kRecordWords];  // JS's record, should the transfer fail
+};
 
 class RingEngine : public Napi::ObjectWrap<RingEngine> {
  public:
@@ -204,6 +220,7 @@ class RingEngine : public Napi::ObjectWrap<RingEngine> {
     jsInFlight_ = 0;
     inFlight_.assign(kIds, kIdle);
     laneDone_.clear();
+    DropJobs();
     if (!ooo_) {
       slotOf_.assign(kIds, 0);
       done_.assign(kIds, 0);
@@ -303,6 +320,7 @@ class RingEngine : public Napi::ObjectWrap<RingEngine> {
   Napi::Value Unmap(const Napi::CallbackInfo& info) {
     closed_ = true;
     laneDone_.clear();
+    DropJobs();
     DetachAndUnmap(buffer_, state_);
     if (handle_) {
       ClosePoll();
@@ -401,7 +419,8 @@ class RingEngine : public Napi::ObjectWrap<RingEngine> {
     uint32_t records = 0;
     uint32_t laneServed = 0;
     uint64_t laneStart = 0;
-    while (cursor_ != head && jsInFlight_ < maxInFlight_ && records < recordCapacity_) {
+    // A lane transfer that fails goes to JS after all: keep room for its record.
+    while (cursor_ != head && jsInFlight_ + jobs_.size() < maxInFlight_ && records + jobs_.size() < recordCapacity_) {
       uint32_t at = cursor_;
       uint8_t* entry = Entry(at);
       uint32_t lenOp = Load<uint32_t>(entry);
@@ -448,6 +467,7 @@ class RingEngine : public Napi::ObjectWrap<RingEngine> {
       }
       cursor_ = (at + length) % cmdrSize_;
     }
+    if (!jobs_.empty()) laneServed -= RunJobs(records);
     if (laneServed > 0) RecordLatency(laneStart, laneServed);
     AdvanceTail();
     return records;
@@ -492,12 +512,6 @@ class RingEngine : public Napi::ObjectWrap<RingEngine> {
       if (i < iovCount) mainBytes += len;
     }
     if (!ooo_) slotOf_[id] = at;
-    if (bidiCount == 0 && laneFd_ >= 0 && ServeInLane(id, cdb, entry + kIovOffset, iovCount, mainBytes, laneStart)) {
-      inFlight_[id] = kWithLane;
-      return 1;
-    }
-    inFlight_[id] = kWithJs;
-    jsInFlight_++;
     record[0] = kRecordCommand;
     record[1] = id;
     record[2] = static_cast<uint32_t>(entryStart);
@@ -506,6 +520,12 @@ class RingEngine : public Napi::ObjectWrap<RingEngine> {
     record[5] = cdbLength;
     record[6] = iovCount;
     record[7] = bidiCount;
+    if (!bidiCount && laneFd_ >= 0 && ServeInLane(cdb, entry + kIovOffset, iovCount, mainBytes, laneStart, record)) {
+      inFlight_[id] = kWithLane;
+      return 1;
+    }
+    inFlight_[id] = kWithJs;
+    jsInFlight_++;
     return 0;
   }
 
@@ -515,12 +535,12 @@ class RingEngine : public Napi::ObjectWrap<RingEngine> {
   // anything else (an unusual CDB bit, a range or size the emulation would refuse, an
   // I/O error) goes to JS, which answers with the precise sense. JS closes the gate while
   // the unit has state a plain command must see (a unit attention, an exclusive lock...).
-  bool ServeInLane(uint16_t id, const uint8_t* cdb, const uint8_t* iovs, uint32_t iovCount, uint64_t bytes,
-                   uint64_t& laneStart) {
+  bool ServeInLane(const uint8_t* cdb, const uint8_t* iovs, uint32_t iovCount, uint64_t bytes, uint64_t& laneStart,
+                   const uint32_t* record) {
     int index = LaneIndex(cdb[0]);
     if (index < 0) return false;
     const uint8_t* mask = masks_ + index * kMaskStride;
-    bool write = (cdb[0] & 0x02) != 0;
+    bool write = cdb[0] & 0x02;
     if (!mask[0] || (gate_[0] & (write ? kGateWrites : kGateReads)) != 0) return false;
     uint32_t cdbLength = CdbLength(cdb);
     for (uint32_t i = 1; i < cdbLength; i++) {
@@ -549,20 +569,52 @@ class RingEngine : public Napi::ObjectWrap<RingEngine> {
     if (lba > laneBlockCount_ || blocks > laneBlockCount_ - lba) return false;
     if (bytes != blocks * laneBlockSize_) return false;
     if (laneStart == 0) laneStart = NowNs();
-    laneIov_.resize(iovCount);
+    Job job{static_cast<uint16_t>(record[1]), write, false, static_cast<off_t>(lba * laneBlockSize_),
+            jobIov_.size(), iovCount, bytes, {}};
+    std::memcpy(job.record, record, sizeof job.record);
     for (uint32_t i = 0; i < iovCount; i++) {
       const uint8_t* iov = iovs + i * kIovSize;
-      laneIov_[i].iov_base = state_->address + Load<uint64_t>(iov + 0);
-      laneIov_[i].iov_len = Load<uint64_t>(iov + 8);
+      jobIov_.push_back({state_->address + Load<uint64_t>(iov + 0), Load<uint64_t>(iov + 8)});
     }
-    if (!Transfer(write, laneIov_.data(), iovCount, static_cast<off_t>(lba * laneBlockSize_))) return false;
-    stats_[write ? kWrites : kReads]++;
-    if (iovCount > 1) stats_[kScattered]++;
-    stats_[write ? kBytesWritten : kBytesRead] += static_cast<double>(bytes);
-    // The emulation's answer: GOOD; a read declares its Data-In with READ_LEN when offered.
-    bool readLen = !write && readLenCap_;
-    laneDone_.push_back({id, readLen ? static_cast<uint32_t>(bytes) : 0u, readLen});
+    jobs_.push_back(job);
+    jobBytes_ += bytes;
     return true;
+  }
+
+  // Serves the walk's transfers, the first half on a second thread when they are large; a
+  // failed one goes to JS, which retries it and answers with the precise sense. Returns the
+  // failures. One thread per walk: at these sizes its start costs little next to the copies.
+  uint32_t RunJobs(uint32_t& records) {
+    size_t half = jobBytes_ >= kSplitBytes ? jobs_.size() / 2 : 0;
+    std::thread helper = half > 0 ? std::thread([this, half] { Transfers(0, half); }) : std::thread();
+    Transfers(half, jobs_.size());
+    if (helper.joinable()) helper.join();
+    uint32_t failed = 0;
+    for (const Job& job : jobs_) {
+      if (!job.ok) {
+        failed++;
+        inFlight_[job.id] = kWithJs;
+        jsInFlight_++;
+        std::memcpy(records_ + records++ * kRecordWords, job.record, sizeof job.record);
+        continue;
+      }
+      stats_[job.write ? kWrites : kReads]++;
+      if (job.count > 1) stats_[kScattered]++;
+      stats_[job.write ? kBytesWritten : kBytesRead] += static_cast<double>(job.bytes);
+      // The emulation's answer: GOOD; a read declares its Data-In with READ_LEN when offered.
+      bool readLen = !job.write && readLenCap_;
+      laneDone_.push_back({job.id, readLen ? static_cast<uint32_t>(job.bytes) : 0u, readLen});
+    }
+    DropJobs();
+    return failed;
+  }
+
+  // A corrupt walk leaves its transfers unrun: the ring's reset fails them back.
+  void DropJobs() { jobs_.clear(), jobIov_.clear(), jobBytes_ = 0; }
+
+  void Transfers(size_t from, size_t to) {
+    for (Job* job = jobs_.data() + from; job < jobs_.data() + to; job++)
+      job->ok = Transfer(job->write, &jobIov_[job->iov], job->count, job->offset);
   }
 
   bool Transfer(bool write, iovec* iov, uint32_t count, off_t offset) {
@@ -694,7 +746,9 @@ class RingEngine : public Napi::ObjectWrap<RingEngine> {
   int laneFd_ = -1;
   uint64_t laneBlockSize_ = 512, laneBlockCount_ = 0, laneMaxBlocks_ = 0;
   uint8_t masks_[kLaneOpcodes * kMaskStride] = {};
-  std::vector<iovec> laneIov_;
+  std::vector<Job> jobs_;  // the walk's lane transfers
+  std::vector<iovec> jobIov_;
+  uint64_t jobBytes_ = 0;
 };
 
 }  // namespace
