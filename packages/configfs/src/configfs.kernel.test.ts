@@ -6,7 +6,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { checkEnvironment, type Handle, TargetManager } from './index.js';
+import { checkEnvironment, exportConfig, type Handle, importConfig, TargetManager } from './index.js';
 
 const run = promisify(execFile);
 const MiB = 1024 * 1024;
@@ -196,12 +196,12 @@ describe('saveconfig', () => {
       },
     });
     handles.push(lun, iscsi);
-    const saved = await manager.exportConfig({ ownedOnly: true });
+    const saved = await exportConfig(manager, { ownedOnly: true });
     expect(saved.storage_objects.map((so) => so.name).sort()).toEqual(['kt-save-f', 'kt-save-u']);
     await manager.teardown(handles);
     handles = [];
-    handles = await manager.importConfig(JSON.parse(JSON.stringify(saved)));
-    expect(await manager.exportConfig({ ownedOnly: true })).toEqual(saved);
+    handles = await importConfig(manager, JSON.parse(JSON.stringify(saved)));
+    expect(await exportConfig(manager, { ownedOnly: true })).toEqual(saved);
   });
 });
 

@@ -28,14 +28,10 @@ export {
   type Roots,
   resolveRoots,
 } from './host-fs.js';
-export {
-  OWN_SUBTYPE,
-  randomIqn,
-  randomNaa,
-  relativeBackstore,
-  TargetManager,
-  type TargetManagerOptions,
-} from './manager.js';
+export { OWN_SUBTYPE, relativeBackstore } from './backstores.js';
+export { randomNaa } from './fabrics.js';
+export { randomIqn } from './iscsi.js';
+export { TargetManager, type TargetManagerOptions } from './manager.js';
 export type * from './model.js';
 export { type ConfigfsLock, SocketLock, type SocketLockOptions } from './lock.js';
 export { type OwnerRecord, OwnerRegistry } from './owner.js';

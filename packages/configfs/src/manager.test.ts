@@ -1,6 +1,8 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   AlreadyExistsError,
+  exportConfig,
+  importConfig,
   InUseError,
   InvalidNameError,
   InvalidOptionError,
@@ -572,7 +574,7 @@ describe('saveconfig', () => {
         initiators: [{ iqn: 'iqn.2020-01.org.example:init', chap: { userid: 'u1', password: 'p1' } }],
       },
     });
-    const saved = await manager.exportConfig();
+    const saved = await exportConfig(manager);
     expect(saved.storage_objects).toContainEqual(
       expect.objectContaining({
         plugin: 'user',
@@ -593,14 +595,14 @@ describe('saveconfig', () => {
     const other = await FakeKernel.create();
     try {
       const m2 = new TargetManager({ fs: other, roots: other.roots });
-      const handles = await m2.importConfig(json);
+      const handles = await importConfig(m2, json);
       expect(handles.map((h) => h.kind).sort()).toEqual([
         'backstore',
         'backstore',
         'iscsi-target',
         'loopback-lun',
       ]);
-      expect(await m2.exportConfig()).toEqual(saved);
+      expect(await exportConfig(m2)).toEqual(saved);
       await m2.teardown(handles);
       expect((await m2.list()).backstores).toEqual([]);
     } finally {
@@ -620,10 +622,10 @@ describe('saveconfig', () => {
         },
       ],
     };
-    await expect(manager.importConfig(doc)).rejects.toThrow(/not in the configuration/);
+    await expect(importConfig(manager, doc)).rejects.toThrow(/not in the configuration/);
     expect((await manager.list()).backstores).toEqual([]);
     await manager.createUserBackstore({ name: 'a', size: MiB });
-    await expect(manager.importConfig(doc)).rejects.toBeInstanceOf(AlreadyExistsError);
-    await expect(manager.importConfig({} as never)).rejects.toBeInstanceOf(InvalidOptionError);
+    await expect(importConfig(manager, doc)).rejects.toBeInstanceOf(AlreadyExistsError);
+    await expect(importConfig(manager, {} as never)).rejects.toBeInstanceOf(InvalidOptionError);
   });
 });
