@@ -30,6 +30,7 @@ export interface ServeCommand {
   raw: boolean;
 }
 
+/** `tcmufile stop NAME`: signal the serving process of NAME and wait for it. */
 export interface StopCommand {
   kind: 'stop';
   name: string;

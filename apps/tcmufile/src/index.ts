@@ -17,11 +17,13 @@ export {
   type CommandName,
   commandNames,
   defaultNodeDir,
+  type IoMode,
   type IscsiPortal,
   nameFromImage,
   parseCommandLine,
   parsePortal,
   type ServeCommand,
+  type StopCommand,
   usage,
 } from './args.js';
 export {
@@ -34,7 +36,7 @@ export {
   UsageError,
 } from './errors.js';
 export { type ImageRequest, type PreparedImage, prepareImage } from './image.js';
-export { createHumanLogger, createJsonLogger, type Logger, type LogLevel } from './log.js';
+export { createHumanLogger, createJsonLogger, type Logger, type LogLevel, type LogMethod } from './log.js';
 export { main, type ProcessIo } from './main.js';
 export { openImageDevice, prefixView } from './open-device.js';
 export {
@@ -44,7 +46,14 @@ export {
   type ServedDevice,
   serve,
 } from './serve.js';
-export { type BlockSize, checkDeviceSize, formatBytes, parseBlockSize, parseSize } from './size.js';
+export {
+  type BlockSize,
+  blockSizes,
+  checkDeviceSize,
+  formatBytes,
+  parseBlockSize,
+  parseSize,
+} from './size.js';
 export {
   type CounterSnapshot,
   formatCount,

@@ -1,6 +1,7 @@
 import { destination, pino } from 'pino';
 
-type LogMethod = {
+/** One level of a Logger: pino's (fields, message?) or (message) forms. */
+export type LogMethod = {
   (fields: object, message?: string): void;
   (message: string): void;
 };

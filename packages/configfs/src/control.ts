@@ -3,7 +3,8 @@ import { validateBackingFile, validateDevConfig, validateInteger } from './valid
 
 export type BackstorePlugin = 'user' | 'fileio';
 
-type ControlKeySpec =
+/** What CONTROL_KEYS accepts for one `control` key: an integer range or any string. */
+export type ControlKeySpec =
   | { readonly kind: 'int'; readonly min: number; readonly max: number }
   | { readonly kind: 'string' };
 
@@ -29,6 +30,7 @@ export const CONTROL_KEYS: Readonly<Record<BackstorePlugin, Readonly<Record<stri
   },
 };
 
+/** `control` keys and values, written as `k=v,k=v` by renderControl. */
 export type ControlValues = Readonly<Record<string, string | number>>;
 
 /** Validates every key and value, then renders `k=v,k=v` for one write to `control`. */

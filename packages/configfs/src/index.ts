@@ -3,6 +3,8 @@ export {
   type BackstoreInfo,
   type BackstorePlugin,
   CONTROL_KEYS,
+  type ControlKeySpec,
+  type ControlValues,
   parseBackstoreInfo,
   parseControl,
   renderControl,

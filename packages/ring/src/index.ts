@@ -1,5 +1,6 @@
 export { ABI, commandEntryBaseSize, commandEntrySize, scsiCommandSize, tmrEntrySize } from './abi.js';
 export { RingCommand } from './command.js';
+export type { CommandSource } from './command.js';
 export { NativeLane } from './lane.js';
 export type { LaneConfig, LaneCounters } from './lane.js';
 export {

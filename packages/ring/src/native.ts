@@ -134,6 +134,8 @@ export const PACKAGE_ROOT = fileURLToPath(new URL('..', import.meta.url));
 /**
  * Loads build/Release/tcmu_ring.node (or a prebuild) once, checking its shape.
  * @throws AddonLoadError with the command that builds it.
+ * @internal The raw addon is for this package's modules (and the simulator); the functions
+ * exported beside it are the API.
  */
 export function loadAddon(): NativeAddon {
   if (cached) return cached;

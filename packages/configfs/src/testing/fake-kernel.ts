@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { type DirEntry, type HostFs, NodeHostFs, type Roots } from '../host-fs.js';
 
-type FsOperation =
+/** The file system calls FakeKernel.failNext can make fail. */
+export type FsOperation =
   | 'readFile'
   | 'writeFile'
   | 'createExclusive'

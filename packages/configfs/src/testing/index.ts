@@ -1,1 +1,2 @@
 export { FakeKernel } from './fake-kernel.js';
+export type { FsOperation } from './fake-kernel.js';

@@ -32,12 +32,18 @@ export interface Harness {
   dispose(): Promise<void>;
 }
 
+/** Options of createHarness. */
 export interface HarnessOptions {
+  /** Options of every KernelSimulator (the data area defaults to 4 MiB here). */
   readonly simulator?: SimulatorOptions;
   /** Close each simulator with its ring (long runs that must not accumulate fds). */
   readonly closeSimulatorWithRing?: boolean;
 }
 
+/**
+ * A fake kernel for openDevice(): pass `harness.platform` as its `platform`, send commands
+ * with `harness.submit(device, { cdb, ... })`, and `dispose()` after closing the devices.
+ */
 export async function createHarness(options: HarnessOptions = {}): Promise<Harness> {
   const kernel = await FakeKernel.create();
   const nodeDir = await mkdtemp(join(tmpdir(), 'tcmu-device-nodes-'));

@@ -8,9 +8,10 @@ import { ScsiCheckCondition, invalidCdbField } from './errors.js';
  * failure into the MEDIUM ERROR the command reports.
  */
 
-type Maybe<T> = T | Promise<T>;
+/** A value, or a promise of it (helpers answer synchronously when the backend does). */
+export type MaybePromise<T> = T | Promise<T>;
 
-export const isPromise = <T>(v: Maybe<T>): v is Promise<T> =>
+export const isPromise = <T>(v: MaybePromise<T>): v is Promise<T> =>
   typeof v === 'object' && v !== null && typeof (v as { then?: unknown }).then === 'function';
 
 const lbaOf = (error: unknown): number | undefined => {
@@ -101,9 +102,9 @@ export function readBlocks(
   lba: number,
   into: DataBuffer,
   signal?: AbortSignal,
-): Maybe<void> {
+): MaybePromise<void> {
   const backend = unit.backend;
-  let pending: Maybe<void>;
+  let pending: MaybePromise<void>;
   try {
     if (!isScatterList(into)) pending = backend.read(lba, into, signal);
     else if (backend.readv !== undefined) pending = backend.readv(lba, into, signal);
@@ -131,10 +132,10 @@ export function writeBlocks(
   data: DataBuffer,
   fua: boolean,
   signal?: AbortSignal,
-): Maybe<void> {
+): MaybePromise<void> {
   const backend = unit.backend;
   const options = fua || !unit.modes.writeCacheEnabled ? FUA : NO_FUA;
-  let pending: Maybe<void>;
+  let pending: MaybePromise<void>;
   try {
     if (!isScatterList(data)) pending = backend.write(lba, data, options, signal);
     else if (backend.writev !== undefined) pending = backend.writev(lba, data, options, signal);
@@ -149,8 +150,8 @@ const FUA = Object.freeze({ fua: true });
 const NO_FUA = Object.freeze({ fua: false });
 
 /** Flush the backend's volatile cache; failures become MEDIUM ERROR / WRITE ERROR. */
-export function flushBackend(unit: LogicalUnitState, signal?: AbortSignal): Maybe<void> {
-  let pending: Maybe<void>;
+export function flushBackend(unit: LogicalUnitState, signal?: AbortSignal): MaybePromise<void> {
+  let pending: MaybePromise<void>;
   try {
     pending = unit.backend.flush(signal);
   } catch (error) {
@@ -193,9 +194,9 @@ export function withRangeLock<T>(
   lba: number,
   blocks: number,
   mode: 'shared' | 'exclusive',
-  body: () => Maybe<T>,
+  body: () => MaybePromise<T>,
   signal?: AbortSignal | (() => AbortSignal | undefined),
-): Maybe<T> {
+): MaybePromise<T> {
   const lock = unit.locks.lock(lba, blocks, mode);
   if (isPromise(lock)) {
     return lock.then((release) => {
@@ -227,8 +228,8 @@ export async function acquireRange(
   return release;
 }
 
-function runLocked<T>(release: () => void, body: () => Maybe<T>): Maybe<T> {
-  let result: Maybe<T>;
+function runLocked<T>(release: () => void, body: () => MaybePromise<T>): MaybePromise<T> {
+  let result: MaybePromise<T>;
   try {
     result = body();
   } catch (error) {
