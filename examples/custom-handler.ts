@@ -21,16 +21,10 @@ import {
   resolveIdentity,
   scsiHandler,
 } from '@tcmu/device';
-import {
-  be16,
-  be32,
-  be64,
-  encodeSense,
-  LogicalUnit,
-  ReadWriteOpcode,
-  ScsiStatus,
-  SenseReasons,
-} from '@tcmu/scsi';
+import { encodeSense, LogicalUnit, ScsiStatus, SenseReasons } from '@tcmu/scsi';
+
+const READ_10 = 0x28;
+const READ_16 = 0x88;
 
 /** `length` bytes from byte `offset`, both whole blocks (Go's io.ReaderAt, possibly async). */
 export interface ReaderAt {
@@ -81,11 +75,12 @@ export function readerAtHandler(source: ReaderAt, volume: Volume): Handler {
       powerOnUnitAttention: false, // LIO reports POWER ON for TCMU devices itself
     }),
   );
-  const { READ_10, READ_16 } = ReadWriteOpcode;
   return async (cmd) => {
     if (cmd.opcode !== READ_10 && cmd.opcode !== READ_16) return emulate(cmd);
-    const lba = cmd.opcode === READ_10 ? be32(cmd.cdb, 2) : be64(cmd.cdb, 2);
-    const blocks = cmd.opcode === READ_10 ? be16(cmd.cdb, 7) : be32(cmd.cdb, 10);
+    // SBC-4 5.16 and 5.18: the LBA from byte 2, the TRANSFER LENGTH from byte 7 or 10.
+    const cdb = new DataView(cmd.cdb.buffer, cmd.cdb.byteOffset, cmd.cdb.byteLength);
+    const lba = cmd.opcode === READ_10 ? cdb.getUint32(2) : Number(cdb.getBigUint64(2));
+    const blocks = cmd.opcode === READ_10 ? cdb.getUint16(7) : cdb.getUint32(10);
     if (lba >= blockCount || lba + blocks > blockCount) {
       return { status: ScsiStatus.CHECK_CONDITION, sense: encodeSense(SenseReasons.LBA_OUT_OF_RANGE) };
     }

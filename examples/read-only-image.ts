@@ -7,7 +7,13 @@
  */
 import { realpath } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import { type Device, FileBackend, handleSignals, type OpenDeviceOptions, openDevice } from '@tcmu/device';
+import {
+  type Device,
+  handleSignals,
+  type OpenDeviceOptions,
+  openDevice,
+  openFileBackend,
+} from '@tcmu/device';
 
 /** Serves `image` (a multiple of 512 bytes) as `name`; tests pass `platform` (a simulated kernel). */
 export async function serveImage(
@@ -15,7 +21,7 @@ export async function serveImage(
   options: Pick<OpenDeviceOptions, 'platform'> & { name?: string } = {},
 ): Promise<Device> {
   const { name = 'image0', ...rest } = options;
-  const backend = await FileBackend.open(image, { blockSize: 512, readOnly: true });
+  const backend = await openFileBackend(image, { blockSize: 512, readOnly: true });
   try {
     // `source` records the image with the backstore: a restarted server adopts the disk only for it.
     const device = await openDevice({ name, backend, source: await realpath(image), ...rest });

@@ -4,7 +4,7 @@
  *
  *   node --import tsx examples/scsi-inquiry-read.ts
  */
-import { ascText, be32, decodeSense, LogicalUnit, MemoryBackend, ScsiStatus, senseKeyText } from '@tcmu/scsi';
+import { ascText, decodeSense, LogicalUnit, MemoryBackend, ScsiStatus, senseKeyText } from '@tcmu/scsi';
 
 const BLOCK = 512;
 const unit = new LogicalUnit({
@@ -36,7 +36,7 @@ await unit.execute({ cdb: Uint8Array.of(0x2a, 0, 0, 0, 0, 5, 0, 0, 1, 0), dataOu
 const cdb = Uint8Array.of(0x28, 0, 0, 0, 0, 5, 0, 0, 1, 0);
 const read = await unit.execute({ cdb, dataInLength: BLOCK });
 console.log(
-  `READ(10) LBA ${be32(cdb, 2)}, 1 block: ${status(read.status)}, "${text(read.dataIn!.subarray(0, 16))}"`,
+  `READ(10) LBA ${new DataView(cdb.buffer).getUint32(2)}, 1 block: ${status(read.status)}, "${text(read.dataIn!.subarray(0, 16))}"`,
 );
 
 // Past the end (LBA 2048 of 2048 blocks): an answer with sense data, never an exception.

@@ -30,7 +30,9 @@ describe('exported names', () => {
     const checker = program.getTypeChecker();
     const declarations = new Map<string, Map<string, string>>(); // name -> declaration -> entry
     for (const [entry, file] of Object.entries(ENTRIES)) {
-      const module = checker.getSymbolAtLocation(program.getSourceFile(file))!;
+      const source = program.getSourceFile(file);
+      if (!source) throw new Error(`${entry}: ${file} is not in the program`);
+      const module = checker.getSymbolAtLocation(source)!;
       for (const exported of checker.getExportsOfModule(module)) {
         const target = exported.flags & ts.SymbolFlags.Alias ? checker.getAliasedSymbol(exported) : exported;
         const where = target.declarations?.[0]?.getSourceFile().fileName ?? entry;

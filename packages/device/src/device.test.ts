@@ -1,7 +1,7 @@
 import { lstat, readdir, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type BlockBackend, decodeSense, FaultInjectionBackend, MemoryBackend } from '@tcmu/scsi';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { CommandEvent } from './device.js';
 import { DeviceSetupError, HandlerError, InvalidDeviceOptionError, TeardownError } from './errors.js';
 import type { DeviceCommand, Handler, HandlerResult, HandlerMiddleware } from './handler.js';
@@ -561,7 +561,9 @@ describe('abort state without an AbortController', () => {
 
 describe('close', () => {
   it('drains commands in flight when they finish in time', async () => {
-    const handler: Handler = () => new Promise((resolve) => setTimeout(() => resolve({ status: GOOD }), 30));
+    // The commands finish only once close() has begun (a timer would race a loaded machine).
+    const release: Array<() => void> = [];
+    const handler: Handler = () => new Promise((resolve) => release.push(() => resolve({ status: GOOD })));
     const device = await openDevice({
       name: 'x',
       handler,
@@ -572,9 +574,12 @@ describe('close', () => {
     const pending = Array.from({ length: 5 }, (_, i) =>
       harness.submit(device, { cdb: rw10(0x2a, i, 1), dataOut: new Uint8Array(512) }),
     );
-    await new Promise((resolve) => setTimeout(resolve, 5));
-    expect(device.stats().inFlight).toBe(5);
-    await device.close({ drainTimeoutMs: 5000 });
+    await vi.waitFor(() => expect(device.stats().inFlight).toBe(5));
+    const closed = device.close({ drainTimeoutMs: 5000 });
+    setTimeout(() => {
+      for (const finish of release) finish();
+    }, 30);
+    await closed;
     expect((await Promise.all(pending)).map((r) => r.status)).toEqual([GOOD, GOOD, GOOD, GOOD, GOOD]);
     expect(await leftovers()).toEqual([]);
   });

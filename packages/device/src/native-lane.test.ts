@@ -260,7 +260,7 @@ describe('native lane: the same answers as the TypeScript path', () => {
 
 describe('native lane: large transfers on two threads', () => {
   const LARGE = 256; // blocks: 128 KiB, above the engine's 64 KiB split
-  const large = (opcode: number, lba: number) => rw10(opcode, lba, LARGE);
+  const large = (opcode: 0x28 | 0x2a, lba: number) => rw10(opcode, lba, LARGE);
 
   it('16 large WRITEs and READs in one walk: the same answers and image as the TypeScript path', async () => {
     const content = randomBytes(BLOCKS * BLOCK);

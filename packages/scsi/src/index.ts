@@ -20,6 +20,10 @@ export type {
   UnitLogger,
 } from './core/command.js';
 export { plainIoProfile, type PlainIoProfile } from './core/plain-io.js';
+// The types of LogicalUnit's public state (`unit.modes`, `unit.locks`, `unit.format`).
+export type { ModePageStore, PageControl } from './mode/pages.js';
+export type { LockMode, RangeLocks, ReleaseLock } from './sbc/locks.js';
+export type { FormatState } from './sbc/format.js';
 
 // The opcode table: one entry per command drives parsing, dispatch, validation and
 // REPORT SUPPORTED OPERATION CODES; `unit.override(entry)` adds or replaces one.
@@ -29,6 +33,7 @@ export {
   type AnyOpcodeEntry,
   cdbLengthOf,
   OpcodeTable,
+  type OpcodeSlot,
   OpcodeTableError,
   serviceActionOf,
 } from './opcodes/table.js';
@@ -83,7 +88,7 @@ export {
 } from './backends/fault-injection.js';
 
 // Helpers for transports that hand Data-In/Data-Out as scatter lists.
-export { byteLength, gather, isPromise, scatterInto } from './core/io.js';
+export { byteLength, type DataBuffer, gather, isPromise, type MaybePromise, scatterInto } from './core/io.js';
 
 // Codecs of the parameter lists an initiator builds (the CDBs' own codecs are each
 // opcode entry's `decode`/`encode`), and the structures behind INQUIRY and REPORT LUNS.
@@ -93,10 +98,13 @@ export {
   type UnmapDescriptor,
 } from './sbc/provisioning.js';
 export {
+  type BlockSegmentDescriptor,
   type BlockSegmentSpec,
+  type CopyTargetDescriptor,
   type CopyTargetSpec,
   encodeExtendedCopyParameters,
   type ExtendedCopyParameters,
+  type ListIdUsage,
   parseExtendedCopyParameters,
 } from './xcopy/parameters.js';
 export { encodeLun } from './spc/report-luns.js';
