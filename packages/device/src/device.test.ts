@@ -1,6 +1,12 @@
 import { lstat, readdir, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { type BlockBackend, decodeSense, FaultInjectionBackend, MemoryBackend } from '@tcmu/scsi';
+import {
+  type BlockBackend,
+  decodeSense,
+  encodeExtendedCopyParameters,
+  FaultInjectionBackend,
+  MemoryBackend,
+} from '@tcmu/scsi';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { CommandEvent } from './device.js';
 import { DeviceSetupError, HandlerError, InvalidDeviceOptionError, TeardownError } from './errors.js';
@@ -829,6 +835,65 @@ describe('several devices', () => {
     } finally {
       await device.close();
     }
+  });
+});
+
+describe('third-party copy', () => {
+  const xcopy = (list: Uint8Array) => {
+    const cdb = new Uint8Array(16);
+    cdb[0] = 0x83;
+    new DataView(cdb.buffer).setUint32(10, list.length);
+    return cdb;
+  };
+  const memoryDevice = (name: string, thirdPartyCopy?: boolean) =>
+    openDevice({
+      name,
+      backend: new MemoryBackend({ blockSize: 512, blockCount: 64 }),
+      platform: harness.platform,
+      ...(thirdPartyCopy === undefined ? {} : { unit: { thirdPartyCopy } }),
+    });
+
+  it('is on by default: EXTENDED COPY to one device copies from another of this process, until it closes', async () => {
+    const source = await memoryDevice('src');
+    const destination = await memoryDevice('dst');
+    const data = Uint8Array.from({ length: 1024 }, (_, i) => i & 0xff);
+    await harness.submit(source, { cdb: rw10(0x2a, 3, 2), dataOut: data });
+    const list = encodeExtendedCopyParameters({
+      targets: [source, destination].map((d) => ({ designator: d.unit!.config.naa, blockLength: 512 })),
+      segments: [{ source: 0, destination: 1, blocks: 2, sourceLba: 3, destinationLba: 10 }],
+    });
+    expect((await harness.submit(destination, { cdb: xcopy(list), dataOut: list })).status).toBe(GOOD);
+    const read = await harness.submit(destination, { cdb: rw10(0x28, 10, 2), dataInLength: 1024 });
+    expect(read.dataIn).toEqual(data);
+    await source.close();
+    // A closed device is out of reach: COPY TARGET DEVICE NOT REACHABLE (0D/02).
+    const after = await harness.submit(destination, { cdb: xcopy(list), dataOut: list });
+    expect(after.status).toBe(CHECK_CONDITION);
+    expect([decodeSense(after.sense).asc, decodeSense(after.sense).ascq]).toEqual([0x0d, 0x02]);
+    await destination.close();
+  });
+
+  it('unit.thirdPartyCopy false leaves EXTENDED COPY out (INVALID COMMAND OPERATION CODE)', async () => {
+    const device = await memoryDevice('off', false);
+    const list = encodeExtendedCopyParameters({
+      targets: [{ designator: device.unit!.config.naa, blockLength: 512 }],
+      segments: [{ source: 0, destination: 0, blocks: 1, sourceLba: 0, destinationLba: 1 }],
+    });
+    const answer = await harness.submit(device, { cdb: xcopy(list), dataOut: list });
+    expect(answer.status).toBe(CHECK_CONDITION);
+    expect([decodeSense(answer.sense).asc, decodeSense(answer.sense).ascq]).toEqual([0x20, 0x00]);
+    await device.close();
+  });
+
+  it('rejects a non-boolean unit.thirdPartyCopy', async () => {
+    await expect(
+      openDevice({
+        name: 'bad',
+        backend: new MemoryBackend({ blockSize: 512, blockCount: 8 }),
+        platform: harness.platform,
+        unit: { thirdPartyCopy: 'yes' as unknown as boolean },
+      }),
+    ).rejects.toThrow(InvalidDeviceOptionError);
   });
 });
 

@@ -4,7 +4,7 @@ import { type DeviceLogger, silentLogger } from './handler.js';
 import { loopbackWwn, validateName } from './identity.js';
 import { type OpenDeviceOptions, resolveOptions } from './options.js';
 import type { DevicePlatform, TargetRef } from './platform.js';
-import { createEmulation } from './scsi.js';
+import { createEmulation, servedUnits } from './scsi.js';
 import { defaultPlatform } from './system.js';
 
 /**
@@ -44,7 +44,19 @@ function build(
     hwMaxSectors: resolved.hwMaxSectors,
   });
   const platform = attach?.platform ?? options.platform ?? defaultPlatform();
-  return new Device(resolved, emulation, platform, attach && { target: attach.target, lun: attach.lun });
+  const device = new Device(
+    resolved,
+    emulation,
+    platform,
+    attach && { target: attach.target, lun: attach.lun },
+  );
+  const { unit } = emulation;
+  if (unit?.config.extendedCopy) {
+    // LIO's EXTENDED COPY reaches the devices of its host (target_core_xcopy.c); ours, the
+    // units this process serves while they are up.
+    device.once('ready', () => device.once('close', servedUnits.register(unit)));
+  }
+  return device;
 }
 
 export interface OpenTargetOptions {

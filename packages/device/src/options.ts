@@ -29,6 +29,12 @@ export interface UnitOptions {
   readonly revision?: string;
   /** Initial WCE (write cache enabled) of the caching mode page. */
   readonly writeCache?: boolean;
+  /**
+   * Third-party copy (3PC): EXTENDED COPY and RECEIVE COPY RESULTS between the units this
+   * process serves, as LIO offers them between its devices. Default true; false leaves both
+   * commands out (REPORT SUPPORTED OPERATION CODES does not list them).
+   */
+  readonly thirdPartyCopy?: boolean;
 }
 
 export interface OpenDeviceOptions {
@@ -293,6 +299,11 @@ export function resolveOptions(options: OpenDeviceOptions, shared?: { attached: 
       (typeof value !== 'string' || value.length > max || !/^[\x20-\x7e]*$/.test(value))
     ) {
       throw new InvalidDeviceOptionError(`unit.${key}`, `must be at most ${max} printable ASCII characters`);
+    }
+  }
+  for (const key of ['writeCache', 'thirdPartyCopy'] as const) {
+    if (unit[key] !== undefined && typeof unit[key] !== 'boolean') {
+      throw new InvalidDeviceOptionError(`unit.${key}`, 'must be a boolean');
     }
   }
   return {

@@ -1,8 +1,17 @@
-import { type DataDirection, defaultOpcodeTable, LogicalUnit, type OpcodeTable } from '@tcmu/scsi';
+import {
+  CopyManager,
+  type DataDirection,
+  defaultOpcodeTable,
+  LogicalUnit,
+  type OpcodeTable,
+} from '@tcmu/scsi';
 import type { Emulation } from './device.js';
 import { composeHandler, type DeviceLogger, type Handler, type HandlerMiddleware } from './handler.js';
 import type { DeviceIdentity } from './identity.js';
 import type { UnitOptions } from './options.js';
+
+/** Every unit this process serves with third-party copy on: what one EXTENDED COPY may reach. */
+export const servedUnits = new CopyManager();
 
 /** The default handler as a function: the @tcmu/scsi emulation of `unit` (never rejects). */
 export function scsiHandler(unit: LogicalUnit): Handler {
@@ -54,6 +63,7 @@ export function createEmulation(options: EmulationOptions): Emulation & { unit: 
         ...(options.unit?.vendor !== undefined ? { vendor: options.unit.vendor } : {}),
         ...(options.unit?.product !== undefined ? { product: options.unit.product } : {}),
         ...(options.unit?.revision !== undefined ? { revision: options.unit.revision } : {}),
+        extendedCopy: options.unit?.thirdPartyCopy ?? true,
       },
       ...(options.unit?.writeCache !== undefined ? { writeCacheEnabled: options.unit.writeCache } : {}),
       // LIO reports POWER ON / RESET itself for TCMU devices (target_core_device.c).

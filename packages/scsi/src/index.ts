@@ -110,4 +110,5 @@ export {
 export { encodeLun } from './spc/report-luns.js';
 export { standardInquiry, VpdPage } from './spc/inquiry.js';
 export { ModePageCode } from './mode/pages.js';
-export { CopyManagerError } from './xcopy/manager.js';
+// EXTENDED COPY between the units registered in one CopyManager (config.extendedCopy).
+export { CopyManager, CopyManagerError } from './xcopy/manager.js';
