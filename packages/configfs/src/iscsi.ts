@@ -56,11 +56,14 @@ export class Iscsi {
     if (new Set(luns.map((l) => l.lun)).size !== luns.length)
       throw new InvalidOptionError('luns', 'duplicate LUN number');
     const access = options.access ?? { mode: 'demo' };
-    const initiators =
-      access.mode === 'acl' ? access.initiators.map((acl, i) => validateAcl(acl, i, luns)) : [];
     if (access.mode !== 'demo' && access.mode !== 'acl') {
       throw new InvalidOptionError('access.mode', 'must be "demo" or "acl"');
     }
+    if (access.mode === 'acl' && !Array.isArray(access.initiators)) {
+      throw new InvalidOptionError('access.initiators', 'must list the initiators allowed in "acl" mode');
+    }
+    const initiators =
+      access.mode === 'acl' ? access.initiators.map((acl, i) => validateAcl(acl, i, luns)) : [];
     const ctx = this.ctx;
 
     return () =>

@@ -253,6 +253,19 @@ describe('loopback LUNs', () => {
     ).rejects.toBeInstanceOf(AlreadyExistsError);
   });
 
+  it('a target made by a dead process whose pid this one reuses is not ours to extend', async () => {
+    await kernel.spawnProcess(778, 1);
+    const before = new TargetManager({ fs: kernel, roots: kernel.roots, ownerPid: 778 });
+    const first = await before.createUserBackstore({ name: 'first', size: MiB });
+    const lun = await before.createLoopbackLun({ backstore: first });
+    await kernel.spawnProcess(778, 2); // the old process died; a new one has its pid
+    const reused = new TargetManager({ fs: kernel, roots: kernel.roots, ownerPid: 778 });
+    const bs = await reused.createUserBackstore({ name: 'second', size: MiB });
+    await expect(reused.createLoopbackLun({ backstore: bs, wwn: lun.wwn, lun: 1 })).rejects.toBeInstanceOf(
+      AlreadyExistsError,
+    );
+  });
+
   it('validates WWNs', async () => {
     const bs = await manager.createUserBackstore({ name: 'd', size: MiB });
     for (const wwn of ['naa.123', 'naa.50014050000000zz', 'iqn.2003-01.org.x', 'naa.5001405000000001/x']) {
@@ -431,6 +444,10 @@ describe('iSCSI', () => {
         },
       }),
     ).rejects.toThrow(/not exported/);
+    // From plain JS: "acl" without its list is a precise option error, not a TypeError.
+    await expect(
+      manager.exportIscsi({ ...base, access: { mode: 'acl' } as unknown as { mode: 'demo' } }),
+    ).rejects.toThrow(/invalid option access\.initiators/);
     const before = await kernel.snapshot();
     kernel.failNext('mkdir', /np\/127\.0\.0\.1:3260$/, 'EADDRINUSE');
     await expect(manager.exportIscsi({ ...base, iqn: 'iqn.2003-01.org.example:t3' })).rejects.toBeInstanceOf(

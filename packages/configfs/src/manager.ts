@@ -192,8 +192,8 @@ export class TargetManager {
   }
 
   /**
-   * Writes `action/<name>` of a user backstore (`block_dev`, `reset_ring`,
-   * `free_kept_buf`): see target_core_user.c for what each does.
+   * Writes `action/<name>` of a user backstore (`block_dev`, `reset_ring`; the device frees
+   * kept buffers itself): see target_core_user.c for what each does.
    */
   async writeUserAction(ref: BackstoreRef, action: 'block_dev' | 'reset_ring', value: number): Promise<void> {
     await this.backstores.writeAction(ref, action, value);

@@ -48,7 +48,8 @@ export class OwnershipControl {
   /** An existing target is only extended by the process that made it. */
   async requireOwnTarget(targetRel: string): Promise<void> {
     const owner = await this.owners.read(targetRel);
-    if (!owner || owner.pid !== this.owners.pid) {
+    // pid and start time: a dead owner's pid reused by this process is not us.
+    if (!owner || !(await this.owners.isOwn(owner))) {
       throw new AlreadyExistsError(
         `target ${targetRel} (not owned by this process)`,
         `${this.targetRoot}/${targetRel}`,
@@ -58,7 +59,7 @@ export class OwnershipControl {
 
   /** A target left without LUNs goes with them when it is ours or its owner is dead. */
   async mayRemoveTarget(owner: OwnerRecord | undefined): Promise<boolean> {
-    return owner !== undefined && (owner.pid === this.owners.pid || !(await this.owners.isAlive(owner)));
+    return owner !== undefined && ((await this.owners.isOwn(owner)) || !(await this.owners.isAlive(owner)));
   }
 
   /** The `owned`/`ownerPid`/`stale` of an inventory entry. */
