@@ -1,10 +1,11 @@
-import { mkdir, readdir, symlink } from 'node:fs/promises';
+import { mkdir, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type EnvironmentReport, TargetManager } from '@tcmu/configfs';
 import { FakeKernel } from '@tcmu/configfs/testing';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   configfsChecks,
+  doctor,
   environmentError,
   formatCleanup,
   formatDoctor,
@@ -60,16 +61,34 @@ describe('environment', () => {
     expect(module.fix).toBe('modprobe target_core_user');
   });
 
+  it('names a missing module before configfs, which loading the modules fixes (69, not 78)', () => {
+    const both = environmentError(
+      report({
+        configfs: 'mount -t configfs none /sys/kernel/config',
+        'module:tcm_loop': 'modprobe tcm_loop',
+      }),
+    )!;
+    expect(both.message).toBe('module:tcm_loop is missing (and 1 more: run `tcmufile doctor`)');
+    expect(both.exitCode).toBe(ExitCode.unavailable);
+  });
+
   it('can count only the configfs checks (list and cleanup load no module)', () => {
     const modulesMissing = report({ 'module:tcm_loop': 'modprobe tcm_loop' });
     expect(environmentError(modulesMissing, configfsChecks)).toBeUndefined();
     expect(environmentError(report({ root: 'sudo' }), configfsChecks)?.exitCode).toBe(ExitCode.noPermission);
   });
 
-  it('lists the required modules to load', () => {
-    expect(
-      missingModules(report({ 'module:tcm_loop': 'x', root: 'y' }, ['module:iscsi_target_mod'])),
-    ).toEqual(['tcm_loop']);
+  it('lists the required modules to load, none on a kernel without loadable modules', () => {
+    const missing = report({ 'module:tcm_loop': 'x', root: 'y' }, ['module:iscsi_target_mod']);
+    expect(missingModules(missing)).toEqual(['tcm_loop']);
+    const noModules = {
+      ok: false,
+      checks: [
+        ...missing.checks,
+        { id: 'kernel-modules', ok: false, required: true, detail: 'none', fix: 'another kernel' },
+      ],
+    };
+    expect(missingModules(noModules)).toEqual([]);
   });
 
   it('doctor prints each check, the fix under each failure, and exits non-zero on a required failure', () => {
@@ -83,6 +102,82 @@ describe('environment', () => {
     expect(ready.exitCode).toBe(0);
     expect(ready.text).toMatch(/Ready/);
     expect(ready.text).not.toContain('fix:');
+  });
+});
+
+describe('doctor over a fake kernel', () => {
+  let kernel: FakeKernel;
+  beforeEach(async () => {
+    kernel = await FakeKernel.create();
+  });
+  afterEach(async () => {
+    await kernel.dispose();
+  });
+  const run = () =>
+    doctor({
+      fs: kernel,
+      roots: kernel.roots,
+      uid: 0,
+      modprobePaths: [`${kernel.base}/sbin/modprobe`],
+      modulesDir: kernel.modulesDir,
+    });
+  const unload = (...modules: string[]) =>
+    Promise.all(modules.map((m) => rm(`${kernel.roots.sys}/module/${m}`, { recursive: true })));
+  /** Without LIO loaded, configfs has no target directory either. */
+  const unloadLio = async () => {
+    await unload('target_core_mod', 'target_core_user', 'tcm_loop');
+    await rm(`${kernel.roots.configfs}/target`, { recursive: true });
+  };
+
+  it('all good: every check ok, exit 0', async () => {
+    const { text, exitCode } = await run();
+    expect(exitCode).toBe(ExitCode.ok);
+    expect(text).not.toMatch(/FAIL|warn/);
+    expect(text).toContain(`ok    kernel modules in ${kernel.modulesDir}\n`);
+    expect(text).toMatch(/Ready/);
+  });
+
+  it('no /lib/modules/<release>: says the kernel has no loadable modules and what to do, first, exit 69', async () => {
+    await unloadLio();
+    await rm(kernel.modulesDir, { recursive: true });
+    const { text, exitCode } = await run();
+    expect(exitCode).toBe(ExitCode.unavailable);
+    expect(text).toContain(
+      `FAIL  this kernel has no loadable modules (${kernel.modulesDir} missing): cannot modprobe target_core_mod, target_core_user, tcm_loop\n` +
+        "      fix: use a kernel with LIO and TCMU (target_core_user, tcm_loop) built in or as modules, or run in node-tcmu's VM (`pnpm demo`; see its README)\n",
+    );
+    // No `modprobe` offered where it cannot work.
+    expect(text).not.toContain('fix: modprobe');
+    expect(text).toContain('FAIL  tcm_loop not loaded (loopback SCSI disks), not loadable\n');
+    expect(text.indexOf('no loadable modules')).toBeLessThan(text.indexOf('/target missing'));
+  });
+
+  it('modules present but not loaded: modprobe each, before the configfs checks, exit 69', async () => {
+    await unloadLio();
+    const { text, exitCode } = await run();
+    expect(exitCode).toBe(ExitCode.unavailable);
+    expect(text).toContain(
+      'FAIL  tcm_loop not loaded (loopback SCSI disks), but loadable\n      fix: modprobe tcm_loop\n',
+    );
+    expect(text).toContain('      fix: modprobe target_core_mod\n');
+    expect(text).toContain('ok    kernel modules in');
+    expect(text.indexOf('fix: modprobe target_core_user')).toBeLessThan(text.indexOf('/target missing'));
+  });
+
+  it('modules loaded, configfs not mounted: the mount command, exit 78', async () => {
+    await writeFile(`${kernel.roots.proc}/mounts`, 'proc /proc proc rw 0 0\n');
+    const { text, exitCode } = await run();
+    expect(exitCode).toBe(ExitCode.config);
+    expect(text).toContain(
+      `FAIL  configfs is not mounted at ${kernel.roots.configfs}\n      fix: mount -t configfs none ${kernel.roots.configfs}\n`,
+    );
+    expect(text).not.toContain('fix: modprobe');
+  });
+
+  it('modules missing and configfs not mounted: the modules first (69)', async () => {
+    await unloadLio();
+    await writeFile(`${kernel.roots.proc}/mounts`, '');
+    expect((await run()).exitCode).toBe(ExitCode.unavailable);
   });
 });
 

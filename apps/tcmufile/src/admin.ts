@@ -1,12 +1,14 @@
 import { lstat, unlink } from 'node:fs/promises';
-import type {
-  BackstoreEntry,
-  CleanupReport,
-  EnvironmentCheck,
-  EnvironmentReport,
-  Inventory,
-  TargetEntry,
-  TargetManager,
+import {
+  type BackstoreEntry,
+  type CleanupReport,
+  checkEnvironment,
+  type EnvironmentCheck,
+  type EnvironmentOptions,
+  type EnvironmentReport,
+  type Inventory,
+  type TargetEntry,
+  type TargetManager,
 } from '@tcmu/configfs';
 import { EnvironmentError, ExitCode } from './errors.js';
 import { formatBytes } from './size.js';
@@ -18,17 +20,21 @@ function exitCodeOfCheck(check: EnvironmentCheck): ExitCode {
   return ExitCode.unavailable;
 }
 
-/** Checks that must pass before anything is tried, in the order a person would fix them. */
-const checkOrder = ['root', 'configfs', 'configfs:target'];
+/**
+ * Failed checks in the order a person fixes them (`module:` covers every module): the modules
+ * before configfs, since loading target_core_mod is what makes configfs/target appear.
+ */
+const checkOrder = ['root', 'kernel-modules', 'module:', 'configfs', 'configfs:target'];
+
+function rank(check: EnvironmentCheck): number {
+  const index = checkOrder.indexOf(check.id.startsWith('module:') ? 'module:' : check.id);
+  return index === -1 ? checkOrder.length : index;
+}
 
 function failedRequired(report: EnvironmentReport, only?: readonly string[]): EnvironmentCheck[] {
   const failed = report.checks.filter(
     (check) => check.required && !check.ok && (only === undefined || only.includes(check.id)),
   );
-  const rank = (check: EnvironmentCheck) => {
-    const index = checkOrder.indexOf(check.id);
-    return index === -1 ? checkOrder.length : index;
-  };
   return failed.sort((a, b) => rank(a) - rank(b));
 }
 
@@ -52,11 +58,22 @@ export function environmentError(
   });
 }
 
-/** Modules a required check found missing: `modprobe` may load them. */
+/**
+ * Modules a required check found missing that `modprobe` may load: none on a kernel without
+ * loadable modules.
+ */
 export function missingModules(report: EnvironmentReport): string[] {
+  if (report.checks.some((check) => check.id === 'kernel-modules' && !check.ok)) return [];
   return report.checks
     .filter((check) => check.required && !check.ok && check.id.startsWith('module:'))
     .map((check) => check.id.slice('module:'.length));
+}
+
+/** `tcmufile doctor` on this machine (or on the paths `environment` gives). */
+export async function doctor(
+  environment?: EnvironmentOptions,
+): Promise<{ text: string; exitCode: ExitCode }> {
+  return formatDoctor(await checkEnvironment(environment));
 }
 
 /** `tcmufile doctor`: one line per check, the fix under each failure; exit 0 only if all required pass. */

@@ -1,6 +1,20 @@
 import { basename } from 'node:path';
-import { parseArgs } from 'node:util';
 import { UsageError } from './errors.js';
+import {
+  asksForHelp,
+  closest,
+  columns,
+  flag,
+  formatOptions,
+  helpFlag,
+  helpWidth,
+  type Operand,
+  type OptionTable,
+  type OptionValues,
+  option,
+  parseOptions,
+  wrap,
+} from './options.js';
 import { type BlockSize, checkDeviceSize, parseBlockSize, parseSize } from './size.js';
 
 export interface IscsiPortal {
@@ -54,265 +68,345 @@ export type CommandName = (typeof commandNames)[number];
 export const defaultNodeDir = '/dev/tcmufile';
 export const defaultIscsiPort = 3260;
 
-export const usage: Record<CommandName | 'main', string> = {
-  main: `Usage: tcmufile <command> [options]
+const serveOptions = {
+  size: option<number | undefined>({
+    short: 's',
+    value: 'SIZE',
+    example: '1G',
+    parse: (text, flag) => parseSize(text, flag),
+    default: undefined,
+    defaultHelp: "IMAGE's size",
+    help:
+      'disk size: 512, 4K, 1M, 1G, 1T (powers of 1024). Creates a sparse IMAGE when it is missing; ' +
+      'a bigger IMAGE is served up to SIZE, a smaller one is refused with exit 65',
+  }),
+  name: option<string | undefined>({
+    short: 'n',
+    value: 'NAME',
+    example: 'vol0',
+    parse: (text) => checkVolumeName(text),
+    default: undefined,
+    defaultHelp: "IMAGE's file name without extension",
+    help: 'volume name: the configfs backstore and the node DIR/NAME',
+  }),
+  'block-size': option<BlockSize>({
+    short: 'b',
+    value: 'N',
+    example: '4096',
+    parse: (text) => parseBlockSize(text),
+    default: 512,
+    help: 'logical block size, 512 or 4096',
+  }),
+  'read-only': flag({
+    short: 'r',
+    help: 'write-protect the disk (WP in MODE SENSE, writes fail with DATA PROTECT)',
+  }),
+  dir: option({
+    short: 'd',
+    value: 'DIR',
+    example: '/run/disks',
+    parse: (text) => {
+      if (text === '') throw new UsageError('--dir must not be empty');
+      return text;
+    },
+    default: defaultNodeDir,
+    help: 'directory for the device node DIR/NAME',
+  }),
+  iscsi: option<IscsiPortal | undefined>({
+    value: 'HOST[:PORT]',
+    example: '127.0.0.1:3260',
+    parse: (text) => parsePortal(text),
+    default: undefined,
+    help: `also export the disk over iSCSI (demo mode) on this portal, port ${defaultIscsiPort} by default`,
+  }),
+  'queue-depth': option<number | undefined>({
+    short: 'q',
+    value: 'N',
+    example: '32',
+    parse: (text, flag) => parseWholeNumber(text, flag, 1, 1024),
+    default: undefined,
+    defaultHelp: "the device's, 128",
+    help: 'commands in flight at once',
+  }),
+  io: option<IoMode>({
+    value: 'native|sync|async',
+    example: 'sync',
+    parse: (text) => parseIoMode(text),
+    default: 'native',
+    help:
+      'native: plain READ/WRITE are served inside the ring addon, preadv/pwritev straight on the ' +
+      "ring's memory; every other command (and any READ/WRITE the emulation must see: unit " +
+      'attentions, FUA, COMPARE AND WRITE...) goes to the TypeScript emulation on the main thread. ' +
+      'sync: everything through the emulation, pread/pwrite on the main thread (a page-cache copy, ' +
+      "cheapest for images in memory or cache). async: through libuv's threadpool, so slow storage " +
+      'never stalls other commands. fdatasync always runs on the threadpool',
+  }),
+  'command-timeout': option<number | undefined>({
+    value: 'S',
+    example: '120',
+    parse: (text, flag) => parseWholeNumber(text, flag, 0, 86_400),
+    default: undefined,
+    defaultHelp: '30',
+    help:
+      'how long the kernel holds a command while no process serves the disk (a restart) before ' +
+      'failing it; 0: forever. Fixed when the disk is created',
+  }),
+  'follow-symlinks': flag({
+    help:
+      'serve the target when IMAGE is a symbolic link; without it a symlinked IMAGE is refused (64), ' +
+      'since the link could be pointed elsewhere under a running disk',
+  }),
+  raw: flag({
+    help:
+      "serve IMAGE's bytes even when it starts like a qcow2, VMDK, VHD(X) or VDI image; without it " +
+      'such an image is refused (65) with the qemu-img convert command (its header would be the disk)',
+  }),
+  help: helpFlag,
+} satisfies OptionTable;
 
-Serve an image file as a Linux block device through the kernel's TCMU (target_core_user).
+const stopOptions = {
+  keep: flag({ help: 'leave the disk for the next serve (SIGUSR2) instead of removing it (SIGTERM)' }),
+  timeout: option({
+    value: 'S',
+    example: '60',
+    parse: (text, flag) => parseWholeNumber(text, flag, 1, 3600),
+    default: 30,
+    help: 'how long to wait for the process to exit, in seconds',
+  }),
+  help: helpFlag,
+} satisfies OptionTable;
 
-Commands:
-  serve IMAGE   serve IMAGE as a disk until SIGINT/SIGTERM (SIGUSR2: leave it for the next serve)
-  stop NAME     stop the serve of NAME; --keep leaves the disk for a restart
-  doctor        check that this machine can host a TCMU device, and say how to fix it
-  list          list the TCMU devices and targets in configfs (ours are marked)
-  cleanup       remove the configfs objects a crashed tcmufile left behind
+const listOptions = {
+  json: flag({ help: 'print JSON instead of a table' }),
+  help: helpFlag,
+} satisfies OptionTable;
 
-Run \`tcmufile <command> --help\` for a command's options.`,
-  serve: `Usage: tcmufile serve IMAGE [options]
+const cleanupOptions = {
+  'dry-run': flag({ help: 'only print what would be removed' }),
+  help: helpFlag,
+} satisfies OptionTable;
 
-Serves IMAGE (a regular file) as a SCSI disk on the loopback fabric. Prints the
-disk's path (/dev/sdX) on its own line on stdout once it is ready, then runs until
-SIGINT or SIGTERM and removes everything it created. On SIGUSR2 (\`tcmufile stop
---keep\`) it finishes the commands in flight and exits leaving the disk in place:
-the next \`serve\` of the same IMAGE and NAME takes it over (the same /dev/sdX; a
-mounted filesystem stays mounted), as it does after a crash. Initiators wait
-through the gap for up to --command-timeout seconds.
+/** A command: its table and operands drive its parser and its help. */
+interface CommandSpec<T extends OptionTable> {
+  /** One line for `tcmufile --help`. */
+  readonly summary: string;
+  readonly operands: readonly Operand[];
+  /** Paragraphs (separated by a blank line) of its help, wrapped when printed. */
+  readonly description: string;
+  readonly options: T;
+  readonly build: (values: OptionValues<T>, operands: readonly string[]) => Command;
+}
 
-Options:
-  -s, --size SIZE         disk size; creates a sparse IMAGE when it is missing
-                          (512, 4K, 1M, 1G, 1T: powers of 1024). Default: IMAGE's size
-  -n, --name NAME         volume name (default: IMAGE's file name without extension)
-  -b, --block-size N      logical block size, 512 or 4096 (default 512)
-  -r, --read-only         write-protect the disk
-  -d, --dir DIR           directory for the device node DIR/NAME (default ${defaultNodeDir})
-      --iscsi HOST[:PORT] also export the disk over iSCSI on this portal (default port ${defaultIscsiPort})
-  -q, --queue-depth N     commands in flight at once (default: the device's, 128)
-      --io native|sync|async
-                          native (default): plain READ/WRITE are served inside the ring
-                          addon, preadv/pwritev straight on the ring's memory; every
-                          other command (and any READ/WRITE the emulation must see)
-                          goes to the TypeScript emulation, which reads the image on
-                          the main thread; sync: everything through the emulation, on
-                          the main thread (a page-cache copy, cheapest for images in
-                          memory or cache); async: through libuv's threadpool, for
-                          slow storage
-      --command-timeout S how long the kernel holds a command for this process before
-                          failing it: the longest a restart may take (default 30; 0:
-                          forever). Fixed when the disk is created
-      --follow-symlinks   serve the target when IMAGE is a symbolic link (refused otherwise)
-      --raw               serve IMAGE's bytes even when it is a qcow2, VMDK, VHD(X) or
-                          VDI image (refused otherwise: its header would be the disk)
-  -h, --help              this help`,
-  stop: `Usage: tcmufile stop NAME [--keep] [--timeout S]
+/** A command spec with its value types erased, so specs of different tables share one record. */
+export interface CommandDefinition {
+  readonly summary: string;
+  readonly operands: readonly Operand[];
+  readonly description: string;
+  readonly options: OptionTable;
+  parse(args: readonly string[]): Command;
+}
 
-Stops the \`tcmufile serve\` serving NAME (found through its ownership marker) and
-waits for it to exit. Without --keep it removes the disk (SIGTERM); with --keep it
-leaves the disk, LUN and node for the next serve of the same image (SIGUSR2): an
-upgrade is \`tcmufile stop NAME --keep\` and then \`tcmufile serve\` of the new version.
+function defineCommand<T extends OptionTable>(spec: CommandSpec<T>): CommandDefinition {
+  return {
+    summary: spec.summary,
+    operands: spec.operands,
+    description: spec.description,
+    options: spec.options,
+    parse(args) {
+      const { values, operands } = parseOptions(spec.options, args, spec.operands);
+      return spec.build(values, operands);
+    },
+  };
+}
 
-Options:
-  --keep          leave the disk for the next serve
-  --timeout S     how long to wait for the process to exit (default 30)`,
-  doctor: `Usage: tcmufile doctor
+export const commands: Readonly<Record<CommandName, CommandDefinition>> = {
+  serve: defineCommand({
+    summary: 'serve IMAGE as a disk until SIGINT/SIGTERM (SIGUSR2: leave it for the next serve)',
+    operands: [{ name: 'IMAGE', example: 'tcmufile serve disk.img --size 1G' }],
+    description:
+      'Serves IMAGE (a regular file) as a SCSI disk on the loopback fabric. Once the disk is ready ' +
+      `it prints its device node DIR/NAME (${defaultNodeDir}/NAME by default: a block node with the ` +
+      "disk's major:minor; the kernel's own /dev/sdX is in the log) on its own line on stdout, then " +
+      'runs until SIGINT or SIGTERM and removes everything it created.\n\n' +
+      'On SIGUSR2 (`tcmufile stop NAME --keep`) it finishes the commands in flight and exits leaving ' +
+      'the disk in place: the next serve of the same IMAGE and NAME takes it over (the same ' +
+      '/dev/sdX; a mounted filesystem stays mounted), as it does after a crash. Initiators wait ' +
+      'through the gap for up to --command-timeout seconds.',
+    options: serveOptions,
+    build: (values, [image]) => {
+      const blockSize = values['block-size'];
+      if (values.size !== undefined) checkDeviceSize(values.size, blockSize, '--size');
+      return {
+        kind: 'serve',
+        image: image!,
+        size: values.size,
+        name: values.name ?? nameFromImage(image!),
+        blockSize,
+        readOnly: values['read-only'],
+        dir: values.dir,
+        iscsi: values.iscsi,
+        queueDepth: values['queue-depth'],
+        io: values.io,
+        commandTimeoutS: values['command-timeout'],
+        followSymlinks: values['follow-symlinks'],
+        raw: values.raw,
+      };
+    },
+  }),
+  stop: defineCommand({
+    summary: 'stop the serve of NAME; --keep leaves the disk for a restart',
+    operands: [{ name: 'NAME', example: 'tcmufile stop disk0 --keep' }],
+    description:
+      'Stops the `tcmufile serve` serving NAME (found through its ownership marker) and waits for ' +
+      'it to exit. Without --keep it removes the disk (SIGTERM); with --keep it leaves the disk, ' +
+      'LUN and node for the next serve of the same image (SIGUSR2): an upgrade is `tcmufile stop ' +
+      'NAME --keep` and then `tcmufile serve` of the new version.',
+    options: stopOptions,
+    build: (values, [name]) => ({
+      kind: 'stop',
+      name: checkVolumeName(name!),
+      keep: values.keep,
+      timeoutS: values.timeout,
+    }),
+  }),
+  doctor: defineCommand({
+    summary: 'check that this machine can host a TCMU device, and say how to fix it',
+    operands: [],
+    description:
+      "Checks root, the kernel's loadable modules, the target_core_user and tcm_loop modules, UIO " +
+      'and configfs, and prints the command that fixes each failed check.\n\n' +
+      'Exits 0 when this machine can serve, else with the code of the first failure in the order ' +
+      'to fix them: 77 not root; 69 no loadable modules, or a module missing; 78 configfs not mounted.',
+    options: { help: helpFlag },
+    build: () => ({ kind: 'doctor' }),
+  }),
+  list: defineCommand({
+    summary: 'list the TCMU devices and targets in configfs (ours are marked)',
+    operands: [],
+    description:
+      'Lists the TCMU backstores and loopback/iSCSI targets in configfs. Objects made by tcmufile ' +
+      '(or @tcmu/device) are marked, with the process that owns them.',
+    options: listOptions,
+    build: (values) => ({ kind: 'list', json: values.json }),
+  }),
+  cleanup: defineCommand({
+    summary: 'remove the configfs objects a crashed tcmufile left behind',
+    operands: [],
+    description:
+      'Removes configfs objects made by tcmufile whose process is gone (after a crash or kill -9), ' +
+      'and their device nodes. Objects of other programs and of running processes are left alone.',
+    options: cleanupOptions,
+    build: (values) => ({ kind: 'cleanup', dryRun: values['dry-run'] }),
+  }),
+};
 
-Checks root, configfs, the target_core_user and tcm_loop modules and UIO, and
-prints the command that fixes each failed check. Exits non-zero if one fails.`,
-  list: `Usage: tcmufile list [--json]
+/** Top-level options: `tcmufile --help`, `tcmufile --version`. */
+export const mainOptions = {
+  help: flag({ short: 'h', help: "show this help (a command's: `tcmufile help COMMAND`)" }),
+  version: flag({ short: 'V', help: 'print the version' }),
+} satisfies OptionTable;
 
-Lists the TCMU backstores and loopback/iSCSI targets in configfs. Objects made
-by tcmufile (or @tcmu/device) are marked, with the process that owns them.
+const commandColumn = 16;
 
-Options:
-  --json    print JSON instead of a table`,
-  cleanup: `Usage: tcmufile cleanup [--dry-run]
+function formatMainUsage(): string {
+  return [
+    'Usage: tcmufile <command> [options]',
+    '',
+    ...wrap(
+      "Serve an image file as a Linux block device through the kernel's TCMU (target_core_user).",
+      helpWidth,
+    ),
+    '',
+    'Commands:',
+    ...commandNames.flatMap((name) =>
+      columns(
+        `  ${[name, ...commands[name].operands.map((operand) => operand.name)].join(' ')}`,
+        commands[name].summary,
+        commandColumn,
+      ),
+    ),
+    '',
+    'Options:',
+    ...formatOptions(mainOptions),
+    '',
+    "Run `tcmufile <command> --help` for a command's options.",
+  ].join('\n');
+}
 
-Removes configfs objects made by tcmufile whose process is gone (after a crash
-or kill -9). Objects of other programs and of running processes are left alone.
+function formatCommandUsage(name: CommandName): string {
+  const { operands, description, options } = commands[name];
+  const synopsis = ['tcmufile', name, ...operands.map((operand) => operand.name), '[options]'].join(' ');
+  const paragraphs = description.split('\n\n').map((paragraph) => wrap(paragraph, helpWidth).join('\n'));
+  return [`Usage: ${synopsis}`, '', paragraphs.join('\n\n'), '', 'Options:', ...formatOptions(options)].join(
+    '\n',
+  );
+}
 
-Options:
-  --dry-run   only print what would be removed`,
+/** Each command's `--help`, made from its table. */
+export const usage: Readonly<Record<CommandName | 'main', string>> = {
+  main: formatMainUsage(),
+  ...(Object.fromEntries(commandNames.map((name) => [name, formatCommandUsage(name)])) as Record<
+    CommandName,
+    string
+  >),
 };
 
 /** Parses argv (without node and the script path) into a command, or throws a UsageError. */
 export function parseCommandLine(argv: readonly string[]): Command {
   const [first, ...rest] = argv;
-  if (first === undefined || first === '-h' || first === '--help' || first === 'help') {
+  if (first === undefined || first === 'help' || isMainOption(first, 'help')) {
     const topic = first === 'help' ? rest[0] : undefined;
-    if (topic !== undefined && !isCommandName(topic)) throw new UsageError(`unknown command '${topic}'`);
+    if (topic !== undefined && !isCommandName(topic)) throw unknownCommand(topic);
     return { kind: 'help', topic };
   }
-  if (first === '-V' || first === '--version' || first === 'version') return { kind: 'version' };
-  if (!isCommandName(first)) {
-    throw new UsageError(
-      first.startsWith('-') ? `expected a command before '${first}'` : `unknown command '${first}'`,
-    );
-  }
-  if (rest.includes('-h') || rest.includes('--help')) return { kind: 'help', topic: first };
-  switch (first) {
-    case 'serve':
-      return parseServe(rest);
-    case 'doctor':
-      parse(first, rest, {});
-      return { kind: 'doctor' };
-    case 'list': {
-      const { values } = parse(first, rest, { json: { type: 'boolean' } });
-      return { kind: 'list', json: values.json === true };
-    }
-    case 'cleanup': {
-      const { values } = parse(first, rest, { 'dry-run': { type: 'boolean' } });
-      return { kind: 'cleanup', dryRun: values['dry-run'] === true };
-    }
-    case 'stop':
-      return parseStop(rest);
+  if (first === 'version' || isMainOption(first, 'version')) return { kind: 'version' };
+  if (first.startsWith('-')) throw new UsageError(`expected a command before '${first}'`);
+  if (!isCommandName(first)) throw unknownCommand(first);
+  if (asksForHelp(rest)) return { kind: 'help', topic: first };
+  try {
+    return commands[first].parse(rest);
+  } catch (error) {
+    throw error instanceof UsageError ? error.inCommand(first) : error;
   }
 }
 
-function parseStop(args: readonly string[]): StopCommand {
-  const { values, positionals } = parse(
-    'stop',
-    args,
-    { keep: { type: 'boolean' }, timeout: { type: 'string' } },
-    1,
-  );
-  const name = positionals[0];
-  if (name === undefined || name === '')
-    throw new UsageError('stop needs a NAME', 'tcmufile stop disk0 --keep');
-  checkVolumeName(name);
-  const timeoutS = values.timeout === undefined ? 30 : Number(values.timeout);
-  if (!Number.isInteger(timeoutS) || timeoutS < 1 || timeoutS > 3600) {
-    throw new UsageError(
-      `--timeout '${String(values.timeout)}' is not a whole number of seconds from 1 to 3600`,
-    );
-  }
-  return { kind: 'stop', name, keep: values.keep === true, timeoutS };
+function isMainOption(arg: string, name: keyof typeof mainOptions): boolean {
+  return arg === `--${name}` || arg === `-${mainOptions[name].short}`;
+}
+
+function unknownCommand(word: string): UsageError {
+  const guess = closest(word, commandNames);
+  return new UsageError(`unknown command '${word}'${guess === undefined ? '' : ` (did you mean ${guess}?)`}`);
 }
 
 function isCommandName(text: string): text is CommandName {
   return (commandNames as readonly string[]).includes(text);
 }
 
-type OptionSpec = Record<string, { type: 'string' | 'boolean'; short?: string }>;
-
-function parse(command: CommandName, args: readonly string[], options: OptionSpec, positionals = 0) {
-  let parsed: ReturnType<typeof parseArgs<{ options: OptionSpec; allowPositionals: true; strict: true }>>;
-  try {
-    parsed = parseArgs({
-      args: joinNegativeValues(args, options),
-      options,
-      allowPositionals: true,
-      strict: true,
-    });
-  } catch (error) {
-    // node:util reports ERR_PARSE_ARGS_*; keep its wording, which names the option.
-    const message = error instanceof Error ? error.message.split('\n')[0]! : String(error);
-    throw new UsageError(message, `Run \`tcmufile ${command} --help\` for its options.`);
+/** A whole number of `flag`'s unit from `min` to `max`: digits only (no 1.5, 2x, 1e3). */
+function parseWholeNumber(text: string, flag: string, min: number, max: number): number {
+  const value = /^\d+$/.test(text) ? Number(text) : Number.NaN;
+  if (!Number.isSafeInteger(value) || value < min || value > max) {
+    throw new UsageError(`${flag} '${text}' is not a whole number from ${min} to ${max}`);
   }
-  if (parsed.positionals.length > positionals) {
-    throw new UsageError(`unexpected argument '${parsed.positionals[positionals]}' for ${command}`);
-  }
-  return parsed;
-}
-
-/**
- * parseArgs calls `--size -1G` ambiguous (the value looks like an option); join such a value to
- * its option so the size check can answer "must be positive" instead.
- */
-function joinNegativeValues(args: readonly string[], options: OptionSpec): string[] {
-  const takesValue = new Set<string>();
-  for (const [name, spec] of Object.entries(options)) {
-    if (spec.type !== 'string') continue;
-    takesValue.add(`--${name}`);
-    if (spec.short) takesValue.add(`-${spec.short}`);
-  }
-  const joined: string[] = [];
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i]!;
-    const next = args[i + 1];
-    if (takesValue.has(arg) && next !== undefined && /^-\d/.test(next)) {
-      joined.push(arg.startsWith('--') ? `${arg}=${next}` : `${arg}${next}`);
-      i++;
-    } else {
-      joined.push(arg);
-    }
-  }
-  return joined;
-}
-
-function parseServe(args: readonly string[]): ServeCommand {
-  const { values, positionals } = parse(
-    'serve',
-    args,
-    {
-      size: { type: 'string', short: 's' },
-      name: { type: 'string', short: 'n' },
-      'block-size': { type: 'string', short: 'b' },
-      'read-only': { type: 'boolean', short: 'r' },
-      dir: { type: 'string', short: 'd' },
-      iscsi: { type: 'string' },
-      'queue-depth': { type: 'string', short: 'q' },
-      io: { type: 'string' },
-      'command-timeout': { type: 'string' },
-      'follow-symlinks': { type: 'boolean' },
-      raw: { type: 'boolean' },
-    },
-    1,
-  );
-  const image = positionals[0];
-  if (image === undefined || image === '') {
-    throw new UsageError('serve needs an IMAGE', 'tcmufile serve disk.img --size 1G');
-  }
-  const blockSize = values['block-size'] === undefined ? 512 : parseBlockSize(String(values['block-size']));
-  let size: number | undefined;
-  if (values.size !== undefined) {
-    size = parseSize(String(values.size), '--size');
-    checkDeviceSize(size, blockSize, '--size');
-  }
-  const name = values.name === undefined ? nameFromImage(image) : String(values.name);
-  checkVolumeName(name);
-  const dir = values.dir === undefined ? defaultNodeDir : String(values.dir);
-  if (dir === '') throw new UsageError('--dir must not be empty');
-  return {
-    kind: 'serve',
-    image,
-    size,
-    name,
-    blockSize,
-    readOnly: values['read-only'] === true,
-    dir,
-    iscsi: values.iscsi === undefined ? undefined : parsePortal(String(values.iscsi)),
-    queueDepth:
-      values['queue-depth'] === undefined ? undefined : parseQueueDepth(String(values['queue-depth'])),
-    io: parseIoMode(values.io === undefined ? 'native' : String(values.io)),
-    commandTimeoutS:
-      values['command-timeout'] === undefined
-        ? undefined
-        : parseCommandTimeout(String(values['command-timeout'])),
-    followSymlinks: values['follow-symlinks'] === true,
-    raw: values.raw === true,
-  };
-}
-
-function parseCommandTimeout(text: string): number {
-  const seconds = /^\d+$/.test(text) ? Number(text) : Number.NaN;
-  if (!Number.isSafeInteger(seconds) || seconds > 86_400) {
-    throw new UsageError(`--command-timeout '${text}' is not a whole number of seconds from 0 to 86400`);
-  }
-  return seconds;
+  return value;
 }
 
 /** Volume names become configfs directory names and a node under --dir: keep them plain. */
 const volumeNamePattern = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 export const maxVolumeNameLength = 64;
 
-export function checkVolumeName(name: string): void {
+/** Returns `name` when it is a valid volume name. */
+export function checkVolumeName(name: string): string {
   if (name.length > maxVolumeNameLength) {
     throw new UsageError(`volume name '${name}' is longer than ${maxVolumeNameLength} characters`);
   }
   if (!volumeNamePattern.test(name)) {
-    throw new UsageError(
-      `volume name '${name}' is not valid`,
-      'Use letters, digits, dot, dash and underscore, starting with a letter or digit (--name vol0).',
-    );
+    throw new UsageError(`volume name '${name}' is not valid`, {
+      fix: 'use letters, digits, dot, dash and underscore, starting with a letter or digit (--name vol0)',
+    });
   }
+  return name;
 }
 
 /** "/srv/My Disk.img" → "My-Disk"; falls back to "tcmufile" when nothing usable is left. */
@@ -330,7 +424,8 @@ export function nameFromImage(image: string): string {
 /** "127.0.0.1:3260", "127.0.0.1", "[::1]:3260" or "[::1]". */
 export function parsePortal(text: string): IscsiPortal {
   const match = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:[\]\s]+))(?::(\d+))?$/.exec(text);
-  if (!match) throw new UsageError(`--iscsi '${text}' is not HOST[:PORT]`, 'e.g. --iscsi 127.0.0.1:3260');
+  if (!match)
+    throw new UsageError(`--iscsi '${text}' is not HOST[:PORT]`, { fix: 'e.g. --iscsi 127.0.0.1:3260' });
   const host = match[1] ?? match[2]!;
   const port = match[3] === undefined ? defaultIscsiPort : Number(match[3]);
   if (!Number.isInteger(port) || port < 1 || port > 65535) {
@@ -347,12 +442,4 @@ function parseIoMode(text: string): IoMode {
     throw new UsageError(`--io must be native, sync or async, got '${text}'`);
   }
   return text;
-}
-
-function parseQueueDepth(text: string): number {
-  const depth = /^\d+$/.test(text) ? Number(text) : Number.NaN;
-  if (!Number.isInteger(depth) || depth < 1 || depth > 1024) {
-    throw new UsageError(`--queue-depth must be a whole number from 1 to 1024, got '${text}'`);
-  }
-  return depth;
 }

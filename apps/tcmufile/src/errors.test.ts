@@ -78,6 +78,20 @@ describe('describeError', () => {
       'fix: modprobe x',
     );
   });
+  it('tells a usage error in one line: the command, the problem, what to do', () => {
+    expect(describeError(new UsageError('bad'))).toBe('tcmufile: bad; see tcmufile --help');
+    expect(describeError(new UsageError('bad', { command: 'list' }))).toBe(
+      'tcmufile list: bad; see tcmufile list --help',
+    );
+    const sized = new UsageError('--size 1000 is no block multiple', { fix: 'use 1024' }).inCommand('serve');
+    expect(describeError(sized)).toBe('tcmufile serve: --size 1000 is no block multiple; use 1024');
+    expect(describeError(new UsageError('bad').inCommand('stop'))).toBe(
+      'tcmufile stop: bad; see tcmufile stop --help',
+    );
+    // A command already known stays.
+    expect(new UsageError('bad', { command: 'list' }).inCommand('serve').command).toBe('list');
+  });
+
   it('adds a short stack for unexpected errors only', () => {
     expect(describeError(new Error('boom'))).toMatch(/^tcmufile: boom\n\s+at /);
     expect(describeError(new UsageError('bad'))).not.toMatch(/\bat /);

@@ -74,13 +74,31 @@ export class CliError extends Error {
 // instanceof asks the brand too.
 Object.defineProperty(CliError, Symbol.hasInstance, { value: hasBrand });
 
-/** A command line the CLI cannot accept (unknown option, bad size, bad name...). */
+/**
+ * A command line the CLI cannot accept (unknown option, bad size, bad name...). Told as one
+ * line, `tcmufile serve: <message>; <fix>`: the fix is a lower-case clause, by default the
+ * pointer to the command's help.
+ */
 export class UsageError extends CliError {
   static override readonly brand: string = 'tcmufile.UsageError';
   override name = 'UsageError';
-  constructor(message: string, fix = 'Run `tcmufile --help` for the usage.') {
-    super(message, ExitCode.usage, { fix });
+  /** The command whose arguments are wrong; undefined for the top level. */
+  readonly command: string | undefined;
+  readonly #givenFix: string | undefined;
+  constructor(message: string, options: { fix?: string; command?: string } = {}) {
+    super(message, ExitCode.usage, { fix: options.fix ?? `see ${helpCommand(options.command)}` });
+    this.command = options.command;
+    this.#givenFix = options.fix;
   }
+
+  /** This error as one of `command`'s (value parsers such as parseSize do not know theirs). */
+  inCommand(command: string): UsageError {
+    return this.command === undefined ? new UsageError(this.message, { fix: this.#givenFix, command }) : this;
+  }
+}
+
+function helpCommand(command: string | undefined): string {
+  return command === undefined ? 'tcmufile --help' : `tcmufile ${command} --help`;
 }
 
 /** The image file cannot be served as asked. */
@@ -158,8 +176,11 @@ export function exitCodeFor(error: unknown): ExitCode {
   return ExitCode.internal;
 }
 
-/** "tcmufile: <message>" plus the fix on its own line, for stderr. */
+/** "tcmufile: <message>" plus the fix on its own line, for stderr; a usage error in one line. */
 export function describeError(error: unknown): string {
+  if (error instanceof UsageError) {
+    return `tcmufile${error.command === undefined ? '' : ` ${error.command}`}: ${error.message}; ${error.fix}`;
+  }
   const message = error instanceof Error ? error.message : String(error);
   const lines = [`tcmufile: ${message}`];
   const fix = error instanceof CliError ? error.fix : fixOf(error);

@@ -4,6 +4,7 @@
  */
 export {
   configfsChecks,
+  doctor,
   environmentError,
   formatCleanup,
   formatDoctor,

@@ -39,21 +39,41 @@ describe('main', () => {
     expect(io.out).toMatch(/^\d+\.\d+\.\d+\n$/);
   });
 
-  it('answers a bad command line on stderr with exit 64 and touches nothing', async () => {
+  it('answers a bad command line with one line on stderr, what is wrong and what to do, exit 64', async () => {
     const cases = [
       ['frobnicate'],
       ['serve'],
+      ['serve', 'x.img', '--sise', '1G'],
+      ['serve', 'x.img', '--size'],
       ['serve', 'x.img', '--size', '0'],
       ['serve', 'x.img', '--size', '-1G'],
       ['serve', 'x.img', '--size', '1000', '--block-size', '512'],
       ['serve', 'x.img', '--block-size', '1024'],
+      ['serve', 'x.img', '--name', 'a/b'],
+      ['serve', 'x.img', '--io', 'direct'],
+      ['stop', 'vol0', '--timeout', 'soon'],
       ['list', '--nope'],
+      ['doctor', 'now'],
     ];
     for (const argv of cases) {
       const io = capture();
       expect(await main(argv, io)).toBe(ExitCode.usage);
       expect(io.out).toBe('');
-      expect(io.err).toMatch(/^tcmufile: .+\n {2}fix: /);
+      const command = argv[0] === 'frobnicate' ? '' : ` ${argv[0]}`;
+      expect(io.err).toMatch(
+        new RegExp(`^tcmufile${command}: [^\n]+; (see tcmufile${command} --help|[^\n]+)\n$`),
+      );
     }
+  });
+
+  it('names an unknown option, the one meant and where the options are', async () => {
+    const io = capture();
+    expect(await main(['serve', 'disk.img', '--sise', '1G'], io)).toBe(64);
+    expect(io.err).toBe(
+      'tcmufile serve: unknown option --sise (did you mean --size?); see tcmufile serve --help\n',
+    );
+    const missing = capture();
+    expect(await main(['serve', 'disk.img', '--size'], missing)).toBe(64);
+    expect(missing.err).toBe('tcmufile serve: --size needs a value (SIZE); e.g. --size 1G\n');
   });
 });

@@ -4,9 +4,9 @@ import { promisify } from 'node:util';
 import { checkEnvironment, type EnvironmentReport, TargetManager } from '@tcmu/configfs';
 import {
   configfsChecks,
+  doctor,
   environmentError,
   formatCleanup,
-  formatDoctor,
   formatDryRun,
   formatInventory,
   missingModules,
@@ -80,7 +80,7 @@ async function run(
       io.writeOut(`${readVersion()}\n`);
       return ExitCode.ok;
     case 'doctor': {
-      const { text, exitCode } = formatDoctor(await checkEnvironment());
+      const { text, exitCode } = await doctor();
       io.writeOut(text);
       return exitCode;
     }
@@ -127,8 +127,8 @@ const execFileAsync = promisify(execFile);
 
 /**
  * Throws the EnvironmentError of the first failed required check. For serve, first tries
- * `modprobe` for required modules that are missing (as targetcli does), then re-checks; list
- * and cleanup only need root and configfs.
+ * `modprobe` for required modules that are missing (as targetcli does; not on a kernel without
+ * loadable modules), then re-checks; list and cleanup only need root and configfs.
  */
 async function requireEnvironment(logger: Logger, purpose: 'serve' | 'configfs'): Promise<void> {
   const loadModules = purpose === 'serve';

@@ -1,5 +1,6 @@
+import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
-import type { ServeCommand } from './args.js';
+import { defaultNodeDir, parseCommandLine, type ServeCommand, usage } from './args.js';
 import { EnvironmentError, ExitCode } from './errors.js';
 import type { PreparedImage } from './image.js';
 import type { Logger } from './log.js';
@@ -40,7 +41,7 @@ function recordingLogger(records: Recorded[]): Logger {
 
 class FakeDevice implements ServedDevice {
   readonly diskPath = '/dev/sdb';
-  readonly nodePath = '/dev/tcmufile/vol0';
+  nodePath: string | undefined = '/dev/tcmufile/vol0';
   reattached = false;
   detached: Array<{ drainTimeoutMs?: number } | undefined> = [];
   counters: CounterSnapshot = { commands: 0, bytesRead: 0, bytesWritten: 0, errors: 0, inFlight: 0 };
@@ -138,6 +139,27 @@ describe('serve', () => {
     const serving = h.records.find((r) => r.message.startsWith('serving '))!;
     expect(serving.fields).toMatchObject({ volume: 'vol0', disk: '/dev/sdb', node: '/dev/tcmufile/vol0' });
     expect(serving.fields).not.toHaveProperty('name');
+  });
+
+  it('prints the device node its --help promises: DIR/NAME, /dev/tcmufile/NAME by default', async () => {
+    const [, printed = '', byDefault] =
+      /prints its device node (\S+) \((\S+) by default/.exec(usage.serve.replace(/\s+/g, ' ')) ?? [];
+    expect([printed, byDefault]).toEqual(['DIR/NAME', `${defaultNodeDir}/NAME`]);
+    for (const argv of [['/srv/disk.img'], ['/srv/disk.img', '--dir', '/run/disks', '--name', 'vol7']]) {
+      const parsed = parseCommandLine(['serve', ...argv]) as ServeCommand;
+      const h = harness({ tty: false });
+      h.deps.openDevice = async (request) => {
+        // @tcmu/device makes its node at join(nodeDir, name).
+        h.device.nodePath = join(request.nodeDir, request.name);
+        return h.device;
+      };
+      const done = serve(parsed, h.deps);
+      await vi.waitFor(() => expect(h.out).toHaveLength(1));
+      expect(h.out[0]).toBe(`${printed.replace('DIR', parsed.dir).replace('NAME', parsed.name)}\n`);
+      h.stop('SIGTERM');
+      await done;
+    }
+    expect(parseCommandLine(['serve', '/srv/disk.img'])).toMatchObject({ dir: defaultNodeDir, name: 'disk' });
   });
 
   it('SIGUSR2 detaches (the disk stays for the next serve) instead of closing, and exits 0', async () => {

@@ -12,10 +12,9 @@ export function parseSize(text: string, what = 'size'): number {
   if (trimmed.startsWith('-')) throw new UsageError(`${what} must be positive, got '${text}'`);
   const match = /^(\d+)\s*([KMGTP]?)(?:I?B)?$/i.exec(trimmed);
   if (!match) {
-    throw new UsageError(
-      `${what} '${text}' is not a size`,
-      'Write a whole number of bytes, optionally with K, M, G or T (powers of 1024): 512, 4K, 1G.',
-    );
+    throw new UsageError(`${what} '${text}' is not a size`, {
+      fix: 'write a whole number of bytes, optionally with K, M, G or T (powers of 1024): 512, 4K, 1G',
+    });
   }
   const digits = match[1]!;
   const shift = unitShift[(match[2] ?? '').toUpperCase()] ?? 0;
@@ -39,10 +38,9 @@ export function parseBlockSize(text: string): BlockSize {
 /** A disk must hold whole blocks: dev_size is a multiple of hw_block_size (SBC-4 4.5). */
 export function checkDeviceSize(bytes: number, blockSize: BlockSize, what = 'size'): void {
   if (bytes % blockSize !== 0) {
-    throw new UsageError(
-      `${what} ${bytes} bytes is not a multiple of the ${blockSize}-byte block size`,
-      `Use a multiple of ${blockSize}, e.g. ${Math.max(1, Math.floor(bytes / blockSize)) * blockSize}.`,
-    );
+    throw new UsageError(`${what} ${bytes} bytes is not a multiple of the ${blockSize}-byte block size`, {
+      fix: `use a multiple of ${blockSize}, e.g. ${Math.max(1, Math.floor(bytes / blockSize)) * blockSize}`,
+    });
   }
 }
 

@@ -25,9 +25,15 @@ export interface EnvironmentOptions {
   readonly uid?: number;
   /** Where modprobe may live; default /sbin, /usr/sbin, /bin, /usr/bin. */
   readonly modprobePaths?: readonly string[];
-  /** `/lib/modules/<release>/modules.dep`, to tell whether a module is loadable. */
+  /** `/lib/modules/<release>`: without it this kernel has no loadable modules. */
+  readonly modulesDir?: string;
+  /** `<modulesDir>/modules.dep`, to tell whether a module is loadable. */
   readonly modulesDep?: string;
 }
+
+/** What to do on a kernel that can neither load the LIO modules nor has them built in. */
+const NO_MODULES_FIX =
+  "use a kernel with LIO and TCMU (target_core_user, tcm_loop) built in or as modules, or run in node-tcmu's VM (`pnpm demo`; see its README)";
 
 const MODULES: ReadonlyArray<{ name: string; required: boolean; purpose: string }> = [
   { name: 'target_core_mod', required: true, purpose: 'LIO core' },
@@ -76,19 +82,40 @@ export async function checkEnvironment(options: EnvironmentOptions = {}): Promis
     fix: modprobe ? undefined : 'apt-get install kmod',
   });
 
-  const modulesDep = options.modulesDep ?? `/lib/modules/${release()}/modules.dep`;
-  const dep = await fs.readFile(modulesDep).catch(() => '');
+  const modulesDir = options.modulesDir ?? `/lib/modules/${release()}`;
+  const hasModules = await fs.exists(modulesDir);
+  const dep = await fs.readFile(options.modulesDep ?? `${modulesDir}/modules.dep`).catch(() => '');
+  const loaded = new Set<string>();
   for (const module of MODULES) {
-    const loaded = await fs.exists(`${roots.sys}/module/${module.name}`);
+    if (await fs.exists(`${roots.sys}/module/${module.name}`)) loaded.add(module.name);
+  }
+  // Reported before the modules: on a kernel without them (a container's, a sandbox's) no
+  // modprobe helps, whatever each module's line says.
+  const notLoaded = MODULES.filter((module) => module.required && !loaded.has(module.name));
+  const modulesOk = hasModules || notLoaded.length === 0;
+  checks.push({
+    id: 'kernel-modules',
+    ok: modulesOk,
+    required: true,
+    detail: hasModules
+      ? `kernel modules in ${modulesDir}`
+      : modulesOk
+        ? `no loadable modules (${modulesDir} missing), but the required ones are loaded or built in`
+        : `this kernel has no loadable modules (${modulesDir} missing): cannot modprobe ${notLoaded.map((module) => module.name).join(', ')}`,
+    fix: modulesOk ? undefined : NO_MODULES_FIX,
+  });
+  for (const module of MODULES) {
+    const ok = loaded.has(module.name);
     const loadable = modprobe !== undefined && new RegExp(`/${module.name}\\.ko(\\.[a-z]+)?:`).test(dep);
     checks.push({
       id: `module:${module.name}`,
-      ok: loaded,
+      ok,
       required: module.required,
-      detail: loaded
+      detail: ok
         ? `${module.name} loaded (${module.purpose})`
-        : `${module.name} not loaded (${module.purpose})${loadable ? ', but loadable' : ''}`,
-      fix: loaded ? undefined : `modprobe ${module.name}`,
+        : `${module.name} not loaded (${module.purpose})${loadable ? ', but loadable' : hasModules ? '' : ', not loadable'}`,
+      // Without a modules directory modprobe cannot help: the kernel-modules check says what can.
+      fix: ok || !hasModules ? undefined : `modprobe ${module.name}`,
     });
   }
 
@@ -114,7 +141,8 @@ export async function checkEnvironment(options: EnvironmentOptions = {}): Promis
     detail: lio
       ? `${roots.configfs}/target present`
       : `${roots.configfs}/target missing (LIO core not registered)`,
-    fix: lio ? undefined : 'modprobe target_core_mod',
+    // Without loadable modules the kernel-modules check carries the fix.
+    fix: lio || !hasModules ? undefined : 'modprobe target_core_mod',
   });
 
   return { ok: checks.every((check) => check.ok || !check.required), checks };

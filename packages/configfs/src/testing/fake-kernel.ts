@@ -119,7 +119,11 @@ export class FakeKernel implements HostFs {
   readonly actions: string[] = [];
   #onAction: ((uioPath: string, action: string, value: string) => void) | undefined;
 
+  /** This kernel's `/lib/modules/<release>`, with a modules.dep listing the LIO modules. */
+  readonly modulesDir: string;
+
   private constructor(readonly base: string) {
+    this.modulesDir = `${base}/lib/modules/fake`;
     this.roots = {
       configfs: `${base}/sys/kernel/config`,
       sys: `${base}/sys`,
@@ -150,7 +154,7 @@ export class FakeKernel implements HostFs {
       await fsp.mkdir(dir, { recursive: true });
     }
     await fsp.writeFile(`${configfs}/target/version`, 'Target Engine Core ConfigFS Infrastructure v5.0\n');
-    for (const module of [
+    const modules = [
       'configfs',
       'target_core_mod',
       'target_core_user',
@@ -158,10 +162,17 @@ export class FakeKernel implements HostFs {
       'target_core_file',
       'iscsi_target_mod',
       'uio',
-    ]) {
+    ];
+    for (const module of modules) {
       await fsp.mkdir(`${sys}/module/${module}`, { recursive: true });
     }
     await fsp.writeFile(`${this.base}/sbin/modprobe`, '');
+    // Loaded, and loadable again after a test unloads one (removes its /sys/module entry).
+    await fsp.mkdir(this.modulesDir, { recursive: true });
+    await fsp.writeFile(
+      `${this.modulesDir}/modules.dep`,
+      modules.map((module) => `kernel/${module}.ko:\n`).join(''),
+    );
     await fsp.mkdir(proc, { recursive: true });
     await fsp.writeFile(`${proc}/mounts`, `configfs ${configfs} configfs rw,relatime 0 0\n`);
     await this.spawnProcess(process.pid);
