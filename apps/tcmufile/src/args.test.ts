@@ -34,6 +34,7 @@ describe('parseCommandLine', () => {
       commandTimeoutS: undefined,
       followSymlinks: false,
       raw: false,
+      thirdPartyCopy: true,
     });
   });
 
@@ -59,6 +60,7 @@ describe('parseCommandLine', () => {
       '120',
       '--follow-symlinks',
       '--raw',
+      '--no-third-party-copy',
     ]);
     expect(long).toEqual({
       kind: 'serve',
@@ -74,6 +76,7 @@ describe('parseCommandLine', () => {
       commandTimeoutS: 120,
       followSymlinks: true,
       raw: true,
+      thirdPartyCopy: false,
     });
     const short = serveOf([
       'a.img',

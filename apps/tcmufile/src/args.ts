@@ -42,6 +42,8 @@ export interface ServeCommand {
   followSymlinks: boolean;
   /** Serve IMAGE's bytes even when it looks like qcow2/VMDK/VHD(X)/VDI. */
   raw: boolean;
+  /** EXTENDED COPY between the disks this process serves (on unless --no-third-party-copy). */
+  thirdPartyCopy: boolean;
 }
 
 /** `tcmufile stop NAME`: signal the serving process of NAME and wait for it. */
@@ -161,6 +163,11 @@ const serveOptions = {
       "serve IMAGE's bytes even when it starts like a qcow2, VMDK, VHD(X) or VDI image; without it " +
       'such an image is refused (65) with the qemu-img convert command (its header would be the disk)',
   }),
+  'no-third-party-copy': flag({
+    help:
+      'leave EXTENDED COPY and RECEIVE COPY RESULTS out; by default an initiator may copy between ' +
+      'the disks of this process without moving the data through itself (LIO offers the same)',
+  }),
   help: helpFlag,
 } satisfies OptionTable;
 
@@ -250,6 +257,7 @@ export const commands: Readonly<Record<CommandName, CommandDefinition>> = {
         commandTimeoutS: values['command-timeout'],
         followSymlinks: values['follow-symlinks'],
         raw: values.raw,
+        thirdPartyCopy: !values['no-third-party-copy'],
       };
     },
   }),

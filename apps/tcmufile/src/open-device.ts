@@ -62,6 +62,7 @@ export async function openImageDevice(request: DeviceRequest): Promise<ServedDev
       fabric,
       logger: request.logger,
       nativeLane: request.io === 'native',
+      unit: { thirdPartyCopy: request.thirdPartyCopy },
       // A restarted serve of the same image adopts the disk; another image under this name is refused.
       source: await realpath(request.image.path),
       ...(request.queueDepth === undefined ? {} : { queueDepth: request.queueDepth }),

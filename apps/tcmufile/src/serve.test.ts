@@ -21,6 +21,7 @@ const command: ServeCommand = {
   commandTimeoutS: undefined,
   followSymlinks: false,
   raw: false,
+  thirdPartyCopy: true,
 };
 
 interface Recorded {

@@ -28,6 +28,7 @@ export interface DeviceRequest {
   queueDepth: number | undefined;
   io: IoMode;
   commandTimeoutS: number | undefined;
+  thirdPartyCopy: boolean;
   logger: Logger;
 }
 
@@ -86,6 +87,7 @@ export async function serve(command: ServeCommand, deps: ServeDependencies): Pro
     queueDepth: command.queueDepth,
     io: command.io,
     commandTimeoutS: command.commandTimeoutS,
+    thirdPartyCopy: command.thirdPartyCopy,
     logger,
   });
   const path = device.nodePath ?? device.diskPath;
