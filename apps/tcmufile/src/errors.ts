@@ -1,3 +1,5 @@
+import { brandInstanceof, isInstance, recordBrands } from '../../../internal/brand.js';
+
 /**
  * Errors the CLI reports to the user, and the mapping from any thrown value to an exit code.
  *
@@ -29,17 +31,6 @@ export const ExitCode = {
 } as const;
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
 
-/** The brands of an error instance, one per class in its chain: `<package>.<Class>`. */
-const BRANDS = Symbol.for('@tcmu/error-brands');
-
-/** instanceof by brand; `this` is the class asked (a subclass inherits it from the base). */
-function hasBrand(this: { brand?: string }, value: unknown): boolean {
-  // A subclass without a brand of its own (a user's) is checked by prototype.
-  if (!Object.hasOwn(this, 'brand')) return Function.prototype[Symbol.hasInstance].call(this, value);
-  const brands = (value as { [BRANDS]?: unknown } | null | undefined)?.[BRANDS];
-  return Array.isArray(brands) && brands.includes(this.brand);
-}
-
 /**
  * An error meant for the user: a message, an optional fix, and the exit code. Branded: `instanceof` and `isInstance()` also
  * recognise an instance made by another copy of the package (its ESM and CJS builds, or
@@ -47,12 +38,7 @@ function hasBrand(this: { brand?: string }, value: unknown): boolean {
  */
 export class CliError extends Error {
   /** Like instanceof, across copies of the package. */
-  static readonly isInstance = hasBrand as unknown as <T>(
-    this: abstract new (
-      ...args: never[]
-    ) => T,
-    value: unknown,
-  ) => value is T;
+  static readonly isInstance = isInstance;
   /** `<package>.<Class>`; every subclass declares its own. */
   static readonly brand: string = 'tcmufile.CliError';
   override name = 'CliError';
@@ -64,15 +50,10 @@ export class CliError extends Error {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.exitCode = exitCode;
     this.fix = options.fix;
-    const brands: string[] = [];
-    for (let c: { brand?: string } = new.target; c !== Error; c = Object.getPrototypeOf(c)) {
-      if (Object.hasOwn(c, 'brand')) brands.push(c.brand!);
-    }
-    Object.defineProperty(this, BRANDS, { value: brands });
+    recordBrands(this, new.target);
   }
 }
-// instanceof asks the brand too.
-Object.defineProperty(CliError, Symbol.hasInstance, { value: hasBrand });
+brandInstanceof(CliError);
 
 /**
  * A command line the CLI cannot accept (unknown option, bad size, bad name...). Told as one

@@ -278,7 +278,8 @@ describe('native lane: large transfers on two threads', () => {
           submit(device, large(0x28, i * LARGE), { dataInLength: LARGE * BLOCK }),
         ),
       );
-      reads.forEach((read, i) => expect(Buffer.from(read.dataIn).equals(Buffer.from(pattern(i)))).toBe(true));
+      for (const [i, read] of reads.entries())
+        expect(Buffer.from(read.dataIn).equals(Buffer.from(pattern(i)))).toBe(true);
     }
     expect(lane.device.nativeLane).toMatchObject({ reads: 8, writes: 8, bytesRead: 8 * LARGE * BLOCK });
     expect(Buffer.from(await readFile(lane.path)).equals(Buffer.from(await readFile(ts.path)))).toBe(true);

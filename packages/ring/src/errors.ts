@@ -1,13 +1,4 @@
-/** The brands of an error instance, one per class in its chain: `<package>.<Class>`. */
-const BRANDS = Symbol.for('@tcmu/error-brands');
-
-/** instanceof by brand; `this` is the class asked (a subclass inherits it from the base). */
-function hasBrand(this: { brand?: string }, value: unknown): boolean {
-  // A subclass without a brand of its own (a user's) is checked by prototype.
-  if (!Object.hasOwn(this, 'brand')) return Function.prototype[Symbol.hasInstance].call(this, value);
-  const brands = (value as { [BRANDS]?: unknown } | null | undefined)?.[BRANDS];
-  return Array.isArray(brands) && brands.includes(this.brand);
-}
+import { brandInstanceof, isInstance, recordBrands } from '../../../internal/brand.js';
 
 /**
  * Base of every error @tcmu/ring throws. Branded: `instanceof` and `isInstance()` also
@@ -16,27 +7,17 @@ function hasBrand(this: { brand?: string }, value: unknown): boolean {
  */
 export class RingError extends Error {
   /** Like instanceof, across copies of the package. */
-  static readonly isInstance = hasBrand as unknown as <T>(
-    this: abstract new (
-      ...args: never[]
-    ) => T,
-    value: unknown,
-  ) => value is T;
+  static readonly isInstance = isInstance;
   /** `<package>.<Class>`; every subclass declares its own. */
   static readonly brand: string = '@tcmu/ring.RingError';
   override name = 'RingError';
 
   constructor(message?: string, options?: ErrorOptions) {
     super(message, options);
-    const brands: string[] = [];
-    for (let c: { brand?: string } = new.target; c !== Error; c = Object.getPrototypeOf(c)) {
-      if (Object.hasOwn(c, 'brand')) brands.push(c.brand!);
-    }
-    Object.defineProperty(this, BRANDS, { value: brands });
+    recordBrands(this, new.target);
   }
 }
-// instanceof asks the brand too.
-Object.defineProperty(RingError, Symbol.hasInstance, { value: hasBrand });
+brandInstanceof(RingError);
 
 /** A system call failed in the native addon (open, mmap, poll, read, write...). */
 export class NativeError extends RingError {
