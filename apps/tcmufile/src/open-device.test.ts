@@ -32,6 +32,9 @@ describe('prefixView', () => {
     const extent = await view.mappingStatus!(30, 100);
     expect(extent.lba).toBe(30);
     expect(extent.lba + extent.blocks).toBeLessThanOrEqual(32);
+    // The whole image's allocation would overstate the view's.
+    expect(typeof inner.provisioningUsage).toBe('function');
+    expect('provisioningUsage' in view).toBe(false);
   });
 
   it('forwards every other flag, the direct file included (the native lane serves the prefix)', () => {

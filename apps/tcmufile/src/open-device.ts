@@ -15,13 +15,14 @@ type Backend = NonNullable<OpenDeviceOptions['backend']>;
  * The first `blockCount` blocks of a backend: serving `--size` bytes of a bigger image.
  * Every capability and flag is the inner backend's (the shared BackendWrapper), the
  * direct file included: the emulation, and the native lane with it, range-check every
- * LBA against this blockCount, so the tail is never reached.
+ * LBA against this blockCount, so the tail is never reached. Only the provisioning
+ * usage is withheld: the image's allocation counts the tail too.
  */
 class PrefixBackend extends BackendWrapper {
   readonly #blockCount: number;
 
   constructor(inner: Backend, blockCount: number) {
-    super(inner);
+    super(inner, ['provisioningUsage']);
     this.#blockCount = blockCount;
   }
 

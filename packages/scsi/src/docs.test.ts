@@ -6,9 +6,10 @@ import { defaultOpcodeTable } from './opcodes/index.js';
 import { ascText } from './sense/asc-text.js';
 import { SenseReasons, SenseKey } from './sense/reasons.js';
 import { supportedVpdPages } from './spc/inquiry.js';
+import { supportedLogPages } from './spc/log.js';
 
 /**
- * docs/scsi.md lists every command, VPD page, mode page and sense reason; the
+ * docs/scsi.md lists every command, VPD page, mode page, log page and sense reason; the
  * generated sections must match the code. Regenerate with
  * `UPDATE_DOCS=1 npx vitest run --project unit packages/scsi/src/docs.test.ts`.
  */
@@ -27,6 +28,8 @@ function generated(): Record<string, string> {
         e.writes ? 'writes' : '',
         e.reportsNoUnitAttention ? 'runs with UA pending' : '',
         e.allowedDuringFormat ? 'allowed during FORMAT' : '',
+        e.allowedDuringSanitize === true ? 'allowed during SANITIZE' : '',
+        typeof e.allowedDuringSanitize === 'function' ? 'allowed during SANITIZE for some pages' : '',
         e.supported ? 'offered per unit' : '',
         e.usageFor ? 'bits per unit' : '',
       ]
@@ -37,6 +40,7 @@ function generated(): Record<string, string> {
     });
   const vpd = supportedVpdPages().map((code) => `- ${hex(code)}`);
   const modes = modePageCodes.map((code) => `- ${hex(code)}`);
+  const logs = supportedLogPages().map((p) => `- ${hex(p.code)}/${hex(p.subpage)} ${p.name}`);
   const reasons = Object.entries(SenseReasons).map(
     ([name, r]) =>
       `| ${name} | ${hex(r.key, 1)} ${keyName(r.key)} | ${hex(r.asc)} ${hex(r.ascq)} | ${ascText(r.asc, r.ascq)} |`,
@@ -49,6 +53,7 @@ function generated(): Record<string, string> {
     ].join('\n'),
     vpd: vpd.join('\n'),
     modes: modes.join('\n'),
+    logs: logs.join('\n'),
     sense: ['| Reason | Sense key | ASC ASCQ | Text |', '|---|---|---|---|', ...reasons].join('\n'),
   };
 }
@@ -64,7 +69,7 @@ function render(doc: string, sections: Record<string, string>): string {
 }
 
 describe('docs/scsi.md', () => {
-  it('lists exactly the commands, VPD pages, mode pages and sense reasons the code implements', () => {
+  it('lists exactly the commands, VPD pages, mode pages, log pages and sense reasons the code implements', () => {
     const doc = readFileSync(docPath, 'utf8');
     const expected = render(doc, generated());
     if (process.env.UPDATE_DOCS === '1' && expected !== doc) writeFileSync(docPath, expected);

@@ -16,14 +16,17 @@ export type {
   LogicalUnitState,
   ModeState,
   RangeLockManager,
+  SanitizeStatus,
   UnitConfig,
   UnitLogger,
 } from './core/command.js';
 export { plainIoProfile, type PlainIoProfile } from './core/plain-io.js';
-// The types of LogicalUnit's public state (`unit.modes`, `unit.locks`, `unit.format`).
+// The types of LogicalUnit's public state (`unit.modes`, `unit.locks`, `unit.format`, `unit.sanitize`).
 export type { ModePageStore, PageControl } from './mode/pages.js';
 export type { LockMode, RangeLocks, ReleaseLock } from './sbc/locks.js';
 export type { FormatState } from './sbc/format.js';
+export type { MediumOperationState } from './sbc/medium-operation.js';
+export type { SanitizeState } from './sbc/sanitize.js';
 
 // The opcode table: one entry per command drives parsing, dispatch, validation and
 // REPORT SUPPORTED OPERATION CODES; `unit.override(entry)` adds or replaces one.
@@ -75,6 +78,7 @@ export {
   type BlockBackend,
   type DirectFile,
   type LbaExtent,
+  type ProvisioningUsage,
   type WriteOptions,
   writeFailureReason,
 } from './core/backend.js';
@@ -97,6 +101,11 @@ export {
   parseUnmapParameterList,
   type UnmapDescriptor,
 } from './sbc/provisioning.js';
+export {
+  encodeOverwriteParameters,
+  type OverwriteParameters,
+  parseOverwriteParameters,
+} from './sbc/sanitize.js';
 export {
   type BlockSegmentDescriptor,
   type BlockSegmentSpec,

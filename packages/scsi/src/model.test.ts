@@ -4,14 +4,16 @@ import { MemoryBackend } from './backends/memory.js';
 import { putBe16, putBe32, putBe64 } from './core/bytes.js';
 import { LogicalUnit } from './index.js';
 import { encodeUnmapParameterList } from './sbc/provisioning.js';
+import { encodeOverwriteParameters } from './sbc/sanitize.js';
 import { decodeSense } from './sense/sense.js';
 
 /**
  * Model-based test: random sequences of WRITE, WRITE SAME, UNMAP, COMPARE AND
- * WRITE, FORMAT UNIT and READ, issued through the public executor in batches
- * whose commands run concurrently, must leave the medium equal to a plain
- * reference byte array. Commands of one batch touch disjoint ranges (their
- * relative order is unspecified by SAM), except FORMAT, which runs alone.
+ * WRITE, FORMAT UNIT, SANITIZE and READ, issued through the public executor in
+ * batches whose commands run concurrently, must leave the medium equal to a
+ * plain reference byte array. Commands of one batch touch disjoint ranges
+ * (their relative order is unspecified by SAM), except FORMAT and SANITIZE,
+ * which run alone.
  */
 
 const BLOCK = 512;
@@ -31,7 +33,9 @@ type Op =
   | { kind: 'unmap'; extents: Array<{ lba: number; blocks: number }> }
   | { kind: 'compareAndWrite'; lba: number; blocks: number; seed: number; match: boolean }
   | { kind: 'read'; lba: number; blocks: number }
-  | { kind: 'format' };
+  | { kind: 'format' }
+  | { kind: 'overwrite'; pattern: Uint8Array; count: number; invert: boolean }
+  | { kind: 'blockErase' };
 
 const extent = (maxBlocks: number) =>
   fc
@@ -72,19 +76,31 @@ const op: fc.Arbitrary<Op> = fc.oneof(
   },
   { weight: 4, arbitrary: extent(16).map((e) => ({ kind: 'read' as const, ...e })) },
   { weight: 1, arbitrary: fc.constant({ kind: 'format' as const }) },
+  {
+    weight: 1,
+    arbitrary: fc
+      .tuple(fc.uint8Array({ minLength: 1, maxLength: 24 }), fc.integer({ min: 1, max: 3 }), fc.boolean())
+      .map(([pattern, count, invert]) => ({ kind: 'overwrite' as const, pattern, count, invert })),
+  },
+  { weight: 1, arbitrary: fc.constant({ kind: 'blockErase' as const }) },
 );
 
+/** The commands that rewrite the whole medium and so run alone. */
+const wholeMedium = (o: Op): o is Extract<Op, { kind: 'format' | 'overwrite' | 'blockErase' }> =>
+  o.kind === 'format' || o.kind === 'overwrite' || o.kind === 'blockErase';
+
 const rangesOf = (o: Op): Array<[number, number]> => {
-  if (o.kind === 'format') return [[0, BLOCKS]];
+  if (wholeMedium(o)) return [[0, BLOCKS]];
   if (o.kind === 'unmap') return o.extents.map((e) => [e.lba, e.lba + e.blocks]);
   return [[o.lba, o.lba + o.blocks]];
 };
 const overlaps = (a: Op, b: Op) =>
   rangesOf(a).some(([s1, e1]) => rangesOf(b).some(([s2, e2]) => s1 < e2 && s2 < e1));
 
-/** Keep FORMAT alone and the rest of a batch on disjoint ranges (reads may share ranges with reads). */
+/** Keep FORMAT and SANITIZE alone and the rest of a batch on disjoint ranges (reads may share ranges with reads). */
 const disjoint = (ops: Op[]): Op[] => {
-  if (ops.some((o) => o.kind === 'format')) return [{ kind: 'format' }];
+  const alone = ops.find(wholeMedium);
+  if (alone !== undefined) return [alone];
   const kept: Op[] = [];
   for (const o of ops) {
     if (kept.every((k) => (k.kind === 'read' && o.kind === 'read') || !overlaps(k, o))) kept.push(o);
@@ -171,6 +187,26 @@ const issue = async (unit: LogicalUnit, model: Uint8Array, o: Op): Promise<() =>
     }
     case 'format': {
       const r = await unit.execute({ cdb: Uint8Array.from([0x04, 0, 0, 0, 0, 0]) });
+      expect(r.status).toBe(0);
+      return () => model.fill(0);
+    }
+    case 'overwrite': {
+      const list = encodeOverwriteParameters({
+        invert: o.invert,
+        test: 0,
+        count: o.count,
+        pattern: o.pattern,
+      });
+      const cdb = Uint8Array.of(0x48, 0x01, 0, 0, 0, 0, 0, list.length >> 8, list.length & 0xff, 0);
+      const r = await unit.execute({ cdb, dataOut: list });
+      expect(r.status).toBe(0);
+      // Every block holds the pattern repeated from its first byte; the last pass is never inverted.
+      return () => {
+        for (let i = 0; i < model.length; i++) model[i] = o.pattern[(i % BLOCK) % o.pattern.length]!;
+      };
+    }
+    case 'blockErase': {
+      const r = await unit.execute({ cdb: Uint8Array.of(0x48, 0x02, 0, 0, 0, 0, 0, 0, 0, 0) });
       expect(r.status).toBe(0);
       return () => model.fill(0);
     }

@@ -46,6 +46,28 @@ describe('MemoryBackend', () => {
     }
   });
 
+  it("the medium's last chunk, shorter than the others, is freed by a range that covers it", () => {
+    const m = new MemoryBackend({ blockSize: 512, blockCount: 10, chunkBlocks: 4 });
+    m.write(0, bytes(10 * 512, 7), { fua: false });
+    m.discard!(7, 1); // the tail of chunk 1: zeroed, kept
+    expect(m.allocatedBytes).toBe(3 * 4 * 512);
+    m.discard!(8, 2); // all of the two-block chunk 2
+    expect(m.allocatedBytes).toBe(2 * 4 * 512);
+    expect(m.mappingStatus!(8, 2)).toEqual({ lba: 8, blocks: 2, state: 'deallocated' });
+  });
+
+  it('provisioningUsage: mapped blocks are the allocated chunks (the last one may be short), the rest is available', () => {
+    const m = new MemoryBackend({ blockSize: 512, blockCount: 10, chunkBlocks: 4 });
+    expect(m.provisioningUsage!()).toEqual({ mappedBlocks: 0, availableBlocks: 10, availableShared: false });
+    m.write(9, bytes(512, 1), { fua: false });
+    expect(m.provisioningUsage!()).toEqual({ mappedBlocks: 2, availableBlocks: 8, availableShared: false });
+    m.write(0, bytes(512, 1), { fua: false });
+    expect(m.provisioningUsage!().mappedBlocks).toBe(6);
+    expect(
+      new MemoryBackend({ blockSize: 512, blockCount: 8, thin: false }).provisioningUsage,
+    ).toBeUndefined();
+  });
+
   it('writeZeroes behaves like discard for the data', () => {
     const m = new MemoryBackend({ blockSize: 512, blockCount: 64, chunkBlocks: 4, thin: false });
     m.write(0, bytes(8 * 512, 7), { fua: false });

@@ -1,4 +1,10 @@
-import { BackendIoError, type BlockBackend, type LbaExtent, type WriteOptions } from '../core/backend.js';
+import {
+  BackendIoError,
+  type BlockBackend,
+  type LbaExtent,
+  type ProvisioningUsage,
+  type WriteOptions,
+} from '../core/backend.js';
 import { BackendWrapper } from './wrapper.js';
 
 /** Which LBAs fail: a predicate, or a set / list of LBAs. */
@@ -121,6 +127,11 @@ export class FaultInjectionBackend extends BackendWrapper {
   protected override async mappingStatusInner(lba: number, maxBlocks: number): Promise<LbaExtent> {
     await this.#enter();
     return this.inner.mappingStatus!(lba, maxBlocks);
+  }
+
+  protected override async provisioningUsageInner(): Promise<ProvisioningUsage> {
+    await this.#enter();
+    return this.inner.provisioningUsage!();
   }
 
   async #enter(signal?: AbortSignal): Promise<void> {

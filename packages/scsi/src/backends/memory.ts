@@ -1,4 +1,10 @@
-import { type BlockBackend, type LbaExtent, BackendIoError, type WriteOptions } from '../core/backend.js';
+import {
+  type BlockBackend,
+  type LbaExtent,
+  BackendIoError,
+  type ProvisioningUsage,
+  type WriteOptions,
+} from '../core/backend.js';
 import { ScsiError } from '../core/scsi-error.js';
 
 export interface MemoryBackendOptions {
@@ -7,8 +13,9 @@ export interface MemoryBackendOptions {
   /** Refuse writes (DATA PROTECT / WRITE PROTECTED at the SCSI layer). */
   readonly readOnly?: boolean;
   /**
-   * Offer thin provisioning (discard + mapping status, so LBPME/LBPWS/UNMAP are
-   * advertised). Default true. Storage is sparse either way.
+   * Offer thin provisioning (discard, mapping status and provisioning usage, so
+   * LBPME/LBPWS/UNMAP and the provisioning log page are advertised). Default
+   * true. Storage is sparse either way.
    */
   readonly thin?: boolean;
   /** Allocation unit in blocks (default: 64 KiB worth of blocks, at least 1). */
@@ -38,6 +45,7 @@ export class MemoryBackend implements BlockBackend {
   readonly chunkBlocks: number;
   readonly discard?: (lba: number, blocks: number) => void;
   readonly mappingStatus?: (lba: number, maxBlocks: number) => LbaExtent;
+  readonly provisioningUsage?: () => ProvisioningUsage;
   readonly #chunkBytes: number;
   readonly #chunks = new Map<number, Uint8Array>();
 
@@ -61,6 +69,7 @@ export class MemoryBackend implements BlockBackend {
     if (options.thin ?? true) {
       this.discard = (lba, blocks) => this.#deallocate(lba, blocks, 'discard');
       this.mappingStatus = (lba, maxBlocks) => this.#mappingStatus(lba, maxBlocks);
+      this.provisioningUsage = () => this.#provisioningUsage();
     }
   }
 
@@ -131,7 +140,7 @@ export class MemoryBackend implements BlockBackend {
     this.#deallocate(lba, blocks, 'write');
   }
 
-  /** Free whole chunks in the range and zero the partial chunks at its edges. */
+  /** Free whole chunks in the range (the medium's last chunk may be shorter) and zero the partial chunks at its edges. */
   #deallocate(lba: number, blocks: number, op: 'discard' | 'write'): void {
     this.#checkBlocks(lba, blocks, op);
     this.#refuseIfReadOnly(lba);
@@ -143,7 +152,8 @@ export class MemoryBackend implements BlockBackend {
       const chunkEnd = Math.min(chunkStart + this.chunkBlocks, end);
       const chunk = this.#chunks.get(chunkIndex);
       if (chunk !== undefined) {
-        if (at === chunkStart && chunkEnd - chunkStart === this.chunkBlocks) this.#chunks.delete(chunkIndex);
+        const wholeChunk = chunkEnd === Math.min(chunkStart + this.chunkBlocks, this.blockCount);
+        if (at === chunkStart && wholeChunk) this.#chunks.delete(chunkIndex);
         else chunk.fill(0, (at - chunkStart) * this.blockSize, (chunkEnd - chunkStart) * this.blockSize);
       }
       at = chunkEnd;
@@ -158,6 +168,14 @@ export class MemoryBackend implements BlockBackend {
     let end = (Math.floor(lba / this.chunkBlocks) + 1) * this.chunkBlocks;
     while (end < limit && this.#chunks.has(end / this.chunkBlocks) === mapped) end += this.chunkBlocks;
     return { lba, blocks: Math.min(end, limit) - lba, state: mapped ? 'mapped' : 'deallocated' };
+  }
+
+  /** Allocated chunks are the mapped blocks; every other block can still be mapped (the unit's own memory). */
+  #provisioningUsage(): ProvisioningUsage {
+    const lastChunk = Math.floor((this.blockCount - 1) / this.chunkBlocks);
+    let mappedBlocks = this.#chunks.size * this.chunkBlocks;
+    if (this.#chunks.has(lastChunk)) mappedBlocks -= (lastChunk + 1) * this.chunkBlocks - this.blockCount;
+    return { mappedBlocks, availableBlocks: this.blockCount - mappedBlocks, availableShared: false };
   }
 
   #check(lba: number, bytes: number, op: 'read' | 'write'): number {

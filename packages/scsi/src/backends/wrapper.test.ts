@@ -34,6 +34,10 @@ function everything(): BlockBackend & { calls: string[] } {
       calls.push('mappingStatus:2');
       return { lba, blocks: maxBlocks, state: 'mapped' as const };
     },
+    provisioningUsage: () => {
+      calls.push('provisioningUsage:0');
+      return { mappedBlocks: 5, availableBlocks: 72 };
+    },
   };
 }
 
@@ -53,6 +57,7 @@ describe('BackendWrapper', () => {
     await wrapper.discard!(0, 1);
     await wrapper.writeZeroes!(0, 1);
     await wrapper.mappingStatus!(0, 9);
+    expect(await wrapper.provisioningUsage!()).toEqual({ mappedBlocks: 5, availableBlocks: 72 });
     expect(inner.calls).toEqual([
       'read:3',
       'write:4',
@@ -62,6 +67,7 @@ describe('BackendWrapper', () => {
       'discard:3',
       'writeZeroes:3',
       'mappingStatus:2',
+      'provisioningUsage:0',
     ]);
   });
 

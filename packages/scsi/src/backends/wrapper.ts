@@ -1,7 +1,19 @@
-import type { BlockBackend, DirectFile, LbaExtent, WriteOptions } from '../core/backend.js';
+import type {
+  BlockBackend,
+  DirectFile,
+  LbaExtent,
+  ProvisioningUsage,
+  WriteOptions,
+} from '../core/backend.js';
 
 /** The optional methods of BlockBackend: present means offered. */
-export type BackendCapability = 'readv' | 'writev' | 'discard' | 'writeZeroes' | 'mappingStatus';
+export type BackendCapability =
+  | 'readv'
+  | 'writev'
+  | 'discard'
+  | 'writeZeroes'
+  | 'mappingStatus'
+  | 'provisioningUsage';
 
 /**
  * Every member of BlockBackend, so wrappers and their tests can check that
@@ -19,7 +31,7 @@ export const BACKEND_MEMBERS = {
     'directFile',
   ],
   methods: ['read', 'write', 'flush'],
-  capabilities: ['readv', 'writev', 'discard', 'writeZeroes', 'mappingStatus'],
+  capabilities: ['readv', 'writev', 'discard', 'writeZeroes', 'mappingStatus', 'provisioningUsage'],
 } as const satisfies {
   flags: readonly (keyof BlockBackend)[];
   methods: readonly (keyof BlockBackend)[];
@@ -49,6 +61,7 @@ export class BackendWrapper implements BlockBackend {
   declare readonly discard?: (lba: number, blocks: number, signal?: AbortSignal) => void | Promise<void>;
   declare readonly writeZeroes?: (lba: number, blocks: number, signal?: AbortSignal) => void | Promise<void>;
   declare readonly mappingStatus?: (lba: number, maxBlocks: number) => LbaExtent | Promise<LbaExtent>;
+  declare readonly provisioningUsage?: () => ProvisioningUsage | Promise<ProvisioningUsage>;
 
   constructor(inner: BlockBackend, withhold: readonly BackendCapability[] = []) {
     this.inner = inner;
@@ -62,6 +75,7 @@ export class BackendWrapper implements BlockBackend {
       self.writeZeroes = (lba, blocks, signal) => this.writeZeroesInner(lba, blocks, signal);
     if (offers('mappingStatus'))
       self.mappingStatus = (lba, maxBlocks) => this.mappingStatusInner(lba, maxBlocks);
+    if (offers('provisioningUsage')) self.provisioningUsage = () => this.provisioningUsageInner();
   }
 
   get blockSize(): number {
@@ -115,5 +129,8 @@ export class BackendWrapper implements BlockBackend {
   }
   protected mappingStatusInner(lba: number, maxBlocks: number): LbaExtent | Promise<LbaExtent> {
     return this.inner.mappingStatus!(lba, maxBlocks);
+  }
+  protected provisioningUsageInner(): ProvisioningUsage | Promise<ProvisioningUsage> {
+    return this.inner.provisioningUsage!();
   }
 }

@@ -64,6 +64,21 @@ export interface BlockBackend {
   writeZeroes?(lba: number, blocks: number, signal?: AbortSignal): void | Promise<void>;
   /** Mapping status of the extent starting at `lba` (GET LBA STATUS). */
   mappingStatus?(lba: number, maxBlocks: number): LbaExtent | Promise<LbaExtent>;
+  /**
+   * How much storage the blocks take and how much is left (LOG SENSE Logical
+   * Block Provisioning page). Absent: the page is not offered.
+   */
+  provisioningUsage?(): ProvisioningUsage | Promise<ProvisioningUsage>;
+}
+
+/** See BlockBackend.provisioningUsage. */
+export interface ProvisioningUsage {
+  /** Blocks whose data takes storage (mapped LBAs, or the image's allocated bytes in blocks). */
+  readonly mappedBlocks: number;
+  /** Blocks' worth of storage still free for mapping, when known. */
+  readonly availableBlocks?: number;
+  /** The free storage is shared with others (a filesystem's free space), not the unit's own. */
+  readonly availableShared?: boolean;
 }
 
 /** See BlockBackend.directFile. */

@@ -136,7 +136,16 @@ export interface OpcodeEntry<F = unknown> {
   /** Allowed during FORMAT UNIT (INQUIRY, REQUEST SENSE, REPORT LUNS...: SBC-4 4.34). */
   readonly allowedDuringFormat?: boolean;
   /**
-   * Runs on a medium whose last FORMAT UNIT failed (FORMAT UNIT itself); other
+   * Allowed during a sanitize operation and after a failed one (SBC-4 4.11.2:
+   * INQUIRY, REQUEST SENSE, READ CAPACITY, MODE SENSE of some pages...); a
+   * function decides from the CDB. Every other command gets NOT READY /
+   * SANITIZE IN PROGRESS, then MEDIUM ERROR / SANITIZE COMMAND FAILED.
+   */
+  readonly allowedDuringSanitize?: boolean | ((cdb: Uint8Array) => boolean);
+  /** A SANITIZE service action: runs after a failed sanitize (SBC-4 4.11.4). */
+  readonly sanitizes?: boolean;
+  /**
+   * Runs on a medium whose last FORMAT UNIT failed (FORMAT UNIT, SANITIZE); other
    * medium-access commands get MEDIUM ERROR / MEDIUM FORMAT CORRUPTED (SBC-4 5.4).
    */
   readonly formatsMedium?: boolean;
@@ -166,6 +175,8 @@ export interface LogicalUnitState {
   readonly locks: RangeLockManager;
   /** FORMAT UNIT state (sbc/format.ts). */
   readonly format: FormatStatus;
+  /** SANITIZE state (sbc/sanitize.ts). */
+  readonly sanitize: SanitizeStatus;
   readonly logger: UnitLogger;
   /** Queue a unit attention for every nexus except `except`. */
   raiseUnitAttention(
@@ -229,6 +240,15 @@ export interface FormatStatus {
   readonly progress: number;
   /** The last FORMAT UNIT failed (or was aborted): the medium format is corrupted until one succeeds. */
   readonly corrupted: boolean;
+}
+
+export interface SanitizeStatus {
+  /** A sanitize operation runs: other commands get NOT READY / SANITIZE IN PROGRESS. */
+  readonly active: boolean;
+  /** Progress indication 0..65535 (SPC-5 4.4.2.4.4). */
+  readonly progress: number;
+  /** The last sanitize operation failed: commands get SANITIZE COMMAND FAILED until one succeeds or is exited. */
+  readonly failed: boolean;
 }
 
 /** Injectable logger (pino-compatible subset). */

@@ -1,4 +1,4 @@
-import { OpcodeSlot } from '../opcodes/table.js';
+import { allowedDuringSanitize, OpcodeSlot } from '../opcodes/table.js';
 import { type SenseReason, SenseReasons } from '../sense/reasons.js';
 import { senseFor } from '../sense/sense.js';
 import { BackendIoError, writeFailureReason } from './backend.js';
@@ -56,6 +56,19 @@ export function dispatch(unit: LogicalUnit, request: CommandRequest): CommandRes
     return checkCondition(unit, request, direction, SenseReasons.NOT_READY_FORMAT_IN_PROGRESS, {
       progress: unit.format.progress,
     });
+  }
+  // SBC-4 4.11.3: while a sanitize runs only the commands allowed during sanitize run; SBC-4 4.11.4:
+  // after a failed one those and SANITIZE, until a sanitize succeeds or EXIT FAILURE MODE.
+  const sanitize = unit.sanitize;
+  if ((sanitize.active || sanitize.failed) && !allowedDuringSanitize(entry, cdb)) {
+    if (sanitize.active) {
+      return checkCondition(unit, request, direction, SenseReasons.NOT_READY_SANITIZE_IN_PROGRESS, {
+        progress: sanitize.progress,
+      });
+    }
+    if (!entry.sanitizes) {
+      return checkCondition(unit, request, direction, SenseReasons.SANITIZE_COMMAND_FAILED, NO_DETAILS);
+    }
   }
   if (unit.stopped && slot.mediumAccess) {
     return checkCondition(

@@ -1,6 +1,7 @@
 import { ModePageStore } from '../mode/pages.js';
 import { FormatState } from '../sbc/format.js';
 import { RangeLocks } from '../sbc/locks.js';
+import { SanitizeState } from '../sbc/sanitize.js';
 import { type SenseReason, SenseReasons } from '../sense/reasons.js';
 import type { BlockBackend } from './backend.js';
 import type { CommandRequest, CommandResult, LogicalUnitState, UnitLogger, UnitConfig } from './command.js';
@@ -122,7 +123,7 @@ type AttentionQueue = SenseReason[];
 
 /**
  * A logical unit: the backend, its configuration and the state SCSI commands
- * change (mode pages, range locks, format, unit attentions, start/stop).
+ * change (mode pages, range locks, format, sanitize, unit attentions, start/stop).
  */
 export class LogicalUnit implements LogicalUnitState {
   readonly backend: BlockBackend;
@@ -131,6 +132,7 @@ export class LogicalUnit implements LogicalUnitState {
   readonly modes: ModePageStore;
   readonly locks: RangeLocks;
   readonly format: FormatState;
+  readonly sanitize: SanitizeState;
   readonly logger: UnitLogger;
   readonly table: OpcodeTable;
   readonly luns: readonly number[];
@@ -161,6 +163,7 @@ export class LogicalUnit implements LogicalUnitState {
     );
     this.locks = new RangeLocks(this.#changed);
     this.format = new FormatState(this.#changed);
+    this.sanitize = new SanitizeState(this.#changed);
     this.table = (options.table ?? defaultOpcodeTable()).clone();
     this.luns = options.luns ?? [0];
     for (const lun of this.luns) {
@@ -196,9 +199,10 @@ export class LogicalUnit implements LogicalUnitState {
    * without the emulation right now, by a transport's own fast path that
    * answers GOOD exactly when the emulation would (see plainIoProfile and
    * docs/backends.md). Not while anything a plain command must see is
-   * pending: a unit attention, middleware, a stopped unit, a FORMAT, an
-   * exclusive range lock (COMPARE AND WRITE); and no writes on a read-only
-   * unit or with the write cache off (every write is then FUA).
+   * pending: a unit attention, middleware, a stopped unit, a FORMAT, a running
+   * or failed SANITIZE, an exclusive range lock (COMPARE AND WRITE); and no
+   * writes on a read-only unit or with the write cache off (every write is
+   * then FUA).
    */
   plainIo(nexus: string): { readonly reads: boolean; readonly writes: boolean } {
     const queue = this.#attention.get(nexus);
@@ -209,14 +213,16 @@ export class LogicalUnit implements LogicalUnitState {
       !this.#stopped &&
       !this.format.active &&
       !this.format.corrupted &&
+      !this.sanitize.active &&
+      !this.sanitize.failed &&
       !this.locks.exclusiveActive;
     return { reads, writes: reads && !this.readOnly && this.modes.writeCacheEnabled };
   }
 
   /**
    * Calls `listener` after every change that may change `plainIo()` (unit
-   * attentions, middleware, table overrides, START STOP, FORMAT, mode pages,
-   * exclusive locks, capacity). Returns the unsubscribe function.
+   * attentions, middleware, table overrides, START STOP, FORMAT, SANITIZE, mode
+   * pages, exclusive locks, capacity). Returns the unsubscribe function.
    */
   onStateChange(listener: () => void): () => void {
     this.#listeners.add(listener);

@@ -262,6 +262,15 @@ const modeSelect = (ctx: CommandContext<ModeSelectFields>, ten: boolean): undefi
   return undefined;
 };
 
+/** SBC-4 4.11.2: MODE SENSE of these pages (subpage 00h) is allowed during sanitize. */
+const SANITIZE_ALLOWED_PAGES = new Set<number>([
+  ModePageCode.CACHING,
+  ModePageCode.CONTROL,
+  ModePageCode.INFORMATIONAL_EXCEPTIONS_CONTROL,
+]);
+const senseAllowedDuringSanitize = (cdb: Uint8Array): boolean =>
+  SANITIZE_ALLOWED_PAGES.has(cdb[2]! & 0x3f) && cdb[3] === 0;
+
 const modeSense6: OpcodeEntry<ModeSenseFields> = {
   opcode: 0x1a,
   name: 'MODE SENSE(6)',
@@ -272,6 +281,7 @@ const modeSense6: OpcodeEntry<ModeSenseFields> = {
   encode: encodeModeSense6,
   allocationLength: (f) => f.allocationLength,
   handler: (ctx) => modeSense(ctx, false),
+  allowedDuringSanitize: senseAllowedDuringSanitize,
 };
 
 const modeSense10: OpcodeEntry<ModeSenseFields> = {
@@ -284,6 +294,7 @@ const modeSense10: OpcodeEntry<ModeSenseFields> = {
   encode: encodeModeSense10,
   allocationLength: (f) => f.allocationLength,
   handler: (ctx) => modeSense(ctx, true),
+  allowedDuringSanitize: senseAllowedDuringSanitize,
 };
 
 const modeSelect6: OpcodeEntry<ModeSelectFields> = {

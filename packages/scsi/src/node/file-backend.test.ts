@@ -1,4 +1,4 @@
-import { mkdtemp, open, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, open, rm, stat, statfs, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -154,6 +154,32 @@ describe('FileBackend', () => {
       dataInLength: 1536,
     });
     expect(read.dataIn?.every((b) => b === 0x42)).toBe(true);
+    await backend.close();
+  });
+
+  it.each([
+    'async',
+    'sync',
+  ] as const)("provisioningUsage (io '%s'): allocated bytes as mapped blocks, the filesystem's free space as shared", async (io) => {
+    const path = join(dir, 'sparse.img');
+    const backend = await FileBackend.open(path, { blockSize: 4096, create: { size: 4096 * 256 }, io });
+    await backend.write(3, new Uint8Array(4096 * 2).fill(1), { fua: true });
+    const pending = backend.provisioningUsage();
+    expect(pending instanceof Promise).toBe(io === 'async');
+    const usage = await pending;
+    expect(usage.mappedBlocks).toBe(Math.ceil(((await stat(path)).blocks * 512) / 4096));
+    expect(usage.mappedBlocks).toBeGreaterThanOrEqual(2);
+    const fs = await statfs(dir);
+    expect(usage.availableBlocks).toBeGreaterThan(0);
+    expect(usage.availableBlocks).toBeLessThanOrEqual((fs.blocks * fs.bsize) / 4096);
+    expect(usage.availableShared).toBe(true);
+    // LOG SENSE Logical Block Provisioning: the available count's SCOPE is 10b (shared).
+    const unit = new LogicalUnit({ backend, powerOnUnitAttention: false });
+    const page = await unit.execute({
+      cdb: Uint8Array.of(0x4d, 0, 0x4c, 0, 0, 0, 0, 0, 64, 0),
+      dataInLength: 64,
+    });
+    expect([page.status, page.dataIn?.[12], page.dataIn?.[24]]).toEqual([0, 0x02, 0x01]);
     await backend.close();
   });
 

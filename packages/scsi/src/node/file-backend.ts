@@ -1,6 +1,21 @@
-import { constants, readSync, readvSync, writeSync, writevSync } from 'node:fs';
-import { type FileHandle, open } from 'node:fs/promises';
-import { BackendIoError, type BlockBackend, type DirectFile, type WriteOptions } from '../core/backend.js';
+import {
+  constants,
+  fstatSync,
+  readSync,
+  readvSync,
+  type StatsFs,
+  statfsSync,
+  writeSync,
+  writevSync,
+} from 'node:fs';
+import { type FileHandle, open, statfs } from 'node:fs/promises';
+import {
+  BackendIoError,
+  type BlockBackend,
+  type DirectFile,
+  type ProvisioningUsage,
+  type WriteOptions,
+} from '../core/backend.js';
 import { ScsiError } from '../core/scsi-error.js';
 
 /** Deallocates a byte range of an open file (fallocate PUNCH_HOLE | KEEP_SIZE), e.g. the ring addon's. */
@@ -276,6 +291,25 @@ export class FileBackend implements BlockBackend {
       if (this.#sync) this.#writeAtSync(offset + at, this.#zeros.subarray(0, n));
       else await this.#writeAt(offset + at, this.#zeros.subarray(0, n));
     }
+  }
+
+  /**
+   * The image's allocated bytes (st_blocks, 512-byte units) as mapped blocks, and the
+   * free space of its filesystem (statfs), which other files share, as available blocks.
+   */
+  provisioningUsage(): ProvisioningUsage | Promise<ProvisioningUsage> {
+    if (this.#sync) return this.#usage(fstatSync(this.#handle.fd).blocks, statfsSync(this.path));
+    return Promise.all([this.#handle.stat(), statfs(this.path)]).then(([stat, filesystem]) =>
+      this.#usage(stat.blocks, filesystem),
+    );
+  }
+
+  #usage(allocatedSectors: number, filesystem: StatsFs): ProvisioningUsage {
+    return {
+      mappedBlocks: Math.min(this.blockCount, Math.ceil((allocatedSectors * 512) / this.blockSize)),
+      availableBlocks: Math.floor((filesystem.bavail * filesystem.bsize) / this.blockSize),
+      availableShared: true,
+    };
   }
 
   close(): Promise<void> {

@@ -5,9 +5,11 @@ import { formatCommands } from '../sbc/format.js';
 import { miscCommands } from '../sbc/misc.js';
 import { provisioningCommands } from '../sbc/provisioning.js';
 import { readWriteCommands } from '../sbc/read-write.js';
+import { sanitizeCommands } from '../sbc/sanitize.js';
 import { syncCacheCommands } from '../sbc/sync-cache.js';
 import { verifyCommands } from '../sbc/verify.js';
 import { inquiryEntry } from '../spc/inquiry.js';
+import { logCommands } from '../spc/log.js';
 import { reportOpcodesEntry, reportTaskManagementEntry } from '../spc/maintenance-in.js';
 import { reportLunsEntry } from '../spc/report-luns.js';
 import { requestSenseEntry } from '../spc/request-sense.js';
@@ -26,6 +28,7 @@ export function builtinEntries(): AnyOpcodeEntry[] {
     reportLunsEntry,
     reportOpcodesEntry,
     reportTaskManagementEntry,
+    ...logCommands,
     ...modeCommands,
     ...readWriteCommands,
     ...verifyCommands,
@@ -33,6 +36,7 @@ export function builtinEntries(): AnyOpcodeEntry[] {
     ...capacityCommands,
     ...miscCommands,
     ...formatCommands,
+    ...sanitizeCommands,
     ...provisioningCommands,
     ...compareAndWriteCommands,
     ...copyCommands,

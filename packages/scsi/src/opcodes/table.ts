@@ -114,6 +114,12 @@ export const isSupported = (entry: AnyOpcodeEntry, unit: LogicalUnitState): bool
 export const usageFor = (entry: AnyOpcodeEntry, unit: LogicalUnitState): readonly number[] =>
   entry.usageFor === undefined ? entry.usage : entry.usageFor(unit);
 
+/** May the command run during a sanitize operation and after a failed one (OpcodeEntry.allowedDuringSanitize)? */
+export const allowedDuringSanitize = (entry: AnyOpcodeEntry, cdb: Uint8Array): boolean => {
+  const allowed = entry.allowedDuringSanitize;
+  return typeof allowed === 'function' ? allowed(cdb) : allowed === true;
+};
+
 /** Thrown when an entry is malformed (a programming error, at table construction). */
 export class OpcodeTableError extends ScsiError {
   static override readonly brand: string = '@tcmu/scsi.OpcodeTableError';

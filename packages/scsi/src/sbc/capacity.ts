@@ -67,6 +67,7 @@ export const readCapacity10Entry: OpcodeEntry<ReadCapacity10Fields> = {
   },
   handler: readCapacity10,
   mediumAccess: true,
+  allowedDuringSanitize: true,
   timeouts: { nominal: 1, recommended: 5 },
 };
 
@@ -112,6 +113,7 @@ export const readCapacity16Entry: OpcodeEntry<ReadCapacity16Fields> = {
   allocationLength: (f) => f.allocationLength,
   handler: readCapacity16,
   mediumAccess: true,
+  allowedDuringSanitize: true,
   timeouts: { nominal: 1, recommended: 5 },
 };
 

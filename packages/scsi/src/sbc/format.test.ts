@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { MemoryBackend } from '../backends/memory.js';
 import { putBe16, putBe32 } from '../core/bytes.js';
 import { FormatState, formatCommands, parseFormatParameters } from './format.js';
-import { expectCheck, expectGood, filled, makeUnit, readBack, run } from './testing/harness.js';
+import { callHandler, expectCheck, expectGood, filled, makeUnit, readBack, run } from './testing/harness.js';
 
 const FMTDATA = 0x10;
 const LONGLIST = 0x20;
@@ -284,21 +284,9 @@ describe('FORMAT UNIT', () => {
     const { unit } = makeUnit({ backend });
     const first = run(unit, format());
     expect(unit.format.active).toBe(true);
-    const handler = formatCommands[0]!.handler;
-    await expect(
-      Promise.resolve(
-        handler({
-          cdb: Uint8Array.from(format()),
-          fields: formatCommands[0]!.decode(Uint8Array.from(format())),
-          dataOut: new Uint8Array(0),
-          dataOutSegments: undefined,
-          dataInLength: 0,
-          nexus: 'x',
-          signal: undefined,
-          unit,
-        }),
-      ),
-    ).rejects.toMatchObject({ reason: 'NOT_READY_FORMAT_IN_PROGRESS' });
+    await expect(callHandler(formatCommands[0]!, unit, Uint8Array.from(format()))).rejects.toMatchObject({
+      reason: 'NOT_READY_FORMAT_IN_PROGRESS',
+    });
     await step();
     expectGood(await first);
   });

@@ -1,74 +1,42 @@
 import type { CommandContext, FormatStatus, LogicalUnitState, OpcodeEntry } from '../core/command.js';
 import { be16, be32 } from '../core/bytes.js';
 import { invalidCdbField, invalidParameterField, ScsiCheckCondition } from '../core/errors.js';
-import { flushBackend } from '../core/io.js';
-import { chunkBlocks, zeroMedium } from './medium-access.js';
+import { zeroMedium } from './medium-access.js';
+import { MediumOperationState, sweepMedium } from './medium-operation.js';
 
 const CONTROL = 0x00;
 
-/** FORMAT UNIT state: whether one runs and how far it is (SPC-5 4.4.2.4.4 progress). */
-export class FormatState implements FormatStatus {
-  #active = false;
-  #progress = 0;
-  #lastError: unknown;
+/** FORMAT UNIT state: whether one runs, how far it is, and whether the last one left the format corrupted. */
+export class FormatState extends MediumOperationState implements FormatStatus {
   #corrupted = false;
-  readonly #onChange: (() => void) | undefined;
-
-  /** `onChange` runs when a format begins, ends or fails. */
-  constructor(onChange?: () => void) {
-    this.#onChange = onChange;
-  }
-
-  get active(): boolean {
-    return this.#active;
-  }
-
-  /** 0..65535 of the way through the running format (0 when idle). */
-  get progress(): number {
-    return this.#progress;
-  }
 
   /** The last format failed: medium access answers MEDIUM FORMAT CORRUPTED until a format succeeds. */
   get corrupted(): boolean {
     return this.#corrupted;
   }
 
-  /** The failure of the last format, if it failed (a background format cannot report it otherwise). */
-  get lastError(): unknown {
-    return this.#lastError;
-  }
-
   /** Mark a format as started; false if one is already running. */
   begin(): boolean {
-    if (this.#active) return false;
-    this.#active = true;
-    this.#progress = 0;
-    this.#lastError = undefined;
-    this.#onChange?.();
-    return true;
-  }
-
-  /** Record that `done` of `total` units of work are complete. */
-  advance(done: number, total: number): void {
-    if (this.#active && total > 0) this.#progress = Math.min(0xffff, Math.floor((done / total) * 0x10000));
+    return this.start();
   }
 
   /** The format completed: the medium is formatted. */
   end(): void {
-    this.#active = false;
-    this.#progress = 0;
-    this.#lastError = undefined;
     this.#corrupted = false;
-    this.#onChange?.();
+    this.finish();
   }
 
   /** The format failed part way: the medium format is corrupted. */
   fail(error: unknown): void {
-    this.#active = false;
-    this.#progress = 0;
-    this.#lastError = error;
     this.#corrupted = true;
-    this.#onChange?.();
+    this.finish(error);
+  }
+
+  /** A sanitize rewrote or deallocated every block without a FORMAT UNIT: the format is whole again. */
+  restore(): void {
+    if (!this.#corrupted) return;
+    this.#corrupted = false;
+    this.changed();
   }
 }
 
@@ -143,32 +111,13 @@ export const parseFormatParameters = (data: Uint8Array, longList: boolean): Form
   return { immediate: (flags & 0x02) !== 0 };
 };
 
-/**
- * Zero the whole medium under an exclusive lock over every block (in-flight
- * commands finish first), reporting progress per chunk.
- */
-const formatMedium = async (
-  unit: LogicalUnitState,
-  state: FormatState,
-  signal?: AbortSignal,
-): Promise<void> => {
-  const total = unit.backend.blockCount;
-  const release = await unit.locks.lock(0, total, 'exclusive');
-  try {
-    const step = Math.max(chunkBlocks(unit.backend.blockSize), 1);
-    for (let at = 0; at < total; at += step) {
-      const n = Math.min(step, total - at);
-      // Deallocating clears the LBA mapping when unmapped blocks read as zeros.
-      await zeroMedium(unit, at, n, { deallocate: true, fua: false, signal });
-      state.advance(at + n, total);
-    }
-    await flushBackend(unit, signal);
-  } finally {
-    release();
-  }
-};
+/** Zero the whole medium; deallocating clears the LBA mapping when unmapped blocks read as zeros. */
+const formatMedium = (unit: LogicalUnitState, state: FormatState, signal?: AbortSignal): Promise<void> =>
+  sweepMedium(unit, state, (lba, n) => zeroMedium(unit, lba, n, { deallocate: true, fua: false, signal }), {
+    signal,
+  });
 
-const formatStateOf = (unit: LogicalUnitState): FormatState => {
+export const formatStateOf = (unit: LogicalUnitState): FormatState => {
   if (unit.format instanceof FormatState) return unit.format;
   throw new TypeError('FORMAT UNIT needs the unit format state to be a FormatState');
 };

@@ -53,6 +53,7 @@ export const inquiryEntry: OpcodeEntry<InquiryFields> = {
   handler: inquiry,
   reportsNoUnitAttention: true,
   allowedDuringFormat: true,
+  allowedDuringSanitize: true,
   timeouts: { nominal: 1, recommended: 5 },
 };
 
@@ -191,6 +192,23 @@ export function provisioningAbilities(unit: LogicalUnit): ProvisioningAbilities 
   return { lbpu, lbpws, lbpws10, thin, readsZero: thin && unit.backend.unmappedReadsZero === true };
 }
 
+/** The Logical Block Provisioning log page is offered: a thin unit whose backend reports its usage. */
+export const reportsProvisioningLog = (unit: LogicalUnit): boolean =>
+  provisioningAbilities(unit).thin && unit.backend.provisioningUsage !== undefined;
+
+/**
+ * VPD B2h THRESHOLD EXPONENT. The Logical Block Provisioning log page counts in
+ * threshold sets of 2^exponent blocks and needs them (SBC-4 6.6.7), so with the
+ * page it is the smallest non-zero exponent with capacity / 2^exponent < 2^32;
+ * without it 0 (no threshold sets).
+ */
+export function thresholdExponent(unit: LogicalUnit): number {
+  if (!reportsProvisioningLog(unit)) return 0;
+  let exponent = 1;
+  while (unit.backend.blockCount / 2 ** exponent >= 2 ** 32) exponent++;
+  return exponent;
+}
+
 const blockLimits: VpdBuilder = (unit) => {
   const config = unit.config;
   const b = page(VpdPage.BLOCK_LIMITS, 0x3c);
@@ -212,13 +230,16 @@ const blockLimits: VpdBuilder = (unit) => {
 const blockDeviceCharacteristics: VpdBuilder = (unit) => {
   const b = page(VpdPage.BLOCK_DEVICE_CHARACTERISTICS, 0x3c);
   putBe16(b, 4, unit.config.rotationRate);
-  b[7] = (unit.config.formFactor ?? 0) & 0x0f;
+  // WABEREQ 01b: a read after BLOCK ERASE completes GOOD (SBC-4 6.6.2); WACEREQ 00b: no CRYPTOGRAPHIC ERASE.
+  const wabereq = offers(unit, 0x48, 0x02) ? 0x40 : 0x00;
+  b[7] = wabereq | ((unit.config.formFactor ?? 0) & 0x0f);
   return b;
 };
 
 const logicalBlockProvisioning: VpdBuilder = (unit) => {
   const b = page(VpdPage.LOGICAL_BLOCK_PROVISIONING, 4);
   const p = provisioningAbilities(unit);
+  b[4] = thresholdExponent(unit);
   let flags = 0;
   if (p.lbpu) flags |= 0x80; // LBPU
   if (p.lbpws) flags |= 0x40; // LBPWS

@@ -67,6 +67,7 @@ export const reportOpcodesEntry: OpcodeEntry<ReportOpcodesFields> = {
   },
   allocationLength: (f) => f.allocationLength,
   handler: reportSupportedOperationCodes,
+  allowedDuringSanitize: true,
   timeouts: { nominal: 1, recommended: 5 },
 };
 
@@ -180,6 +181,7 @@ export const reportTaskManagementEntry: OpcodeEntry<ReportTmfFields> = {
   },
   allocationLength: (f) => f.allocationLength,
   handler: reportTaskManagementFunctions,
+  allowedDuringSanitize: true,
   timeouts: { nominal: 1, recommended: 5 },
 };
 

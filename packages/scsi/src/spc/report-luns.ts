@@ -34,6 +34,7 @@ export const reportLunsEntry: OpcodeEntry<ReportLunsFields> = {
   handler: reportLuns,
   reportsNoUnitAttention: true,
   allowedDuringFormat: true,
+  allowedDuringSanitize: true,
   timeouts: { nominal: 1, recommended: 5 },
 };
 

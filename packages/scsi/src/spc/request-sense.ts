@@ -30,13 +30,15 @@ export const requestSenseEntry: OpcodeEntry<RequestSenseFields> = {
   handler: requestSense,
   reportsNoUnitAttention: true,
   allowedDuringFormat: true,
+  allowedDuringSanitize: true,
   timeouts: { nominal: 1, recommended: 5 },
 };
 
 /**
  * The sense data describing the unit's state for this I_T nexus: a pending
- * unit attention (returned and cleared, SAM-5 5.14), FORMAT IN PROGRESS with
- * progress, the stopped state, else NO SENSE. Status is GOOD.
+ * unit attention (returned and cleared, SAM-5 5.14), FORMAT or SANITIZE IN
+ * PROGRESS with progress, a failed sanitize, the stopped state, else NO SENSE.
+ * Status is GOOD.
  */
 function requestSense(ctx: CommandContext<RequestSenseFields>): Uint8Array {
   const unit = ctx.unit as LogicalUnit;
@@ -49,6 +51,14 @@ function requestSense(ctx: CommandContext<RequestSenseFields>): Uint8Array {
       format,
     );
   }
+  if (unit.sanitize.active) {
+    return encodeSense(
+      { ...SenseReasons.NOT_READY_SANITIZE_IN_PROGRESS, progress: unit.sanitize.progress },
+      format,
+    );
+  }
+  // SBC-4 4.11.4: the failure lasts until a sanitize succeeds or is exited; polling reports it.
+  if (unit.sanitize.failed) return encodeSense(SenseReasons.SANITIZE_COMMAND_FAILED, format);
   if (unit.stopped) return encodeSense(SenseReasons.NOT_READY_INITIALIZING_COMMAND_REQUIRED, format);
   return encodeSense(SenseReasons.NO_ADDITIONAL_SENSE, format);
 }

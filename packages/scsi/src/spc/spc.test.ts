@@ -151,15 +151,19 @@ describe('INQUIRY VPD pages', () => {
     expect([be32(thick, 20), be32(thick, 24), thick[32]]).toEqual([0, 0, 0]);
   });
 
-  it('0xB1 rotation rate and form factor', async () => {
+  it('0xB1 rotation rate, form factor, WABEREQ 01b with SANITIZE BLOCK ERASE and WACEREQ 00b', async () => {
     const { unit } = makeUnit({ config: { rotationRate: 7200, formFactor: 2 } });
     const d = expectGood(await run(unit, inquiry(1, 0xb1)));
-    expect([d.length, be16(d, 4), d[7]]).toEqual([64, 7200, 2]);
+    expect([d.length, be16(d, 4), d[7]]).toEqual([64, 7200, 0x40 | 2]);
+    // Without deallocation there is no BLOCK ERASE, so no WABEREQ either.
+    const thick = makeUnit({ config: { formFactor: 2 }, memory: { thin: false } }).unit;
+    expect(expectGood(await run(thick, inquiry(1, 0xb1)))[7]).toBe(2);
   });
 
   it('0xB2 provisioning: thin with LBPU/LBPWS/LBPWS10/LBPRZ, or fully provisioned', async () => {
     const thin = expectGood(await run(makeUnit().unit, inquiry(1, 0xb2)));
-    expect([...thin]).toEqual([0, 0xb2, 0, 4, 0, 0x80 | 0x40 | 0x20 | 0x04, 0x02, 0]);
+    // THRESHOLD EXPONENT 1: the Logical Block Provisioning log page is offered (see log.test.ts).
+    expect([...thin]).toEqual([0, 0xb2, 0, 4, 1, 0x80 | 0x40 | 0x20 | 0x04, 0x02, 0]);
     const thick = expectGood(await run(makeUnit({ memory: { thin: false } }).unit, inquiry(1, 0xb2)));
     expect([...thick]).toEqual([0, 0xb2, 0, 4, 0, 0, 0, 0]);
   });

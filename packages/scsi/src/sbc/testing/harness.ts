@@ -1,7 +1,8 @@
 import { expect } from 'vitest';
 import { MemoryBackend } from '../../backends/memory.js';
 import type { BlockBackend } from '../../core/backend.js';
-import type { CommandResult } from '../../core/command.js';
+import { putBe16, putBe32 } from '../../core/bytes.js';
+import type { CommandResult, HandlerOutput, OpcodeEntry } from '../../core/command.js';
 import { ScsiStatus } from '../../core/status.js';
 import { LogicalUnit, type LogicalUnitOptions } from '../../core/unit.js';
 import { type SenseReasonName, SenseReasons } from '../../sense/reasons.js';
@@ -95,6 +96,34 @@ export const readBack = (backend: BlockBackend, lba: number, blocks: number): Ui
   if (pending instanceof Promise) throw new Error('readBack needs a synchronous backend');
   return out;
 };
+
+/** A 10-byte READ/WRITE-style CDB: opcode, 32-bit LBA at byte 2, 16-bit block count at byte 7. */
+export const cdb10 = (opcode: number, lba: number, blocks: number): Uint8Array => {
+  const cdb = new Uint8Array(10);
+  cdb[0] = opcode;
+  putBe32(cdb, 2, lba);
+  putBe16(cdb, 7, blocks);
+  return cdb;
+};
+
+/** Run an entry's handler directly, past the executor's checks (to reach a race they prevent). */
+export const callHandler = <F>(
+  entry: OpcodeEntry<F>,
+  unit: LogicalUnit,
+  cdb: Uint8Array,
+): Promise<HandlerOutput> =>
+  Promise.resolve(
+    entry.handler({
+      cdb,
+      fields: entry.decode(cdb),
+      dataOut: new Uint8Array(0),
+      dataOutSegments: undefined,
+      dataInLength: 0,
+      nexus: 'x',
+      signal: undefined,
+      unit,
+    }),
+  );
 
 /** Byte equality without the cost of a deep-equality diff on large buffers. */
 export const sameBytes = (a: Uint8Array, b: Uint8Array): boolean =>
