@@ -66,7 +66,8 @@ export async function startCluster(name: string, timeoutSeconds = 10): Promise<T
       const { stderr, stdout } = error as { stderr?: string; stdout?: string };
       throw new Error(
         `the test Ceph cluster (CEPH_DIR=${dir}) failed: tools/ceph/one-node.sh ${command}: ` +
-          `${lastLine(stderr ?? '') || lastLine(stdout ?? '') || String(error)}`,
+          `${lastLine(stderr ?? '') || lastLine(stdout ?? '') || String(error)} ` +
+          '(the RBD tests need root and the Ceph packages: bash tools/bootstrap.sh)',
       );
     }
   };

@@ -126,71 +126,62 @@ function buildFromSource(why) {
   log(`built ${relative(root, binary)}`);
 }
 
-/** The prebuild node-gyp-build picks here (build/ ignored), or undefined. */
-function matchingPrebuild() {
-  process.env.PREBUILDS_ONLY = '1';
-  try {
-    const path = require('node-gyp-build').path(root);
-    return path.startsWith(join(root, 'prebuilds')) ? path : undefined;
-  } catch {
-    return undefined;
-  } finally {
-    delete process.env.PREBUILDS_ONLY;
-  }
+const here = relative(root, binary);
+const fresh = () => existsSync(binary) && upToDate() && !loadProblem(binary);
+
+/** The prebuilds for this platform in the package (node-gyp-build chooses among them at run time). */
+function prebuilds() {
+  const dir = join(root, 'prebuilds', `${process.platform}-${process.arch}`);
+  return existsSync(dir)
+    ? readdirSync(dir)
+        .filter((f) => f.endsWith('.node'))
+        .map((f) => join(dir, f))
+    : [];
 }
 
 function install() {
   const fromSource = process.env.npm_config_build_from_source;
   if (fromSource === 'true' || fromSource === '@tcmu/rbd') {
-    buildFromSource('building from source as asked (npm_config_build_from_source)');
-  } else if (existsSync(binary) && upToDate() && !loadProblem(binary)) {
-    log(`${relative(root, binary)} is up to date`);
-  } else if (existsSync(binary)) {
-    buildFromSource(`${relative(root, binary)} is out of date`);
-  } else {
-    const prebuild = matchingPrebuild();
-    const problem = prebuild && loadProblem(prebuild);
-    if (prebuild && !problem) log(`using the prebuilt addon ${relative(root, prebuild)}`);
-    else if (prebuild)
-      buildFromSource(`the prebuilt addon ${relative(root, prebuild)} does not load here (${problem})`);
-    else buildFromSource(`no prebuilt addon for ${process.platform}-${process.arch} in this package`);
+    return buildFromSource('building from source as asked (npm_config_build_from_source)');
   }
+  if (fresh()) return log(`${here} is up to date`);
+  if (existsSync(binary)) return buildFromSource(`${here} is out of date`);
+  const problems = [];
+  for (const file of prebuilds()) {
+    const problem = loadProblem(file);
+    if (!problem) return log(`using the prebuilt addon ${relative(root, file)}`);
+    problems.push(`${relative(root, file)}: ${problem}`);
+  }
+  return buildFromSource(
+    problems.length > 0
+      ? `the prebuilt addon does not load here (${problems.join('; ')})`
+      : `no prebuilt addon for ${process.platform}-${process.arch} in this package`,
+  );
 }
 
 function build() {
-  if (existsSync(binary) && upToDate() && !loadProblem(binary))
-    log(`${relative(root, binary)} is up to date (no compile)`);
-  else
-    buildFromSource(
-      existsSync(binary)
-        ? `${relative(root, binary)} is out of date`
-        : `${relative(root, binary)} is missing`,
-    );
+  if (fresh()) log(`${here} is up to date (no compile)`);
+  else buildFromSource(`${here} is ${existsSync(binary) ? 'out of date' : 'missing'}`);
 }
 
+/** prebuildify into prebuilds/, checked by loading it; build/Release keeps the same binary. */
 function prebuild() {
   const { nodedir } = buildPlan('cannot make the prebuild');
-  const prebuildify = require.resolve('prebuildify/bin.js');
   rmSync(join(root, 'prebuilds'), { recursive: true, force: true });
-  const cache = join(root, 'node_modules', '.cache', 'prebuildify');
-  const args = [
-    prebuildify,
-    '--napi',
-    '--strip',
-    '--tag-libc',
+  const args = [require.resolve('prebuildify/bin.js'), '--napi', '--strip', '--tag-libc'];
+  args.push(
     `--target=${process.versions.node}`,
-    `--cache=${cache}`,
-  ];
+    `--cache=${join(root, 'node_modules', '.cache', 'prebuildify')}`,
+  );
   if (!run(args, { ...process.env, npm_config_nodedir: nodedir })) fail('prebuildify failed (output above)');
-  const dir = join(root, 'prebuilds', `${process.platform}-${process.arch}`);
-  const made = existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.node')) : [];
-  if (made.length === 0) fail('prebuildify made no prebuild');
-  const problem = loadProblem(join(dir, made[0]));
+  const [made] = prebuilds();
+  if (!made) fail('prebuildify made no prebuild');
+  const problem = loadProblem(made);
   if (problem) fail(`the prebuild does not load: ${problem}`);
-  log(`made ${relative(root, join(dir, made[0]))} (needs librbd1 and librados2 where it runs)`);
+  log(`made ${relative(root, made)} (needs librbd1 and librados2 where it runs)`);
   // prebuildify moved build/Release/tcmu_rbd.node: put it back, so `pnpm build` stays a no-op.
   mkdirSync(dirname(binary), { recursive: true });
-  copyFileSync(join(dir, made[0]), binary);
+  copyFileSync(made, binary);
   writeFileSync(stamp, `${sourceHash()}\n`);
 }
 
