@@ -136,8 +136,9 @@ export class RbdBackend implements BlockBackend {
   #nextId = 1;
   #closed: Promise<void> | undefined;
   #idle: (() => void) | undefined;
+  /** The last refresh started or queued, and the one queued behind a running one. */
   #refreshing: Promise<boolean> | undefined;
-  #refreshAgain = false;
+  #queuedRefresh: Promise<boolean> | undefined;
 
   private constructor(native: NativeImage, stat: NativeStat, options: RbdOpenOptions) {
     this.#native = native;
@@ -262,33 +263,32 @@ export class RbdBackend implements BlockBackend {
   }
 
   /**
-   * Reads the image's size again (rbd_stat, which refreshes the header); resolves whether it
-   * changed. librbd's header watch calls it by itself when another client resizes the image.
+   * Reads the image's size again (rbd_stat, which refreshes the header) and resolves whether it
+   * changed. The stat starts after every earlier refresh; calls while one waits share it.
+   * librbd's header watch calls it by itself when another client resizes the image.
    */
   refresh(): Promise<boolean> {
     if (this.#closed) return Promise.reject(new RbdClosedError(`${this.name} is closed`));
-    if (this.#refreshing) {
-      this.#refreshAgain = true;
-      return this.#refreshing;
-    }
-    this.#refreshing = (async () => {
-      let changed = false;
-      do {
-        this.#refreshAgain = false;
-        const stat = await new Promise<NativeStat>((resolve, reject) =>
-          this.#native.stat(callback(resolve, reject)),
-        );
-        if (stat.size !== this.#size) {
-          this.#size = stat.size;
-          changed = true;
-          for (const listener of this.#listeners) listener(this.blockCount);
-        }
-      } while (this.#refreshAgain);
-      return changed;
-    })().finally(() => {
-      this.#refreshing = undefined;
-    });
-    return this.#refreshing;
+    if (this.#queuedRefresh) return this.#queuedRefresh;
+    const previous = this.#refreshing;
+    const next = (async () => {
+      if (previous) await previous.catch(() => {});
+      this.#queuedRefresh = undefined;
+      const stat = await new Promise<NativeStat>((resolve, reject) =>
+        this.#native.stat(callback(resolve, reject)),
+      );
+      if (stat.size === this.#size) return false;
+      this.#size = stat.size;
+      for (const listener of this.#listeners) listener(this.blockCount);
+      return true;
+    })();
+    if (previous) this.#queuedRefresh = next;
+    this.#refreshing = next;
+    const done = () => {
+      if (this.#refreshing === next) this.#refreshing = undefined;
+    };
+    next.then(done, done);
+    return next;
   }
 
   /** Calls `listener` with the new block count after each change of the image's size; returns the unsubscribe. */
