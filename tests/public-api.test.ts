@@ -14,6 +14,7 @@ const ENTRIES = {
   '@tcmu/ring': 'packages/ring/src/index.ts',
   '@tcmu/ring/testing': 'packages/ring/src/testing/index.ts',
   '@tcmu/device': 'packages/device/src/index.ts',
+  '@tcmu/rbd': 'packages/rbd/src/index.ts',
   tcmufile: 'apps/tcmufile/src/index.ts',
 } as const;
 

@@ -6,6 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 pkgs=(g++ make python3 qemu-system-x86 busybox-static kmod file sg3-utils fio libiscsi-bin e2fsprogs tcmu-runner)
+# Ceph, for @tcmu/rbd: librbd-dev builds its addon (librbd1 and librados2 come with it), and the
+# daemons and CLIs run the one-node cluster of its tests (tools/ceph/one-node.sh, docs/rbd.md).
+pkgs+=(ceph-mon ceph-osd ceph-mgr ceph-common librbd-dev)
 # Node's headers for the one source build of @tcmu/ring's addon (the workspace has no prebuild),
 # found the way its install script finds them: beside node, else libnode-dev's /usr/include/node.
 node packages/ring/scripts/headers.mjs >/dev/null 2>&1 || pkgs+=(libnode-dev)
