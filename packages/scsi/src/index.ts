@@ -16,6 +16,7 @@ export type {
   LogicalUnitState,
   ModeState,
   RangeLockManager,
+  TransportProtocol,
   UnitConfig,
   UnitLogger,
 } from './core/command.js';
@@ -27,7 +28,13 @@ export type { FormatState } from './sbc/format.js';
 
 // The opcode table: one entry per command drives parsing, dispatch, validation and
 // REPORT SUPPORTED OPERATION CODES; `unit.override(entry)` adds or replaces one.
-export type { CommandContext, CommandHandler, HandlerOutput, OpcodeEntry } from './core/command.js';
+export type {
+  CommandContext,
+  CommandHandler,
+  HandlerOutput,
+  OpcodeEntry,
+  StatusOutput,
+} from './core/command.js';
 export { createOpcodeTable, defaultOpcodeTable } from './opcodes/index.js';
 export {
   type AnyOpcodeEntry,

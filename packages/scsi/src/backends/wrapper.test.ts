@@ -34,6 +34,7 @@ function everything(): BlockBackend & { calls: string[] } {
       calls.push('mappingStatus:2');
       return { lba, blocks: maxBlocks, state: 'mapped' as const };
     },
+    prefetch: record('prefetch'),
   };
 }
 
@@ -53,6 +54,7 @@ describe('BackendWrapper', () => {
     await wrapper.discard!(0, 1);
     await wrapper.writeZeroes!(0, 1);
     await wrapper.mappingStatus!(0, 9);
+    await wrapper.prefetch!(0, 1);
     expect(inner.calls).toEqual([
       'read:3',
       'write:4',
@@ -62,6 +64,7 @@ describe('BackendWrapper', () => {
       'discard:3',
       'writeZeroes:3',
       'mappingStatus:2',
+      'prefetch:3',
     ]);
   });
 
@@ -122,5 +125,13 @@ describe('the wrappers keep what they do not change', () => {
     });
     await expect(faulty.writev!(4, [new Uint8Array(1024)], { fua: false })).rejects.toMatchObject({ lba: 5 });
     await faulty.readv!(0, [new Uint8Array(1024)]);
+  });
+
+  it('FaultInjectionBackend fails a prefetch touching a selected read LBA', async () => {
+    const faulty = new FaultInjectionBackend(new MemoryBackend({ blockSize: 512, blockCount: 8 }), {
+      failReads: [6],
+    });
+    await expect(faulty.prefetch!(4, 4)).rejects.toMatchObject({ name: 'BackendIoError', lba: 6 });
+    await faulty.prefetch!(0, 6);
   });
 });

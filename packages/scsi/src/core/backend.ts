@@ -64,6 +64,12 @@ export interface BlockBackend {
   writeZeroes?(lba: number, blocks: number, signal?: AbortSignal): void | Promise<void>;
   /** Mapping status of the extent starting at `lba` (GET LBA STATUS). */
   mappingStatus?(lba: number, maxBlocks: number): LbaExtent | Promise<LbaExtent>;
+  /**
+   * Bring blocks into the backend's cache so later reads of them come from memory
+   * (PRE-FETCH). Present: the backend has such a cache. Absent: PRE-FETCH has nowhere to
+   * put them and answers GOOD instead of CONDITION MET.
+   */
+  prefetch?(lba: number, blocks: number, signal?: AbortSignal): void | Promise<void>;
 }
 
 /** See BlockBackend.directFile. */
