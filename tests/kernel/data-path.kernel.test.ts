@@ -5,39 +5,16 @@
  *
  * Every external command runs asynchronously: this very process answers the SCSI commands.
  */
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BackendWrapper, type Device, openFileBackend, type FileBackend, openDevice } from '@tcmu/device';
 import type { BlockBackend, WriteOptions } from '@tcmu/scsi';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ok, run } from './exec.js';
 
 const BLOCK = 512;
 const SIZE = 64 << 20;
-
-function run(command: string, args: readonly string[], timeoutMs = 240_000) {
-  return new Promise<{ code: number; stdout: string; stderr: string }>((resolve, reject) => {
-    execFile(
-      command,
-      args,
-      { timeout: timeoutMs, maxBuffer: 64 << 20, encoding: 'utf8' },
-      (error, stdout, stderr) => {
-        if (error && typeof error.code !== 'number')
-          reject(new Error(`${command}: ${error.message}\n${stderr}`));
-        else resolve({ code: error ? Number(error.code) : 0, stdout, stderr });
-      },
-    );
-  });
-}
-
-async function ok(command: string, args: readonly string[], timeoutMs?: number): Promise<string> {
-  const result = await run(command, args, timeoutMs);
-  if (result.code !== 0) {
-    throw new Error(`${command} ${args.join(' ')} exited ${result.code}\n${result.stdout}\n${result.stderr}`);
-  }
-  return result.stdout;
-}
 
 /** fio with crc32c verification over mixed sizes and deep queues: data area blocks get fragmented. */
 const fioVerify = (disk: string, extra: string[] = []) =>

@@ -6,7 +6,6 @@
  * Every external command runs asynchronously: this very process answers the
  * SCSI commands, so a synchronous spawn would deadlock.
  */
-import { execFile } from 'node:child_process';
 import { existsSync, readdirSync, readlinkSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -23,44 +22,10 @@ import {
 import { ABI, CorruptRingError, mapFd, readUioMapSize } from '@tcmu/ring';
 import { MemoryBackend } from '@tcmu/scsi';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ok, run, runRaw, sh } from './exec.js';
 
 const CONFIGFS = '/sys/kernel/config/target';
 const NODE_DIR = '/dev/tcmu-e2e';
-
-interface Run {
-  readonly code: number;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-/** Runs a command without blocking the event loop; never rejects on a non-zero exit. */
-function run(command: string, args: readonly string[], timeoutMs = 240_000): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    execFile(
-      command,
-      args,
-      { timeout: timeoutMs, maxBuffer: 64 << 20, encoding: 'utf8' },
-      (error, stdout, stderr) => {
-        if (error && typeof error.code !== 'number') {
-          reject(new Error(`${command} ${args.join(' ')} failed to run: ${error.message}\n${stderr}`));
-          return;
-        }
-        resolve({ code: error ? Number(error.code) : 0, stdout, stderr });
-      },
-    );
-  });
-}
-
-/** Like run(), but a non-zero exit fails the test with the tool's output. */
-async function ok(command: string, args: readonly string[], timeoutMs?: number): Promise<string> {
-  const result = await run(command, args, timeoutMs);
-  if (result.code !== 0) {
-    throw new Error(`${command} ${args.join(' ')} exited ${result.code}\n${result.stdout}\n${result.stderr}`);
-  }
-  return result.stdout;
-}
-
-const sh = (script: string, timeoutMs?: number) => ok('bash', ['-euo', 'pipefail', '-c', script], timeoutMs);
 
 interface Footprint {
   readonly name: string;
@@ -97,16 +62,6 @@ async function closeAndCheck(device: Device, drainTimeoutMs = 10_000): Promise<v
   expect(await leftovers(footprint)).not.toEqual([]); // sanity: the check sees a live device
   await device.close({ drainTimeoutMs });
   expect(await leftovers(footprint)).toEqual([]);
-}
-
-/** Runs a command and returns its stdout as bytes (for --raw output). */
-function runRaw(command: string, args: readonly string[]): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    execFile(command, args, { encoding: 'buffer', maxBuffer: 1 << 20 }, (error, stdout, stderr) => {
-      if (error) reject(new Error(`${command} ${args.join(' ')}: ${error.message}\n${stderr.toString()}`));
-      else resolve(stdout);
-    });
-  });
 }
 
 const serve = (
