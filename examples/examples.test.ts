@@ -28,7 +28,7 @@ describe('scsi-inquiry-read.ts', () => {
     expect(stdout.split('\n')).toEqual([
       'INQUIRY: GOOD, 96 bytes',
       '  peripheral device type 0 (0 = direct-access block device)',
-      '  version 7 (7 = SPC-5), removable false',
+      '  version 6 (6 = SPC-4), removable false',
       '  vendor "ACME", product "Example disk", revision "0042"',
       'READ(10) LBA 5, 1 block: GOOD, "hello from LBA 5"',
       'READ(10) LBA 2048: CHECK_CONDITION, ILLEGAL REQUEST, LOGICAL BLOCK ADDRESS OUT OF RANGE',

@@ -22,7 +22,7 @@ const inquiry = await unit.execute({ cdb: Uint8Array.of(0x12, 0, 0, 0, 96, 0), d
 const std = inquiry.dataIn!;
 console.log(`INQUIRY: ${status(inquiry.status)}, ${std.length} bytes`);
 console.log(`  peripheral device type ${std[0]! & 0x1f} (0 = direct-access block device)`);
-console.log(`  version ${std[2]} (7 = SPC-5), removable ${(std[1]! & 0x80) !== 0}`);
+console.log(`  version ${std[2]} (6 = SPC-4), removable ${(std[1]! & 0x80) !== 0}`);
 console.log(
   `  vendor "${text(std.subarray(8, 16))}", product "${text(std.subarray(16, 32))}", revision "${text(std.subarray(32, 36))}"`,
 );

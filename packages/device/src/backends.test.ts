@@ -1,6 +1,7 @@
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { LogicalUnit } from '@tcmu/scsi';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { openFileBackend, FileBackendError, MemoryBackend, ReadOnlyBackend } from './backends.js';
 
@@ -32,6 +33,43 @@ describe('FileBackend', () => {
       await backend.close();
     }
   });
+
+  for (const io of ['async', 'sync'] as const) {
+    it(`WRITE SAME(16) UNMAP=1 punches the hole and READ returns zeros, as LBPRZ says (io: '${io}')`, async () => {
+      const path = join(dir, `image-${io}`);
+      const backend = await openFileBackend(path, { blockSize: 4096, create: { size: 4 << 20 }, io });
+      const unit = new LogicalUnit({ backend, powerOnUnitAttention: false });
+      const cdb = (opcode: number, lba: number, blocks: number, byte1 = 0) => {
+        const c = new Uint8Array(16);
+        c[0] = opcode;
+        c[1] = byte1;
+        new DataView(c.buffer).setBigUint64(2, BigInt(lba));
+        new DataView(c.buffer).setUint32(10, blocks);
+        return c;
+      };
+      try {
+        const capacity = await unit.execute({
+          cdb: Uint8Array.of(0x9e, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 32, 0, 0),
+        });
+        expect((capacity.dataIn?.[14] ?? 0) & 0x40).toBe(0x40); // LBPRZ
+        const written = await unit.execute({
+          cdb: cdb(0x8a, 0, 256),
+          dataOut: new Uint8Array(1 << 20).fill(0x5a),
+        });
+        expect(written.status).toBe(0);
+        // Blocks 1-254 of the 256 written: the hole starts and ends inside written data.
+        const same = await unit.execute({ cdb: cdb(0x93, 1, 254, 0x08), dataOut: new Uint8Array(4096) });
+        expect(same.status).toBe(0);
+        const back = await unit.execute({ cdb: cdb(0x88, 0, 256), dataInLength: 1 << 20 });
+        expect(back.dataIn!.subarray(4096, 255 * 4096).every((b) => b === 0)).toBe(true);
+        expect(back.dataIn!.subarray(0, 4096).every((b) => b === 0x5a)).toBe(true);
+        expect(back.dataIn!.subarray(255 * 4096).every((b) => b === 0x5a)).toBe(true);
+        expect(await allocatedBytes(path)).toBeLessThan(64 * 1024); // the space came back
+      } finally {
+        await backend.close();
+      }
+    });
+  }
 
   it('keeps an explicit punchHole override', async () => {
     const calls: number[][] = [];

@@ -68,6 +68,10 @@ describe('openDevice', () => {
       expect(std.status).toBe(GOOD);
       expect(std.dataIn[0]).toBe(0x00); // direct-access block device
       expect(std.dataIn.length).toBe(std.dataIn[4]! + 5);
+      // Version descriptors: SAM-5, SPC-4, SBC-4, then SAS-3, the loopback fabric's transport.
+      expect([58, 60, 62, 64].map((o) => (std.dataIn[o]! << 8) | std.dataIn[o + 1]!)).toEqual([
+        0x00a0, 0x0460, 0x0600, 0x0c60,
+      ]);
 
       const serialPage = await harness.submit(device, { cdb: inquiry(0x80), dataInLength: 255 });
       expect(serialPage.status).toBe(GOOD);

@@ -42,6 +42,7 @@ function build(
     logger: resolved.logger,
     blockSize: resolved.blockSize,
     hwMaxSectors: resolved.hwMaxSectors,
+    fabrics: attach ? [attach.target.type] : resolved.targets.map((target) => target.type),
   });
   const platform = attach?.platform ?? options.platform ?? defaultPlatform();
   const device = new Device(

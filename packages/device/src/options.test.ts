@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { InvalidDeviceOptionError } from './errors.js';
 import type { Handler } from './handler.js';
 import { type OpenDeviceOptions, resolveOptions } from './options.js';
+import { transportOf } from './scsi.js';
 
 const backend = (blockSize = 512, blockCount = 2048) => ({
   blockSize,
@@ -97,5 +98,14 @@ describe('resolveOptions', () => {
 
   it('rejects a non-object', () => {
     expect(() => resolveOptions(null as never)).toThrow(InvalidDeviceOptionError);
+  });
+});
+
+describe('the transport standard INQUIRY claims', () => {
+  it('is the one fabric’s (loopback identifies as SAS), none with several or none', () => {
+    expect(transportOf(['loopback'])).toBe('sas');
+    expect(transportOf(['iscsi', 'iscsi'])).toBe('iscsi');
+    expect(transportOf(['loopback', 'iscsi'])).toBeUndefined();
+    expect(transportOf([])).toBeUndefined();
   });
 });

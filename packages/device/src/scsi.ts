@@ -4,6 +4,7 @@ import {
   defaultOpcodeTable,
   LogicalUnit,
   type OpcodeTable,
+  type TransportProtocol,
 } from '@tcmu/scsi';
 import type { Emulation } from './device.js';
 import { composeHandler, type DeviceLogger, type Handler, type HandlerMiddleware } from './handler.js';
@@ -41,6 +42,19 @@ export interface EmulationOptions {
   readonly logger: DeviceLogger;
   readonly blockSize: number;
   readonly hwMaxSectors: number;
+  /** The fabrics the device is exported on (standard INQUIRY names the transport when there is one). */
+  readonly fabrics: readonly ('loopback' | 'iscsi')[];
+}
+
+/**
+ * The transport standard INQUIRY can claim: the one fabric's, none with several (a unit
+ * behind TCMU cannot tell which one a command came through). tcm_loop identifies as SAS
+ * for its naa. WWNs (tcm_loop_make_scsi_hba()).
+ */
+export function transportOf(fabrics: readonly ('loopback' | 'iscsi')[]): TransportProtocol | undefined {
+  const kinds = new Set(fabrics);
+  if (kinds.size !== 1) return undefined;
+  return kinds.has('iscsi') ? 'iscsi' : 'sas';
 }
 
 /**
@@ -60,6 +74,7 @@ export function createEmulation(options: EmulationOptions): Emulation & { unit: 
         naa: options.identity.naa,
         maxTransferBlocks,
         optimalTransferBlocks: maxTransferBlocks,
+        transportProtocol: transportOf(options.fabrics),
         ...(options.unit?.vendor !== undefined ? { vendor: options.unit.vendor } : {}),
         ...(options.unit?.product !== undefined ? { product: options.unit.product } : {}),
         ...(options.unit?.revision !== undefined ? { revision: options.unit.revision } : {}),

@@ -17,6 +17,7 @@ export type {
   ModeState,
   RangeLockManager,
   SanitizeStatus,
+  TransportProtocol,
   UnitConfig,
   UnitLogger,
 } from './core/command.js';
@@ -30,7 +31,13 @@ export type { SanitizeState } from './sbc/sanitize.js';
 
 // The opcode table: one entry per command drives parsing, dispatch, validation and
 // REPORT SUPPORTED OPERATION CODES; `unit.override(entry)` adds or replaces one.
-export type { CommandContext, CommandHandler, HandlerOutput, OpcodeEntry } from './core/command.js';
+export type {
+  CommandContext,
+  CommandHandler,
+  HandlerOutput,
+  OpcodeEntry,
+  StatusOutput,
+} from './core/command.js';
 export { createOpcodeTable, defaultOpcodeTable } from './opcodes/index.js';
 export {
   type AnyOpcodeEntry,

@@ -9,11 +9,11 @@ import { decodeSense } from './sense/sense.js';
 
 /**
  * Model-based test: random sequences of WRITE, WRITE SAME, UNMAP, COMPARE AND
- * WRITE, FORMAT UNIT, SANITIZE and READ, issued through the public executor in
- * batches whose commands run concurrently, must leave the medium equal to a
- * plain reference byte array. Commands of one batch touch disjoint ranges
- * (their relative order is unspecified by SAM), except FORMAT and SANITIZE,
- * which run alone.
+   * WRITE, ORWRITE, WRITE ATOMIC, WRITE AND VERIFY, FORMAT UNIT, SANITIZE, READ, VERIFY and
+   * PRE-FETCH, issued through the public executor in batches whose commands run concurrently,
+   * must leave the medium equal to a plain reference byte array. Commands of one batch touch
+   * disjoint ranges (their relative order is unspecified by SAM), except FORMAT and SANITIZE,
+   * which run alone.
  */
 
 const BLOCK = 512;
@@ -32,7 +32,10 @@ type Op =
     }
   | { kind: 'unmap'; extents: Array<{ lba: number; blocks: number }> }
   | { kind: 'compareAndWrite'; lba: number; blocks: number; seed: number; match: boolean }
+  | { kind: 'orWrite' | 'writeAtomic' | 'writeAndVerify'; lba: number; blocks: number; seed: number }
   | { kind: 'read'; lba: number; blocks: number }
+  | { kind: 'verify'; lba: number; blocks: number }
+  | { kind: 'prefetch'; lba: number; blocks: number }
   | { kind: 'format' }
   | { kind: 'overwrite'; pattern: Uint8Array; count: number; invert: boolean }
   | { kind: 'blockErase' };
@@ -74,7 +77,13 @@ const op: fc.Arbitrary<Op> = fc.oneof(
       .tuple(extent(2), fc.integer({ min: 1, max: 255 }), fc.boolean())
       .map(([e, seed, match]) => ({ kind: 'compareAndWrite' as const, ...e, seed, match })),
   },
+  ...(['orWrite', 'writeAtomic', 'writeAndVerify'] as const).map((kind) => ({
+    weight: 2,
+    arbitrary: extent(8).chain((e) => fc.integer({ min: 1, max: 255 }).map((seed) => ({ kind, ...e, seed }))),
+  })),
   { weight: 4, arbitrary: extent(16).map((e) => ({ kind: 'read' as const, ...e })) },
+  { weight: 1, arbitrary: extent(16).map((e) => ({ kind: 'verify' as const, ...e })) },
+  { weight: 1, arbitrary: extent(16).map((e) => ({ kind: 'prefetch' as const, ...e })) },
   { weight: 1, arbitrary: fc.constant({ kind: 'format' as const }) },
   {
     weight: 1,
@@ -97,13 +106,15 @@ const rangesOf = (o: Op): Array<[number, number]> => {
 const overlaps = (a: Op, b: Op) =>
   rangesOf(a).some(([s1, e1]) => rangesOf(b).some(([s2, e2]) => s1 < e2 && s2 < e1));
 
+const readsOnly = (o: Op) => o.kind === 'read' || o.kind === 'verify' || o.kind === 'prefetch';
+
 /** Keep FORMAT and SANITIZE alone and the rest of a batch on disjoint ranges (reads may share ranges with reads). */
 const disjoint = (ops: Op[]): Op[] => {
   const alone = ops.find(wholeMedium);
   if (alone !== undefined) return [alone];
   const kept: Op[] = [];
   for (const o of ops) {
-    if (kept.every((k) => (k.kind === 'read' && o.kind === 'read') || !overlaps(k, o))) kept.push(o);
+    if (kept.every((k) => (readsOnly(k) && readsOnly(o)) || !overlaps(k, o))) kept.push(o);
   }
   return kept;
 };
@@ -127,13 +138,36 @@ const cdb16 = (opcode: number, lba: number, blocks: number, flags = 0) => {
   return c;
 };
 
+/** WRITE(10), WRITE ATOMIC(16) or WRITE AND VERIFY(12) (which compares what it wrote). */
+const writeCdb = (kind: 'write' | 'writeAtomic' | 'writeAndVerify', lba: number, blocks: number) => {
+  if (kind === 'write') return cdb10(0x2a, lba, blocks);
+  if (kind === 'writeAndVerify') return compare12(0xae, lba, blocks);
+  const c = new Uint8Array(16);
+  c[0] = 0x9c;
+  putBe64(c, 2, lba);
+  putBe16(c, 12, blocks); // TRANSFER LENGTH; ATOMIC BOUNDARY 0
+  return c;
+};
+
+/** VERIFY(12) / WRITE AND VERIFY(12) with BYTCHK 01b: the Data-Out is compared with the medium. */
+const compare12 = (opcode: number, lba: number, blocks: number) => {
+  const c = new Uint8Array(12);
+  c[0] = opcode;
+  c[1] = 0x02;
+  putBe32(c, 2, lba);
+  putBe32(c, 6, blocks);
+  return c;
+};
+
 /** Issue one command; check its outcome against the model; return the model update to apply. */
 const issue = async (unit: LogicalUnit, model: Uint8Array, o: Op): Promise<() => void> => {
   const range = (lba: number, blocks: number) => model.subarray(lba * BLOCK, (lba + blocks) * BLOCK);
   switch (o.kind) {
-    case 'write': {
+    case 'write':
+    case 'writeAtomic':
+    case 'writeAndVerify': {
       const data = pattern(o.blocks * BLOCK, o.seed);
-      const r = await unit.execute({ cdb: cdb10(0x2a, o.lba, o.blocks), dataOut: data });
+      const r = await unit.execute({ cdb: writeCdb(o.kind, o.lba, o.blocks), dataOut: data });
       expect(r.status).toBe(0);
       return () => range(o.lba, o.blocks).set(data);
     }
@@ -177,6 +211,29 @@ const issue = async (unit: LogicalUnit, model: Uint8Array, o: Op): Promise<() =>
       }
       expect(r.status).toBe(0);
       return () => range(o.lba, o.blocks).set(data);
+    }
+    case 'orWrite': {
+      const data = pattern(o.blocks * BLOCK, o.seed);
+      const r = await unit.execute({ cdb: cdb16(0x8b, o.lba, o.blocks), dataOut: data });
+      expect(r.status).toBe(0);
+      return () => {
+        const target = range(o.lba, o.blocks);
+        for (let i = 0; i < target.length; i++) target[i]! |= data[i]!;
+      };
+    }
+    case 'verify': {
+      // VERIFY(12) BYTCHK 01b against the model: GOOD exactly when the medium matches it.
+      const r = await unit.execute({
+        cdb: compare12(0xaf, o.lba, o.blocks),
+        dataOut: range(o.lba, o.blocks).slice(),
+      });
+      expect(r.status).toBe(0);
+      return () => {};
+    }
+    case 'prefetch': {
+      const r = await unit.execute({ cdb: cdb16(0x90, o.lba, o.blocks) });
+      expect(r.status).toBe(0x04); // CONDITION MET: the memory backend holds every block
+      return () => {};
     }
     case 'read': {
       const expected = range(o.lba, o.blocks).slice();
@@ -223,7 +280,7 @@ describe('model-based: the medium matches a reference byte array', () => {
           const unit = new LogicalUnit({
             backend,
             powerOnUnitAttention: false,
-            config: { maxCompareAndWriteBlocks: 2 },
+            config: { maxCompareAndWriteBlocks: 2, maxAtomicTransferBlocks: 8 },
           });
           const model = new Uint8Array(BLOCK * BLOCKS);
           for (const batch of batches) {

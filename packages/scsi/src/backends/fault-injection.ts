@@ -124,6 +124,12 @@ export class FaultInjectionBackend extends BackendWrapper {
     await this.inner.writeZeroes!(lba, blocks, signal);
   }
 
+  protected override async prefetchInner(lba: number, blocks: number, signal?: AbortSignal) {
+    await this.#enter(signal);
+    this.#check(this.#failRead, lba, blocks, 'prefetch');
+    await this.inner.prefetch!(lba, blocks, signal);
+  }
+
   protected override async mappingStatusInner(lba: number, maxBlocks: number): Promise<LbaExtent> {
     await this.#enter();
     return this.inner.mappingStatus!(lba, maxBlocks);

@@ -136,6 +136,11 @@ export class MemoryBackend implements BlockBackend {
 
   flush(): void {}
 
+  /** The medium is memory: every block already is where a read finds it (PRE-FETCH: CONDITION MET). */
+  prefetch(lba: number, blocks: number): void {
+    this.#checkBlocks(lba, blocks, 'prefetch');
+  }
+
   writeZeroes(lba: number, blocks: number): void {
     this.#deallocate(lba, blocks, 'write');
   }

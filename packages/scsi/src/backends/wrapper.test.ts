@@ -38,6 +38,7 @@ function everything(): BlockBackend & { calls: string[] } {
       calls.push('provisioningUsage:0');
       return { mappedBlocks: 5, availableBlocks: 72 };
     },
+    prefetch: record('prefetch'),
   };
 }
 
@@ -58,6 +59,7 @@ describe('BackendWrapper', () => {
     await wrapper.writeZeroes!(0, 1);
     await wrapper.mappingStatus!(0, 9);
     expect(await wrapper.provisioningUsage!()).toEqual({ mappedBlocks: 5, availableBlocks: 72 });
+    await wrapper.prefetch!(0, 1);
     expect(inner.calls).toEqual([
       'read:3',
       'write:4',
@@ -68,6 +70,7 @@ describe('BackendWrapper', () => {
       'writeZeroes:3',
       'mappingStatus:2',
       'provisioningUsage:0',
+      'prefetch:3',
     ]);
   });
 
@@ -128,5 +131,13 @@ describe('the wrappers keep what they do not change', () => {
     });
     await expect(faulty.writev!(4, [new Uint8Array(1024)], { fua: false })).rejects.toMatchObject({ lba: 5 });
     await faulty.readv!(0, [new Uint8Array(1024)]);
+  });
+
+  it('FaultInjectionBackend fails a prefetch touching a selected read LBA', async () => {
+    const faulty = new FaultInjectionBackend(new MemoryBackend({ blockSize: 512, blockCount: 8 }), {
+      failReads: [6],
+    });
+    await expect(faulty.prefetch!(4, 4)).rejects.toMatchObject({ name: 'BackendIoError', lba: 6 });
+    await faulty.prefetch!(0, 6);
   });
 });

@@ -13,7 +13,8 @@ export type BackendCapability =
   | 'discard'
   | 'writeZeroes'
   | 'mappingStatus'
-  | 'provisioningUsage';
+  | 'provisioningUsage'
+  | 'prefetch';
 
 /**
  * Every member of BlockBackend, so wrappers and their tests can check that
@@ -31,7 +32,7 @@ export const BACKEND_MEMBERS = {
     'directFile',
   ],
   methods: ['read', 'write', 'flush'],
-  capabilities: ['readv', 'writev', 'discard', 'writeZeroes', 'mappingStatus', 'provisioningUsage'],
+  capabilities: ['readv', 'writev', 'discard', 'writeZeroes', 'mappingStatus', 'provisioningUsage', 'prefetch'],
 } as const satisfies {
   flags: readonly (keyof BlockBackend)[];
   methods: readonly (keyof BlockBackend)[];
@@ -62,6 +63,7 @@ export class BackendWrapper implements BlockBackend {
   declare readonly writeZeroes?: (lba: number, blocks: number, signal?: AbortSignal) => void | Promise<void>;
   declare readonly mappingStatus?: (lba: number, maxBlocks: number) => LbaExtent | Promise<LbaExtent>;
   declare readonly provisioningUsage?: () => ProvisioningUsage | Promise<ProvisioningUsage>;
+  declare readonly prefetch?: (lba: number, blocks: number, signal?: AbortSignal) => void | Promise<void>;
 
   constructor(inner: BlockBackend, withhold: readonly BackendCapability[] = []) {
     this.inner = inner;
@@ -76,6 +78,7 @@ export class BackendWrapper implements BlockBackend {
     if (offers('mappingStatus'))
       self.mappingStatus = (lba, maxBlocks) => this.mappingStatusInner(lba, maxBlocks);
     if (offers('provisioningUsage')) self.provisioningUsage = () => this.provisioningUsageInner();
+    if (offers('prefetch')) self.prefetch = (lba, blocks, signal) => this.prefetchInner(lba, blocks, signal);
   }
 
   get blockSize(): number {
@@ -132,5 +135,9 @@ export class BackendWrapper implements BlockBackend {
   }
   protected provisioningUsageInner(): ProvisioningUsage | Promise<ProvisioningUsage> {
     return this.inner.provisioningUsage!();
+  }
+
+  protected prefetchInner(lba: number, blocks: number, signal?: AbortSignal): void | Promise<void> {
+    return this.inner.prefetch!(lba, blocks, signal);
   }
 }

@@ -65,6 +65,12 @@ export interface BlockBackend {
   /** Mapping status of the extent starting at `lba` (GET LBA STATUS). */
   mappingStatus?(lba: number, maxBlocks: number): LbaExtent | Promise<LbaExtent>;
   /**
+   * Bring blocks into the backend's cache so later reads of them come from memory
+   * (PRE-FETCH). Present: the backend has such a cache. Absent: PRE-FETCH has nowhere to
+   * put them and answers GOOD instead of CONDITION MET.
+   */
+  prefetch?(lba: number, blocks: number, signal?: AbortSignal): void | Promise<void>;
+  /**
    * How much storage the blocks take and how much is left (LOG SENSE Logical
    * Block Provisioning page). Absent: the page is not offered.
    */

@@ -1,4 +1,5 @@
 import type { BlockBackend } from './backend.js';
+import type { ScsiStatusCode } from './status.js';
 
 /**
  * One command as an initiator (or a transport such as the TCMU ring) submits
@@ -86,13 +87,19 @@ export interface CommandContext<F = unknown> {
 
 /**
  * A handler returns the whole Data-In response (the executor applies the
- * allocation-length rules of SPC-5 4.2.5.6), nothing, or, when it wrote its
- * Data-In into `ctx.dataInBuffer` in place, the number of bytes it wrote. It
- * ends a command with CHECK CONDITION by throwing ScsiCheckCondition.
+ * allocation-length rules of SPC-5 4.2.5.6), nothing, when it wrote its
+ * Data-In into `ctx.dataInBuffer` in place the number of bytes it wrote, or a
+ * status other than GOOD without Data-In. It ends a command with CHECK
+ * CONDITION by throwing ScsiCheckCondition.
  */
 export type CommandHandler<F = unknown> = (ctx: CommandContext<F>) => HandlerOutput | Promise<HandlerOutput>;
 
-export type HandlerOutput = Uint8Array | number | undefined;
+export type HandlerOutput = Uint8Array | number | undefined | StatusOutput;
+
+/** A successful answer other than GOOD, without Data-In (PRE-FETCH's CONDITION MET, SBC-4 5.9). */
+export interface StatusOutput {
+  readonly status: ScsiStatusCode;
+}
 
 /** One row of the opcode table: drives parsing, dispatch, validation and REPORT SUPPORTED OPERATION CODES. */
 export interface OpcodeEntry<F = unknown> {
@@ -195,21 +202,47 @@ export interface UnitConfig {
   readonly naa: Uint8Array;
   readonly maxTransferBlocks: number; // VPD 0xB0 MAXIMUM TRANSFER LENGTH
   readonly optimalTransferBlocks: number;
+  /** VPD 0xB0 MAXIMUM COMPARE AND WRITE LENGTH (0..255; 0: COMPARE AND WRITE not offered). */
   readonly maxCompareAndWriteBlocks: number;
+  /** VPD 0xB0 MAXIMUM PREFETCH LENGTH: the most PRE-FETCH accepts and what the backend's cache is taken to hold (0: no limit). */
+  readonly maxPrefetchBlocks: number;
   readonly maxWriteSameBlocks: number;
   readonly maxUnmapBlocks: number;
   readonly maxUnmapDescriptors: number;
   readonly unmapGranularity: number;
+  /**
+   * VPD 0xB0 MAXIMUM ATOMIC TRANSFER LENGTH: WRITE ATOMIC(16) is offered when it (or
+   * `maxAtomicTransferBlocksWithBoundary`) is not 0 (default 0). The unit makes such a write
+   * atomic against every other command; across a crash only the backend can, so turn it on
+   * only over a backend whose writes of that size are all-or-nothing (MemoryBackend: any).
+   */
+  readonly maxAtomicTransferBlocks: number;
+  /** VPD 0xB0 ATOMIC ALIGNMENT: a WRITE ATOMIC's LBA must be a multiple of it (0: any). */
+  readonly atomicAlignment: number;
+  /** VPD 0xB0 ATOMIC TRANSFER LENGTH GRANULARITY: its length must be a multiple of it (0: any). */
+  readonly atomicTransferLengthGranularity: number;
+  /** VPD 0xB0 MAXIMUM ATOMIC TRANSFER LENGTH WITH ATOMIC BOUNDARY (0: no boundaries). */
+  readonly maxAtomicTransferBlocksWithBoundary: number;
+  /** VPD 0xB0 MAXIMUM ATOMIC BOUNDARY SIZE (0: ATOMIC BOUNDARY must be 0). */
+  readonly maxAtomicBoundaryBlocks: number;
   readonly rotationRate: number; // VPD 0xB1: 1 = non-rotating
   /** Relative target port / port designators reported in VPD 0x83 (optional). */
   readonly targetPort?: { readonly relativePortId: number; readonly name?: string };
   /** EXTENDED COPY between units registered in one CopyManager. */
   readonly extendedCopy: boolean;
+  /**
+   * The SCSI transport the unit is reached through, when there is exactly one: standard
+   * INQUIRY then claims its standard in a version descriptor (SPC-5 6.7.2).
+   */
+  readonly transportProtocol?: TransportProtocol;
   /** VPD 0xB1 NOMINAL FORM FACTOR (0 = not reported, 1 = 5.25", 2 = 3.5", 3 = 2.5", 4 = 1.8", 5 = < 1.8"). */
   readonly formFactor?: number;
   /** READ CAPACITY(16) LOWEST ALIGNED LOGICAL BLOCK ADDRESS (0 unless the backend is misaligned). */
   readonly lowestAlignedLba?: number;
 }
+
+/** SCSI transport protocols with a version descriptor (see UnitConfig.transportProtocol). */
+export type TransportProtocol = 'fcp' | 'iscsi' | 'sas' | 'sbp' | 'srp';
 
 export interface ModeState {
   /** Caching mode page WCE: writes may complete before they are durable. */

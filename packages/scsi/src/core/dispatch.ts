@@ -121,13 +121,13 @@ export function dispatch(unit: LogicalUnit, request: CommandRequest): CommandRes
     const context = new Context(cdb, fields, dataOut, segments, dataOutLength, dataInLength, request, unit);
     output = entry.handler(context);
   } catch (error) {
-    return failure(unit, request, entry, error);
+    return failure(unit, request, entry, error, fields);
   }
   if (isPromise(output)) {
     return output.then(
       (response) =>
         isAborted(request) ? aborted(request, direction) : complete(request, entry, fields, response),
-      (error: unknown) => failure(unit, request, entry, error),
+      (error: unknown) => failure(unit, request, entry, error, fields),
     );
   }
   return complete(request, entry, fields, output);
@@ -192,19 +192,35 @@ function complete(
     const residual = limit === undefined ? 0 : limit - response;
     return residual === 0 ? GOOD[direction] : { status: ScsiStatus.GOOD, residual, direction };
   }
-  if (!response || response.length === 0) {
+  if (response !== undefined && !ArrayBuffer.isView(response)) {
+    return { status: response.status, residual: limit ?? 0, direction };
+  }
+  const dataIn = response === undefined ? undefined : limitDataIn(request, entry, fields, response);
+  if (dataIn === undefined) {
     return limit ? { status: ScsiStatus.GOOD, residual: limit, direction } : GOOD[direction];
   }
-  let length = response.length;
-  if (entry.allocationLength !== undefined) length = Math.min(length, entry.allocationLength(fields));
-  if (limit !== undefined) length = Math.min(length, limit);
-  if (length <= 0) return limit ? { status: ScsiStatus.GOOD, residual: limit, direction } : GOOD[direction];
   return {
     status: ScsiStatus.GOOD,
-    dataIn: length === response.length ? response : response.subarray(0, length),
-    residual: limit === undefined ? 0 : limit - length,
+    dataIn,
+    residual: limit === undefined ? 0 : limit - dataIn.length,
     direction,
   };
+}
+
+/** The part of a response the initiator gets: at most the allocation length and its buffer (SPC-5 4.2.5.6). */
+function limitDataIn(
+  request: CommandRequest,
+  entry: OpcodeEntry<unknown>,
+  fields: unknown,
+  response: Uint8Array,
+): Uint8Array | undefined {
+  let length = response.length;
+  if (entry.allocationLength !== undefined) length = Math.min(length, entry.allocationLength(fields));
+  if (entry.direction !== 'out' && request.dataInLength !== undefined) {
+    length = Math.min(length, request.dataInLength);
+  }
+  if (length <= 0) return undefined;
+  return length === response.length ? response : response.subarray(0, length);
 }
 
 function failure(
@@ -212,10 +228,16 @@ function failure(
   request: CommandRequest,
   entry: OpcodeEntry<unknown>,
   error: unknown,
+  fields: unknown,
 ): CommandResult {
   const direction = entry.direction;
   if (isAborted(request)) return aborted(request, direction);
-  if (ScsiCheckCondition.isInstance(error)) return fromCheckCondition(unit, request, direction, error);
+  if (ScsiCheckCondition.isInstance(error)) {
+    // Data-In sent before the CHECK CONDITION (SBC-4 5.19: a defect list in another format).
+    const sent = error.details.dataIn;
+    const dataIn = sent === undefined ? undefined : limitDataIn(request, entry, fields, sent);
+    return fromCheckCondition(unit, request, direction, error, dataIn);
+  }
   if (BackendIoError.isInstance(error)) {
     const reason = SenseReasons[entry.writes ? writeFailureReason(error) : 'UNRECOVERED_READ_ERROR'];
     return checkCondition(
@@ -248,10 +270,11 @@ function fromCheckCondition(
   request: CommandRequest,
   direction: DataDirection,
   error: ScsiCheckCondition,
+  dataIn?: Uint8Array,
 ): CommandResult {
   const reason = SenseReasons[error.reason] as SenseReason | undefined;
   if (reason === undefined) return internalFailure(unit, request, error, direction);
-  return checkCondition(unit, request, direction, reason, error.details);
+  return checkCondition(unit, request, direction, reason, error.details, dataIn);
 }
 
 function checkCondition(
@@ -260,13 +283,16 @@ function checkCondition(
   direction: DataDirection,
   reason: SenseReason,
   details: CheckConditionDetails,
+  dataIn?: Uint8Array,
 ): CommandResult {
   const sense = senseFor(
     reason,
     { information: details.information, fieldPointer: details.fieldPointer, progress: details.progress },
     unit.modes.descriptorSense,
   );
-  return { status: ScsiStatus.CHECK_CONDITION, sense, residual: residualOf(request, direction), direction };
+  const residual = residualOf(request, direction);
+  if (dataIn === undefined) return { status: ScsiStatus.CHECK_CONDITION, sense, residual, direction };
+  return { status: ScsiStatus.CHECK_CONDITION, sense, dataIn, residual: residual - dataIn.length, direction };
 }
 
 const isAborted = (request: CommandRequest): boolean => request.aborted ?? request.signal?.aborted ?? false;

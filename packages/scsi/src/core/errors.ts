@@ -18,6 +18,11 @@ export interface CheckConditionDetails {
   readonly fieldPointer?: FieldPointer;
   /** Progress indication 0..65535 (NOT READY, FORMAT IN PROGRESS). */
   readonly progress?: number;
+  /**
+   * Data-In transferred before the CHECK CONDITION (a RECOVERED ERROR: READ DEFECT DATA's
+   * list in another format, SBC-4 5.19); the executor applies the allocation length.
+   */
+  readonly dataIn?: Uint8Array;
   readonly cause?: unknown;
 }
 

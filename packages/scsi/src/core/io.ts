@@ -149,6 +149,36 @@ export function writeBlocks(
 const FUA = Object.freeze({ fua: true });
 const NO_FUA = Object.freeze({ fua: false });
 
+/**
+ * Bring blocks into the backend's cache (BlockBackend.prefetch, which must exist);
+ * failures become MEDIUM ERROR / UNRECOVERED READ ERROR. Synchronous when the backend is.
+ */
+export function prefetchBlocks(
+  unit: LogicalUnitState,
+  lba: number,
+  blocks: number,
+  signal?: AbortSignal,
+): MaybePromise<void> {
+  let pending: MaybePromise<void>;
+  try {
+    pending = unit.backend.prefetch!(lba, blocks, signal);
+  } catch (error) {
+    throw readError(error);
+  }
+  if (isPromise(pending)) return pending.then(undefined, rethrowRead);
+}
+
+/** Run `operation` without waiting for it (IMMED): its failure can no longer reach the initiator, so it is logged. */
+export function runDetached(unit: LogicalUnitState, what: string, operation: () => MaybePromise<void>): void {
+  const logFailure = (error: unknown) => unit.logger.error({ err: error }, `${what} failed`);
+  try {
+    const pending = operation();
+    if (isPromise(pending)) pending.catch(logFailure);
+  } catch (error) {
+    logFailure(error);
+  }
+}
+
 /** Flush the backend's volatile cache; failures become MEDIUM ERROR / WRITE ERROR. */
 export function flushBackend(unit: LogicalUnitState, signal?: AbortSignal): MaybePromise<void> {
   let pending: MaybePromise<void>;

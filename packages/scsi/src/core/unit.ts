@@ -99,23 +99,93 @@ export function defaultUnitConfig(backend: BlockBackend, overrides: Partial<Unit
   const blockSize = backend.blockSize;
   const serial = overrides.serial ?? generateSerial();
   if (overrides.naa !== undefined) checkNaa(overrides.naa);
-  return {
+  const maxTransferBlocks = overrides.maxTransferBlocks ?? Math.max(1, Math.floor((8 << 20) / blockSize));
+  // Limits that may not exceed MAXIMUM TRANSFER LENGTH default to at most it.
+  const upToMaxTransfer = (blocks: number) =>
+    maxTransferBlocks > 0 ? Math.min(blocks, maxTransferBlocks) : blocks;
+  const config: UnitConfig = {
     vendor: 'TCMU',
     product: 'node-tcmu disk',
     revision: '0001',
-    maxTransferBlocks: Math.max(1, Math.floor((8 << 20) / blockSize)),
-    optimalTransferBlocks: Math.max(1, Math.floor((1 << 20) / blockSize)),
-    maxCompareAndWriteBlocks: 16,
+    maxTransferBlocks,
+    optimalTransferBlocks: upToMaxTransfer(Math.max(1, Math.floor((1 << 20) / blockSize))),
+    maxCompareAndWriteBlocks: upToMaxTransfer(16),
+    maxPrefetchBlocks: maxTransferBlocks,
     maxWriteSameBlocks: Math.max(1, Math.floor((64 << 20) / blockSize)),
-    maxUnmapBlocks: 0x40_0000,
+    // 1 Mi blocks: one UNMAP stays well inside an initiator's command timeout.
+    maxUnmapBlocks: 0x10_0000,
     maxUnmapDescriptors: 256,
     unmapGranularity: 1,
+    maxAtomicTransferBlocks: 0,
+    atomicAlignment: 0,
+    atomicTransferLengthGranularity: 0,
+    maxAtomicTransferBlocksWithBoundary: 0,
+    maxAtomicBoundaryBlocks: 0,
     rotationRate: 1,
     extendedCopy: false,
     ...overrides,
     serial,
     naa: overrides.naa ?? naaFromSerial(serial),
   };
+  checkBlockLimits(config);
+  return config;
+}
+
+const U32 = 0xffff_ffff;
+
+/**
+ * The Block Limits VPD fields (SBC-4 6.6.4) must fit their fields and agree with each
+ * other: what is advertised is what is enforced, and initiators (Linux sd) ignore or
+ * reject limits that contradict MAXIMUM TRANSFER LENGTH.
+ */
+function checkBlockLimits(config: UnitConfig): void {
+  const fail = (message: string): never => {
+    throw new RangeError(`config: ${message}`);
+  };
+  const inRange = (name: keyof UnitConfig, min: number, max: number) => {
+    const value = config[name] as number;
+    if (!Number.isInteger(value) || value < min || value > max)
+      fail(`${name} must be an integer in ${min}..${max}, got ${value}`);
+  };
+  inRange('maxTransferBlocks', 0, U32);
+  inRange('optimalTransferBlocks', 0, U32);
+  inRange('maxCompareAndWriteBlocks', 0, 0xff);
+  inRange('maxPrefetchBlocks', 0, U32);
+  inRange('maxWriteSameBlocks', 1, Number.MAX_SAFE_INTEGER);
+  inRange('maxUnmapBlocks', 1, U32);
+  inRange('maxUnmapDescriptors', 1, U32);
+  inRange('unmapGranularity', 1, U32);
+  inRange('maxAtomicTransferBlocks', 0, U32);
+  inRange('atomicAlignment', 0, U32);
+  inRange('atomicTransferLengthGranularity', 0, U32);
+  inRange('maxAtomicTransferBlocksWithBoundary', 0, U32);
+  inRange('maxAtomicBoundaryBlocks', 0, U32);
+  const max = config.maxTransferBlocks;
+  if (max > 0) {
+    for (const name of [
+      'optimalTransferBlocks',
+      'maxCompareAndWriteBlocks',
+      'maxPrefetchBlocks',
+      'maxAtomicTransferBlocks',
+      'maxAtomicTransferBlocksWithBoundary',
+    ] as const) {
+      if (config[name] > max) fail(`${name} (${config[name]}) exceeds maxTransferBlocks (${max})`);
+    }
+  }
+  // An atomic boundary needs both a boundary size and a length limit for writes that use one.
+  if ((config.maxAtomicBoundaryBlocks === 0) !== (config.maxAtomicTransferBlocksWithBoundary === 0)) {
+    fail('maxAtomicBoundaryBlocks and maxAtomicTransferBlocksWithBoundary are both 0 or both set');
+  }
+  if (config.maxAtomicBoundaryBlocks > config.maxAtomicTransferBlocksWithBoundary) {
+    fail('maxAtomicBoundaryBlocks exceeds maxAtomicTransferBlocksWithBoundary');
+  }
+  const granularity = config.atomicTransferLengthGranularity;
+  if (granularity > 0) {
+    for (const name of ['maxAtomicTransferBlocks', 'maxAtomicTransferBlocksWithBoundary'] as const) {
+      if (config[name] % granularity !== 0)
+        fail(`${name} is not a multiple of atomicTransferLengthGranularity`);
+    }
+  }
 }
 
 /** Per-I_T-nexus unit attention queue (SAM-5 5.14). */

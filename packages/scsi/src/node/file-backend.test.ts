@@ -1,9 +1,12 @@
-import { mkdtemp, open, rm, stat, statfs, writeFile } from 'node:fs/promises';
+import { mkdtemp, open, rm, stat, statfs, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { BackendIoError } from '../core/backend.js';
+import { ScsiStatus } from '../core/status.js';
 import { LogicalUnit } from '../core/unit.js';
+import { decodeSense } from '../sense/sense.js';
+import { expectUnmappedReadsZero } from '../testing/harness.js';
 import { FileBackend, FileBackendError } from './file-backend.js';
 
 let dir: string;
@@ -182,6 +185,38 @@ describe('FileBackend', () => {
     expect([page.status, page.dataIn?.[12], page.dataIn?.[24]]).toEqual([0, 0x02, 0x01]);
     await backend.close();
   });
+
+  for (const io of ['async', 'sync'] as const) {
+    it(`WRITE SAME(16) UNMAP=1 reads back as zeros, as its LBPRZ says (io: '${io}', zeroes written)`, async () => {
+      const backend = await FileBackend.open(join(dir, `unmap-${io}.img`), {
+        blockSize: 512,
+        create: { size: 512 * 64 },
+        io,
+      });
+      try {
+        await expectUnmappedReadsZero(backend, 3, 21);
+      } finally {
+        await backend.close();
+      }
+    });
+
+    it(`PRE-FETCH reads the range: CONDITION MET, a block it cannot read is MEDIUM ERROR (io: '${io}')`, async () => {
+      const path = join(dir, `prefetch-${io}.img`);
+      const backend = await FileBackend.open(path, { blockSize: 512, create: { size: 512 * 4096 }, io });
+      const unit = new LogicalUnit({ backend, powerOnUnitAttention: false });
+      const prefetch16 = new Uint8Array(16);
+      prefetch16[0] = 0x90;
+      new DataView(prefetch16.buffer).setUint32(10, 4096);
+      try {
+        expect((await unit.execute({ cdb: prefetch16 })).status).toBe(ScsiStatus.CONDITION_MET);
+        await truncate(path, 512 * 100); // the image shrank under the unit
+        const failed = await unit.execute({ cdb: prefetch16 });
+        expect(decodeSense(failed.sense!)).toMatchObject({ key: 3, asc: 0x11, information: 100 });
+      } finally {
+        await backend.close();
+      }
+    });
+  }
 
   describe("io: 'sync'", () => {
     it('reads and writes on the calling thread: the bytes are in place when read() returns', async () => {

@@ -1,13 +1,17 @@
 import { modeCommands } from '../mode/commands.js';
 import { capacityCommands } from '../sbc/capacity.js';
 import { compareAndWriteCommands } from '../sbc/compare-and-write.js';
+import { defectCommands } from '../sbc/defects.js';
 import { formatCommands } from '../sbc/format.js';
 import { miscCommands } from '../sbc/misc.js';
+import { orWriteEntry } from '../sbc/orwrite.js';
+import { prefetchCommands } from '../sbc/prefetch.js';
 import { provisioningCommands } from '../sbc/provisioning.js';
 import { readWriteCommands } from '../sbc/read-write.js';
 import { sanitizeCommands } from '../sbc/sanitize.js';
 import { syncCacheCommands } from '../sbc/sync-cache.js';
 import { verifyCommands } from '../sbc/verify.js';
+import { writeAtomicEntry } from '../sbc/write-atomic.js';
 import { inquiryEntry } from '../spc/inquiry.js';
 import { logCommands } from '../spc/log.js';
 import { reportOpcodesEntry, reportTaskManagementEntry } from '../spc/maintenance-in.js';
@@ -33,12 +37,16 @@ export function builtinEntries(): AnyOpcodeEntry[] {
     ...readWriteCommands,
     ...verifyCommands,
     ...syncCacheCommands,
+    ...prefetchCommands,
     ...capacityCommands,
     ...miscCommands,
     ...formatCommands,
     ...sanitizeCommands,
     ...provisioningCommands,
     ...compareAndWriteCommands,
+    orWriteEntry,
+    writeAtomicEntry,
+    ...defectCommands,
     ...copyCommands,
   ] as AnyOpcodeEntry[];
 }

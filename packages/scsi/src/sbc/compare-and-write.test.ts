@@ -1,9 +1,18 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { MemoryBackend } from '../backends/memory.js';
 import { BackendIoError } from '../core/backend.js';
 import { putBe16, putBe32, putBe64 } from '../core/bytes.js';
 import { compareAndWriteCommands, firstDifference } from './compare-and-write.js';
-import { expectCheck, expectGood, filled, makeUnit, readBack, run } from './testing/harness.js';
+import {
+  expectCheck,
+  expectGood,
+  filled,
+  fuaRecorder,
+  makeUnit,
+  readBack,
+  run,
+  slowBackend,
+} from './testing/harness.js';
 
 const caw = (lba: number, blocks: number, flags = 0) => {
   const cdb = new Uint8Array(16);
@@ -60,6 +69,34 @@ describe('COMPARE AND WRITE', () => {
     });
   });
 
+  it('over MAXIMUM COMPARE AND WRITE LENGTH is refused whatever the Data-Out holds, before anything is read', async () => {
+    const backend = new MemoryBackend({ blockSize: 512, blockCount: 64 });
+    const read = vi.spyOn(backend, 'read');
+    const { unit } = makeUnit({ backend });
+    // The default advertises 16 (VPD B0h byte 5); an initiator sending 17 blocks' worth, or only 1.
+    for (const dataOut of [new Uint8Array(2 * 17 * 512), new Uint8Array(1024), undefined]) {
+      expectCheck(await run(unit, caw(0, 17), { dataOut }), 'INVALID_FIELD_IN_CDB', { byte: 13 });
+    }
+    expectCheck(await run(unit, caw(0, 255), { dataOut: new Uint8Array(1024) }), 'INVALID_FIELD_IN_CDB', {
+      byte: 13,
+    });
+    expect(read).not.toHaveBeenCalled();
+    expectGood(await run(unit, caw(0, 16), { dataOut: new Uint8Array(2 * 16 * 512) }));
+  });
+
+  it('MAXIMUM COMPARE AND WRITE LENGTH 0: the command is not offered', async () => {
+    const { unit } = makeUnit({ config: { maxCompareAndWriteBlocks: 0 } });
+    expectCheck(
+      await run(unit, caw(0, 1), { dataOut: new Uint8Array(1024) }),
+      'INVALID_COMMAND_OPERATION_CODE',
+    );
+  });
+
+  it('a range past the end is reported before a missing Data-Out', async () => {
+    const { unit } = makeUnit({ blocks: 2048 });
+    expectCheck(await run(unit, caw(2048, 1)), 'LBA_OUT_OF_RANGE');
+  });
+
   it('a range past the end is LBA OUT OF RANGE', async () => {
     const { unit } = makeUnit({ blocks: 2048 });
     expectCheck(await run(unit, caw(2047, 2), { dataOut: new Uint8Array(2048) }), 'LBA_OUT_OF_RANGE');
@@ -80,18 +117,7 @@ describe('COMPARE AND WRITE', () => {
   });
 
   it('FUA, or WCE=0, writes with fua', async () => {
-    const inner = new MemoryBackend({ blockSize: 512, blockCount: 64 });
-    const seen: boolean[] = [];
-    const backend = {
-      blockSize: 512,
-      blockCount: 64,
-      read: inner.read.bind(inner),
-      write: (lba: number, data: Uint8Array, options: { fua: boolean }) => {
-        seen.push(options.fua);
-        inner.write(lba, data);
-      },
-      flush: () => {},
-    };
+    const { backend, seen } = fuaRecorder(new MemoryBackend({ blockSize: 512, blockCount: 64 }));
     const { unit } = makeUnit({ backend });
     expectGood(await run(unit, caw(0, 1), { dataOut: new Uint8Array(1024) }));
     expectGood(await run(unit, caw(0, 1, FUA), { dataOut: new Uint8Array(1024) }));
@@ -117,20 +143,7 @@ describe('COMPARE AND WRITE', () => {
   it('is atomic: concurrent compare-and-writes on one block succeed exactly once per expected value', async () => {
     const backend = new MemoryBackend({ blockSize: 512, blockCount: 64 });
     // A slow backend widens the window between the read and the write.
-    const slow = {
-      blockSize: 512,
-      blockCount: 64,
-      read: async (lba: number, into: Uint8Array) => {
-        await new Promise((r) => setTimeout(r, 1));
-        backend.read(lba, into);
-      },
-      write: async (lba: number, data: Uint8Array) => {
-        await new Promise((r) => setTimeout(r, 1));
-        backend.write(lba, data, { fua: false });
-      },
-      flush: () => {},
-    };
-    const { unit: slowUnit } = makeUnit({ backend: slow });
+    const { unit: slowUnit } = makeUnit({ backend: slowBackend(backend) });
     const zero = new Uint8Array(512);
     const attempts = await Promise.all(
       Array.from({ length: 8 }, (_, i) =>

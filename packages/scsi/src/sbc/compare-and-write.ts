@@ -1,7 +1,8 @@
-import type { CommandContext, OpcodeEntry } from '../core/command.js';
+import type { CommandContext, LogicalUnitState, OpcodeEntry } from '../core/command.js';
 import { be64, putBe64 } from '../core/bytes.js';
 import { invalidCdbField, ScsiCheckCondition } from '../core/errors.js';
-import { acquireRange, checkLbaRange, readBlocks, writeBlocks } from '../core/io.js';
+import { checkLbaRange, writeBlocks } from '../core/io.js';
+import { readModifyWrite } from './medium-access.js';
 
 const CONTROL = 0x00;
 
@@ -44,31 +45,29 @@ export const firstDifference = (a: Uint8Array, b: Uint8Array): number => {
  * SBC-4 5.3: under an exclusive range lock (atomic against every other
  * command touching those blocks), read the blocks, compare them with the
  * verify half of the Data-Out buffer, and only if equal write the second half.
+ * Zero blocks is not an error: nothing is read, compared or written.
  */
-const compareAndWrite = async (ctx: CommandContext<CompareAndWriteFields>): Promise<undefined> => {
-  const { unit, fields: f, signal } = ctx;
-  // SBC-4 5.3: zero blocks is not an error; nothing is read, compared or written.
-  if (f.blocks === 0) return undefined;
-  if (f.blocks > unit.config.maxCompareAndWriteBlocks) throw invalidCdbField(13);
-  checkLbaRange(unit, f.lba, f.blocks);
-  const bytes = f.blocks * unit.backend.blockSize;
-  if (ctx.dataOut.length < 2 * bytes) throw new ScsiCheckCondition('PARAMETER_LIST_LENGTH_ERROR');
-  const verify = ctx.dataOut.subarray(0, bytes);
-  const write = ctx.dataOut.subarray(bytes, 2 * bytes);
-  const release = await acquireRange(unit, f.lba, f.blocks, 'exclusive', signal);
-  try {
-    const current = new Uint8Array(bytes);
-    await readBlocks(unit, f.lba, current, signal);
-    const offset = firstDifference(current, verify);
+const compareAndWrite = (ctx: CommandContext<CompareAndWriteFields>): Promise<undefined> =>
+  readModifyWrite(ctx, async (current) => {
+    // The executor delivers exactly the verify blocks then the write blocks.
+    const bytes = current.length;
+    const offset = firstDifference(current, ctx.dataOut.subarray(0, bytes));
     // INFORMATION = offset in bytes of the first miscompare within the verify data.
     if (offset >= 0)
       throw new ScsiCheckCondition('MISCOMPARE_DURING_VERIFY_OPERATION', { information: offset });
-    await writeBlocks(unit, f.lba, write, f.fua, signal);
-  } finally {
-    release();
-  }
-  return undefined;
-};
+    await writeBlocks(ctx.unit, ctx.fields.lba, ctx.dataOut.subarray(bytes), ctx.fields.fua, ctx.signal);
+  });
+
+/**
+ * Checked before any Data-Out is needed: NUMBER OF LOGICAL BLOCKS above the Block Limits VPD
+ * MAXIMUM COMPARE AND WRITE LENGTH is INVALID FIELD IN CDB at byte 13 (SBC-4 5.3), whatever
+ * the initiator sent; then the range.
+ */
+function compareAndWriteDataOutLength(f: CompareAndWriteFields, unit: LogicalUnitState): number {
+  if (f.blocks > unit.config.maxCompareAndWriteBlocks) throw invalidCdbField(13);
+  checkLbaRange(unit, f.lba, f.blocks);
+  return 2 * f.blocks * unit.backend.blockSize;
+}
 
 const compareAndWriteEntry: OpcodeEntry<CompareAndWriteFields> = {
   opcode: 0x89,
@@ -79,8 +78,10 @@ const compareAndWriteEntry: OpcodeEntry<CompareAndWriteFields> = {
   usage: [0x89, 0x18, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0xff, 0x00, CONTROL],
   decode,
   encode,
-  dataOutLength: (f, unit) => 2 * f.blocks * unit.backend.blockSize,
+  dataOutLength: compareAndWriteDataOutLength,
   handler: compareAndWrite,
+  // MAXIMUM COMPARE AND WRITE LENGTH 0 says the command is not supported.
+  supported: (unit) => unit.config.maxCompareAndWriteBlocks > 0,
   writes: true,
 };
 

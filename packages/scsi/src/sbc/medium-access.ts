@@ -1,7 +1,7 @@
 import { writeFailureReason } from '../core/backend.js';
-import type { LogicalUnitState } from '../core/command.js';
+import type { CommandContext, LogicalUnitState } from '../core/command.js';
 import { ScsiCheckCondition } from '../core/errors.js';
-import { flushBackend, writeBlocks } from '../core/io.js';
+import { flushBackend, readBlocks, withRangeLock, writeBlocks } from '../core/io.js';
 
 /**
  * Medium access the SBC extras (WRITE SAME, UNMAP, FORMAT UNIT, EXTENDED COPY)
@@ -70,3 +70,30 @@ export const zeroMedium = async (
   }
   if (mustPersist(unit, options.fua)) await flushBackend(unit, signal);
 };
+
+/**
+ * Read the command's blocks under an EXCLUSIVE range lock and hand them to `modify`, which
+ * writes while the lock is held: an uninterrupted read-modify-write no other command can
+ * see or change half-way (COMPARE AND WRITE, ORWRITE, WRITE ATOMIC). 0 blocks: nothing.
+ */
+export async function readModifyWrite(
+  ctx: CommandContext<{ readonly lba: number; readonly blocks: number }>,
+  modify: (current: Uint8Array) => Promise<void>,
+): Promise<undefined> {
+  const { unit, signal } = ctx;
+  const { lba, blocks } = ctx.fields;
+  if (blocks === 0) return undefined;
+  await withRangeLock(
+    unit,
+    lba,
+    blocks,
+    'exclusive',
+    async () => {
+      const current = new Uint8Array(blocks * unit.backend.blockSize);
+      await readBlocks(unit, lba, current, signal);
+      await modify(current);
+    },
+    signal,
+  );
+  return undefined;
+}

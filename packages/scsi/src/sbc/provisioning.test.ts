@@ -3,6 +3,7 @@ import { MemoryBackend } from '../backends/memory.js';
 import { BackendIoError } from '../core/backend.js';
 import { be32, be64, putBe16, putBe32, putBe64 } from '../core/bytes.js';
 import { encodeUnmapParameterList, parseUnmapParameterList, provisioningCommands } from './provisioning.js';
+import { expectUnmappedReadsZero } from '../testing/harness.js';
 import { expectCheck, expectGood, filled, makeUnit, readBack, run } from './testing/harness.js';
 
 const ws10 = (lba: number, blocks: number, flags = 0) => {
@@ -83,6 +84,15 @@ describe('WRITE SAME', () => {
     expect(be64(status.data, 8)).toBe(16);
     expect(be32(status.data, 16)).toBe(16);
     expect(status.data[20]).toBe(1);
+  });
+
+  it('UNMAP=1 with LBPRZ: written blocks read back as zeros, across partial allocation chunks (MemoryBackend)', async () => {
+    await expectUnmappedReadsZero(
+      new MemoryBackend({ blockSize: 512, blockCount: 256, chunkBlocks: 8 }),
+      5,
+      22,
+    );
+    await expectUnmappedReadsZero(new MemoryBackend({ blockSize: 4096, blockCount: 64 }), 3, 40);
   });
 
   it('a non-zero block with UNMAP is written, not deallocated (reads must return the data)', async () => {

@@ -53,7 +53,7 @@ const fieldsOf = (lba: number, blocks: number, b1: number, group: number): ReadW
 const flagByte = (f: ReadWriteFields) => ((f.protect & 7) << 5) | (f.dpo ? 0x10 : 0) | (f.fua ? 0x08 : 0);
 
 /** The CDB layouts, each with where the protect flags and the transfer length sit. */
-interface Layout {
+export interface ReadWriteLayout {
   readonly length: number;
   readonly flagsByte: number;
   readonly lengthByte: number;
@@ -62,7 +62,7 @@ interface Layout {
   readonly usage: (opcode: number) => number[];
 }
 
-const layout6: Layout = {
+const layout6: ReadWriteLayout = {
   length: 6,
   flagsByte: -1,
   lengthByte: 4,
@@ -76,7 +76,7 @@ const layout6: Layout = {
   usage: (op) => [op, 0x1f, 0xff, 0xff, 0xff, 0x00],
 };
 
-const layout10: Layout = {
+const layout10: ReadWriteLayout = {
   length: 10,
   flagsByte: 1,
   lengthByte: 7,
@@ -90,7 +90,7 @@ const layout10: Layout = {
   usage: (op) => [op, 0xf8, 0xff, 0xff, 0xff, 0xff, 0x3f, 0xff, 0xff, 0x00],
 };
 
-const layout12: Layout = {
+const layout12: ReadWriteLayout = {
   length: 12,
   flagsByte: 1,
   lengthByte: 6,
@@ -104,7 +104,7 @@ const layout12: Layout = {
   usage: (op) => [op, 0xf8, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x3f, 0x00],
 };
 
-const layout16: Layout = {
+export const layout16: ReadWriteLayout = {
   length: 16,
   flagsByte: 1,
   lengthByte: 10,
@@ -140,7 +140,7 @@ const layout16: Layout = {
  * fields only matter with protection information, which this unit does not
  * have, so they are accepted and ignored.
  */
-const layout32 = (serviceAction: number): Layout => ({
+const layout32 = (serviceAction: number): ReadWriteLayout => ({
   length: 32,
   flagsByte: 10,
   lengthByte: 28,
@@ -176,7 +176,7 @@ const backendSignal = (ctx: CommandContext<ReadWriteFields>): AbortSignal | unde
  * is synchronous and allocates nothing of its own: no closure, no promise.
  */
 const readHandler =
-  (layout: Layout): CommandHandler<ReadWriteFields> =>
+  (layout: ReadWriteLayout): CommandHandler<ReadWriteFields> =>
   (ctx) => {
     const { lba, blocks } = ctx.fields;
     const unit = ctx.unit;
@@ -265,40 +265,48 @@ async function writeLocked(ctx: CommandContext<ReadWriteFields>, data: DataBuffe
 }
 
 /** Validates the CDB against the unit before any Data-Out is needed, then sizes it. */
-const writeDataOutLength =
-  (layout: Layout) =>
+export const writeDataOutLength =
+  (layout: ReadWriteLayout) =>
   (f: ReadWriteFields, unit: LogicalUnitState): number => {
     checkTransferLength(unit, f.blocks, layout.lengthByte);
     checkLbaRange(unit, f.lba, f.blocks);
     return f.blocks * unit.backend.blockSize;
   };
 
+/** The CDB side of an entry: length, usage mask and codec (RDPROTECT/WRPROTECT must be 0). */
+export function readWriteCodec(
+  opcode: number,
+  layout: ReadWriteLayout,
+): Pick<OpcodeEntry<ReadWriteFields>, 'cdbLength' | 'usage' | 'decode' | 'encode'> {
+  return {
+    cdbLength: layout.length,
+    usage: layout.usage(opcode),
+    decode(cdb) {
+      const fields = layout.decode(cdb);
+      // No protection information (SBC-4 4.22): RDPROTECT/WRPROTECT must be zero.
+      if (fields.protect !== 0) throw invalidCdbField(layout.flagsByte, 7);
+      return fields;
+    },
+    encode(f) {
+      const cdb = new Uint8Array(layout.length);
+      cdb[0] = opcode;
+      layout.encode(cdb, f);
+      return cdb;
+    },
+  };
+}
+
 function entry(
   name: string,
   opcode: number,
-  layout: Layout,
+  layout: ReadWriteLayout,
   write: boolean,
   serviceAction?: number,
 ): OpcodeEntry<ReadWriteFields> {
-  const decode = (cdb: Uint8Array): ReadWriteFields => {
-    const fields = layout.decode(cdb);
-    // No protection information (SBC-4 4.22): RDPROTECT/WRPROTECT must be zero.
-    if (fields.protect !== 0) throw invalidCdbField(layout.flagsByte, 7);
-    return fields;
-  };
-  const encode = (f: ReadWriteFields): Uint8Array => {
-    const cdb = new Uint8Array(layout.length);
-    cdb[0] = opcode;
-    layout.encode(cdb, f);
-    return cdb;
-  };
   const common = {
     opcode,
     name,
-    cdbLength: layout.length,
-    usage: layout.usage(opcode),
-    decode,
-    encode,
+    ...readWriteCodec(opcode, layout),
     mediumAccess: true,
     timeouts: { nominal: 10, recommended: 30 },
     ...(serviceAction === undefined ? {} : { serviceAction }),

@@ -1,19 +1,72 @@
 import { be16, be32, be64, putBe16, putBe32, putBe64 } from '../core/bytes.js';
-import type { CommandContext, OpcodeEntry } from '../core/command.js';
-import { checkLbaRange, flushBackend, isPromise } from '../core/io.js';
+import type { CommandContext, CommandHandler, OpcodeEntry } from '../core/command.js';
+import { checkLbaRange, flushBackend, isPromise, runDetached } from '../core/io.js';
 
-/** SYNCHRONIZE CACHE(10/16), SBC-4 5.27-5.28. */
-export interface SyncCacheFields {
+/**
+ * The CDB SYNCHRONIZE CACHE(10/16) and PRE-FETCH(10/16) share (SBC-4): IMMED, an LBA,
+ * a number of blocks and the GROUP NUMBER, at the same places.
+ */
+export interface CacheRangeFields {
   readonly lba: number;
   /** 0: from `lba` to the end of the medium. */
   readonly blocks: number;
-  /** IMMED: GOOD once the CDB is validated, before the flush completes. */
+  /** IMMED: GOOD once the CDB is validated, before the operation completes. */
   readonly immediate: boolean;
   readonly group: number;
 }
 
+/** SYNCHRONIZE CACHE(10/16), SBC-4 5.27-5.28. */
+export type SyncCacheFields = CacheRangeFields;
+
 export const SYNCHRONIZE_CACHE_10 = 0x35;
 export const SYNCHRONIZE_CACHE_16 = 0x91;
+
+/** An entry with the shared CDB; `lengthByte` is where its number of blocks sits. */
+export function cacheRangeEntry(
+  opcode: number,
+  name: string,
+  cdbLength: 10 | 16,
+  handler: (ctx: CommandContext<CacheRangeFields>, lengthByte: number) => ReturnType<CommandHandler>,
+): OpcodeEntry<CacheRangeFields> {
+  const short = cdbLength === 10;
+  const lengthByte = short ? 7 : 10;
+  const groupByte = short ? 6 : 14;
+  const usage = new Array<number>(cdbLength).fill(0xff);
+  usage[0] = opcode;
+  usage[1] = 0x02;
+  usage[groupByte] = 0x3f;
+  usage[cdbLength - 1] = 0x00;
+  return {
+    opcode,
+    name,
+    cdbLength,
+    direction: 'none',
+    usage,
+    decode: (cdb) => ({
+      lba: short ? be32(cdb, 2) : be64(cdb, 2),
+      blocks: short ? be16(cdb, lengthByte) : be32(cdb, lengthByte),
+      immediate: (cdb[1]! & 0x02) !== 0,
+      group: cdb[groupByte]! & 0x3f,
+    }),
+    encode(f) {
+      const cdb = new Uint8Array(cdbLength);
+      cdb[0] = opcode;
+      cdb[1] = f.immediate ? 0x02 : 0;
+      if (short) {
+        putBe32(cdb, 2, f.lba);
+        putBe16(cdb, lengthByte, f.blocks);
+      } else {
+        putBe64(cdb, 2, f.lba);
+        putBe32(cdb, lengthByte, f.blocks);
+      }
+      cdb[groupByte] = f.group;
+      return cdb;
+    },
+    handler: (ctx) => handler(ctx, lengthByte),
+    mediumAccess: true,
+    timeouts: { nominal: 30, recommended: 60 },
+  };
+}
 
 /** The backend flushes everything; the range is validated (SBC-4 5.27: LBA OUT OF RANGE). */
 function synchronizeCache(ctx: CommandContext<SyncCacheFields>): undefined | Promise<undefined> {
@@ -21,17 +74,7 @@ function synchronizeCache(ctx: CommandContext<SyncCacheFields>): undefined | Pro
   const unit = ctx.unit;
   checkLbaRange(unit, lba, blocks);
   if (immediate) {
-    // Errors can no longer reach the initiator; they are logged.
-    try {
-      const pending = flushBackend(unit);
-      if (isPromise(pending)) {
-        pending.catch((error: unknown) =>
-          unit.logger.error({ err: error }, 'SYNCHRONIZE CACHE (IMMED) failed'),
-        );
-      }
-    } catch (error) {
-      unit.logger.error({ err: error }, 'SYNCHRONIZE CACHE (IMMED) failed');
-    }
+    runDetached(unit, 'SYNCHRONIZE CACHE (IMMED)', () => flushBackend(unit));
     return undefined;
   }
   const flushed = flushBackend(unit, ctx.signal);
@@ -39,71 +82,6 @@ function synchronizeCache(ctx: CommandContext<SyncCacheFields>): undefined | Pro
 }
 
 export const syncCacheCommands: OpcodeEntry<SyncCacheFields>[] = [
-  {
-    opcode: SYNCHRONIZE_CACHE_10,
-    name: 'SYNCHRONIZE CACHE(10)',
-    cdbLength: 10,
-    direction: 'none',
-    usage: [SYNCHRONIZE_CACHE_10, 0x02, 0xff, 0xff, 0xff, 0xff, 0x3f, 0xff, 0xff, 0x00],
-    decode: (cdb) => ({
-      lba: be32(cdb, 2),
-      blocks: be16(cdb, 7),
-      immediate: (cdb[1]! & 0x02) !== 0,
-      group: cdb[6]! & 0x3f,
-    }),
-    encode(f) {
-      const cdb = new Uint8Array(10);
-      cdb[0] = SYNCHRONIZE_CACHE_10;
-      cdb[1] = f.immediate ? 0x02 : 0;
-      putBe32(cdb, 2, f.lba);
-      cdb[6] = f.group;
-      putBe16(cdb, 7, f.blocks);
-      return cdb;
-    },
-    handler: synchronizeCache,
-    mediumAccess: true,
-    timeouts: { nominal: 30, recommended: 60 },
-  },
-  {
-    opcode: SYNCHRONIZE_CACHE_16,
-    name: 'SYNCHRONIZE CACHE(16)',
-    cdbLength: 16,
-    direction: 'none',
-    usage: [
-      SYNCHRONIZE_CACHE_16,
-      0x02,
-      0xff,
-      0xff,
-      0xff,
-      0xff,
-      0xff,
-      0xff,
-      0xff,
-      0xff,
-      0xff,
-      0xff,
-      0xff,
-      0xff,
-      0x3f,
-      0x00,
-    ],
-    decode: (cdb) => ({
-      lba: be64(cdb, 2),
-      blocks: be32(cdb, 10),
-      immediate: (cdb[1]! & 0x02) !== 0,
-      group: cdb[14]! & 0x3f,
-    }),
-    encode(f) {
-      const cdb = new Uint8Array(16);
-      cdb[0] = SYNCHRONIZE_CACHE_16;
-      cdb[1] = f.immediate ? 0x02 : 0;
-      putBe64(cdb, 2, f.lba);
-      putBe32(cdb, 10, f.blocks);
-      cdb[14] = f.group;
-      return cdb;
-    },
-    handler: synchronizeCache,
-    mediumAccess: true,
-    timeouts: { nominal: 30, recommended: 60 },
-  },
+  cacheRangeEntry(SYNCHRONIZE_CACHE_10, 'SYNCHRONIZE CACHE(10)', 10, synchronizeCache),
+  cacheRangeEntry(SYNCHRONIZE_CACHE_16, 'SYNCHRONIZE CACHE(16)', 16, synchronizeCache),
 ];

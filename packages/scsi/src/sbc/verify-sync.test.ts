@@ -1,7 +1,7 @@
 import { describe, expect, it, vi } from 'vitest';
 import { MemoryBackend } from '../backends/memory.js';
 import { BackendIoError } from '../core/backend.js';
-import { expectCheck, expectGood, makeUnit, pattern, run } from '../testing/harness.js';
+import { cdbWith, expectCheck, expectGood, itAnswers, makeUnit, pattern, run } from '../testing/harness.js';
 import { syncCacheCommands } from './sync-cache.js';
 import { type VerifyFields, verifyCommands } from './verify.js';
 
@@ -28,8 +28,8 @@ async function unitWithData() {
   return { unit, backend };
 }
 
-describe('VERIFY(10/16) (SBC-4 5.33-5.34)', () => {
-  for (const name of ['VERIFY(10)', 'VERIFY(16)']) {
+describe('VERIFY(10/12/16)', () => {
+  for (const name of ['VERIFY(10)', 'VERIFY(12)', 'VERIFY(16)']) {
     it(`${name} BYTCHK=0 verifies the medium: GOOD, or MEDIUM ERROR with the failing LBA`, async () => {
       const { unit, backend } = await unitWithData();
       expectGood(await run(unit, cdb(name, vf(10, 4, 0))));
@@ -93,15 +93,16 @@ describe('VERIFY(10/16) (SBC-4 5.33-5.34)', () => {
   });
 
   it('round-trips its CDB fields', () => {
-    for (const name of ['VERIFY(10)', 'VERIFY(16)', 'WRITE AND VERIFY(10)', 'WRITE AND VERIFY(16)']) {
+    for (const e of verifyCommands) {
+      const name = e.name;
       const f = vf(1234, 56, 1, { dpo: true, group: 3 });
       expect(entry(name).decode(cdb(name, f))).toEqual(f);
     }
   });
 });
 
-describe('WRITE AND VERIFY(10/16) (SBC-4 5.45-5.46)', () => {
-  for (const name of ['WRITE AND VERIFY(10)', 'WRITE AND VERIFY(16)']) {
+describe('WRITE AND VERIFY(10/12/16)', () => {
+  for (const name of ['WRITE AND VERIFY(10)', 'WRITE AND VERIFY(12)', 'WRITE AND VERIFY(16)']) {
     it(`${name} writes durably then verifies`, async () => {
       const backend = new MemoryBackend({ blockSize: 512, blockCount: 64 });
       const write = vi.spyOn(backend, 'write');
@@ -159,6 +160,146 @@ describe('WRITE AND VERIFY(10/16) (SBC-4 5.45-5.46)', () => {
     expectGood(await run(unit, cdb('WRITE AND VERIFY(10)', vf(0, 0, 0))));
     expectCheck(await run(unit, cdb('WRITE AND VERIFY(16)', vf(4, 1, 0))), 'LBA_OUT_OF_RANGE');
   });
+});
+
+/** VERIFY(12) / WRITE AND VERIFY(12) CDBs: byte 1 flags, LBA 2-5, length 6-9, GROUP NUMBER 10, CONTROL 11. */
+const cdb12 = (opcode: number, flags: number, lba: number, blocks: number, byte10 = 0, control = 0) =>
+  cdbWith(12, opcode, [1, 1, flags], [2, 4, lba], [6, 4, blocks], [10, 1, byte10], [11, 1, control]);
+const BYTCHK_1 = 0x02;
+const BYTCHK_3 = 0x06;
+const block = new Uint8Array(512);
+
+describe('VERIFY(12) AFh named vectors (2048 blocks of 512 bytes; last LBA 2047)', () => {
+  itAnswers([
+    { name: 'BYTCHK 00b on the last LBA', cdb: cdb12(0xaf, 0, 2047, 1) },
+    {
+      name: 'BYTCHK 01b on the last LBA compares one block',
+      cdb: cdb12(0xaf, BYTCHK_1, 2047, 1),
+      dataOut: block,
+    },
+    { name: 'BYTCHK 11b: one block against eight', cdb: cdb12(0xaf, BYTCHK_3, 2040, 8), dataOut: block },
+    { name: 'range straddling the last LBA', cdb: cdb12(0xaf, 0, 2047, 2), check: 'LBA_OUT_OF_RANGE' },
+    { name: 'VERIFICATION LENGTH 0 at the capacity', cdb: cdb12(0xaf, 0, 2048, 0) },
+    {
+      name: 'VERIFICATION LENGTH 0 past the capacity',
+      cdb: cdb12(0xaf, 0, 2049, 0),
+      check: 'LBA_OUT_OF_RANGE',
+    },
+    { name: 'LBA FFFFFFFFh', cdb: cdb12(0xaf, 0, 0xffffffff, 1), check: 'LBA_OUT_OF_RANGE' },
+    {
+      name: 'BYTCHK 10b is reserved',
+      cdb: cdb12(0xaf, 0x04, 0, 1),
+      check: 'INVALID_FIELD_IN_CDB',
+      byte: 1,
+      bit: 2,
+    },
+    ...[1, 2, 3, 4, 5, 6, 7].map((vrprotect) => ({
+      name: `VRPROTECT ${vrprotect}: no protection information`,
+      cdb: cdb12(0xaf, vrprotect << 5, 0, 1),
+      check: 'INVALID_FIELD_IN_CDB' as const,
+      byte: 1,
+      bit: 7,
+    })),
+    { name: 'DPO is accepted', cdb: cdb12(0xaf, 0x10, 0, 1) },
+    {
+      name: 'byte 1 bit 3 is reserved',
+      cdb: cdb12(0xaf, 0x08, 0, 1),
+      check: 'INVALID_FIELD_IN_CDB',
+      byte: 1,
+      bit: 3,
+    },
+    {
+      name: 'byte 1 bit 0 is obsolete',
+      cdb: cdb12(0xaf, 0x01, 0, 1),
+      check: 'INVALID_FIELD_IN_CDB',
+      byte: 1,
+      bit: 0,
+    },
+    { name: 'GROUP NUMBER 3Fh', cdb: cdb12(0xaf, 0, 0, 1, 0x3f) },
+    {
+      name: 'byte 10 bit 7 is reserved',
+      cdb: cdb12(0xaf, 0, 0, 1, 0x80),
+      check: 'INVALID_FIELD_IN_CDB',
+      byte: 10,
+      bit: 7,
+    },
+    { name: 'NACA', cdb: cdb12(0xaf, 0, 0, 1, 0, 0x04), check: 'INVALID_FIELD_IN_CDB', byte: 11, bit: 2 },
+    {
+      name: 'BYTCHK 01b without its Data-Out block',
+      cdb: cdb12(0xaf, BYTCHK_1, 0, 2),
+      dataOut: block,
+      check: 'INVALID_FIELD_IN_COMMAND_INFORMATION_UNIT',
+    },
+  ]);
+});
+
+describe('VERIFY(12) and the maximum transfer length (Block Limits VPD)', () => {
+  const small = () => makeUnit({ config: { maxTransferBlocks: 8 } }).unit;
+  itAnswers(
+    [
+      {
+        name: 'BYTCHK 01b over MAXIMUM TRANSFER LENGTH: INVALID FIELD IN CDB at the length (byte 6)',
+        cdb: cdb12(0xaf, BYTCHK_1, 0, 9),
+        dataOut: new Uint8Array(9 * 512),
+        check: 'INVALID_FIELD_IN_CDB',
+        byte: 6,
+      },
+      { name: 'BYTCHK 00b transfers nothing: any length', cdb: cdb12(0xaf, 0, 0, 64) },
+    ],
+    small,
+  );
+});
+
+describe('WRITE AND VERIFY(12) AEh named vectors (last LBA 2047)', () => {
+  itAnswers([
+    { name: 'BYTCHK 00b on the last LBA', cdb: cdb12(0xae, 0, 2047, 1), dataOut: block },
+    { name: 'BYTCHK 01b on the last LBA', cdb: cdb12(0xae, BYTCHK_1, 2047, 1), dataOut: block },
+    { name: 'range straddling the last LBA', cdb: cdb12(0xae, 0, 2047, 2), check: 'LBA_OUT_OF_RANGE' },
+    { name: 'TRANSFER LENGTH 0', cdb: cdb12(0xae, 0, 2048, 0) },
+    {
+      name: 'BYTCHK 10b is reserved',
+      cdb: cdb12(0xae, 0x04, 0, 1),
+      check: 'INVALID_FIELD_IN_CDB',
+      byte: 1,
+      bit: 2,
+    },
+    {
+      name: 'BYTCHK 11b is reserved for WRITE AND VERIFY',
+      cdb: cdb12(0xae, BYTCHK_3, 0, 1),
+      check: 'INVALID_FIELD_IN_CDB',
+      byte: 1,
+      bit: 2,
+    },
+    { name: 'WRPROTECT 1', cdb: cdb12(0xae, 0x20, 0, 1), check: 'INVALID_FIELD_IN_CDB', byte: 1, bit: 7 },
+    {
+      name: 'a short Data-Out',
+      cdb: cdb12(0xae, 0, 0, 2),
+      dataOut: block,
+      check: 'INVALID_FIELD_IN_COMMAND_INFORMATION_UNIT',
+    },
+  ]);
+  itAnswers(
+    [
+      {
+        name: 'TRANSFER LENGTH over MAXIMUM TRANSFER LENGTH: byte 6',
+        cdb: cdb12(0xae, 0, 0, 9),
+        check: 'INVALID_FIELD_IN_CDB',
+        byte: 6,
+      },
+    ],
+    () => makeUnit({ config: { maxTransferBlocks: 8 } }).unit,
+  );
+  itAnswers(
+    [
+      {
+        name: 'a read-only unit: WRITE PROTECTED',
+        cdb: cdb12(0xae, 0, 0, 1),
+        dataOut: block,
+        check: 'WRITE_PROTECTED',
+      },
+    ],
+    () => makeUnit({ readOnly: true }).unit,
+  );
 });
 
 describe('SYNCHRONIZE CACHE(10/16) (SBC-4 5.27-5.28)', () => {

@@ -3,7 +3,7 @@ import type { CommandContext, LogicalUnitState, OpcodeEntry } from '../core/comm
 import { ScsiCheckCondition, invalidCdbField } from '../core/errors.js';
 import { checkLbaRange, checkTransferLength, readBlocks, withRangeLock, writeBlocks } from '../core/io.js';
 
-/** VERIFY(10/16) and WRITE AND VERIFY(10/16), SBC-4 5.33-5.34, 5.45-5.46. */
+/** VERIFY(10/12/16) and WRITE AND VERIFY(10/12/16) (SBC-4). */
 export interface VerifyFields {
   readonly lba: number;
   readonly blocks: number;
@@ -20,8 +20,10 @@ export interface VerifyFields {
 
 export const VerifyOpcode = {
   VERIFY_10: 0x2f,
+  VERIFY_12: 0xaf,
   VERIFY_16: 0x8f,
   WRITE_AND_VERIFY_10: 0x2e,
+  WRITE_AND_VERIFY_12: 0xae,
   WRITE_AND_VERIFY_16: 0x8e,
 } as const;
 
@@ -33,7 +35,7 @@ const flagByte = (f: VerifyFields) => ((f.protect & 7) << 5) | (f.dpo ? 0x10 : 0
 
 function checkFlags(f: VerifyFields, write: boolean): VerifyFields {
   if (f.protect !== 0) throw invalidCdbField(1, 7);
-  // BYTCHK 10b is reserved; 11b exists only for VERIFY (SBC-4 Table 70 / 111).
+  // BYTCHK 10b is reserved; 11b exists only for VERIFY (SBC-4 WRITE AND VERIFY (10): reserved there).
   if (f.byteCheck === 2 || (write && f.byteCheck === 3)) throw invalidCdbField(1, 2);
   return f;
 }
@@ -154,48 +156,59 @@ function writeAndVerifyDataOutLength(lengthByte: number) {
   };
 }
 
-const usage10 = (op: number) => [op, 0xf6, 0xff, 0xff, 0xff, 0xff, 0x3f, 0xff, 0xff, 0x00];
-const usage16 = (op: number) => [
-  op,
-  0xf6,
-  0xff,
-  0xff,
-  0xff,
-  0xff,
-  0xff,
-  0xff,
-  0xff,
-  0xff,
-  0xff,
-  0xff,
-  0xff,
-  0xff,
-  0x3f,
-  0x00,
-];
+/** Where a CDB form keeps its fields (the 10-, 12- and 16-byte VERIFY and WRITE AND VERIFY CDBs). */
+interface VerifyLayout {
+  readonly length: number;
+  readonly lbaSize: 4 | 8;
+  readonly lengthAt: number;
+  readonly lengthSize: 2 | 4;
+  readonly groupAt: number;
+}
 
-function entry10(name: string, opcode: number, write: boolean): OpcodeEntry<VerifyFields> {
+const layout10: VerifyLayout = { length: 10, lbaSize: 4, lengthAt: 7, lengthSize: 2, groupAt: 6 };
+const layout12: VerifyLayout = { length: 12, lbaSize: 4, lengthAt: 6, lengthSize: 4, groupAt: 10 };
+const layout16: VerifyLayout = { length: 16, lbaSize: 8, lengthAt: 10, lengthSize: 4, groupAt: 14 };
+
+/** VRPROTECT/WRPROTECT, DPO, BYTCHK; the LBA and length fields; GROUP NUMBER. */
+function usageOf(opcode: number, l: VerifyLayout): number[] {
+  const usage = new Array<number>(l.length).fill(0);
+  usage[0] = opcode;
+  usage[1] = 0xf6;
+  usage.fill(0xff, 2, 2 + l.lbaSize);
+  usage.fill(0xff, l.lengthAt, l.lengthAt + l.lengthSize);
+  usage[l.groupAt] = 0x3f;
+  return usage;
+}
+
+function entry(name: string, opcode: number, l: VerifyLayout, write: boolean): OpcodeEntry<VerifyFields> {
   return {
     opcode,
     name,
-    cdbLength: 10,
+    cdbLength: l.length,
     direction: 'out',
-    usage: usage10(opcode),
+    usage: usageOf(opcode, l),
     decode: (cdb) =>
       checkFlags(
-        { lba: be32(cdb, 2), blocks: be16(cdb, 7), group: cdb[6]! & 0x3f, ...flags(cdb[1]!) },
+        {
+          lba: l.lbaSize === 4 ? be32(cdb, 2) : be64(cdb, 2),
+          blocks: l.lengthSize === 2 ? be16(cdb, l.lengthAt) : be32(cdb, l.lengthAt),
+          group: cdb[l.groupAt]! & 0x3f,
+          ...flags(cdb[1]!),
+        },
         write,
       ),
     encode(f) {
-      const cdb = new Uint8Array(10);
+      const cdb = new Uint8Array(l.length);
       cdb[0] = opcode;
       cdb[1] = flagByte(f);
-      putBe32(cdb, 2, f.lba);
-      cdb[6] = f.group;
-      putBe16(cdb, 7, f.blocks);
+      if (l.lbaSize === 4) putBe32(cdb, 2, f.lba);
+      else putBe64(cdb, 2, f.lba);
+      if (l.lengthSize === 2) putBe16(cdb, l.lengthAt, f.blocks);
+      else putBe32(cdb, l.lengthAt, f.blocks);
+      cdb[l.groupAt] = f.group;
       return cdb;
     },
-    dataOutLength: write ? writeAndVerifyDataOutLength(7) : verifyDataOutLength(7),
+    dataOutLength: write ? writeAndVerifyDataOutLength(l.lengthAt) : verifyDataOutLength(l.lengthAt),
     handler: write ? writeAndVerify : verify,
     mediumAccess: true,
     writes: write,
@@ -203,38 +216,12 @@ function entry10(name: string, opcode: number, write: boolean): OpcodeEntry<Veri
   };
 }
 
-function entry16(name: string, opcode: number, write: boolean): OpcodeEntry<VerifyFields> {
-  return {
-    opcode,
-    name,
-    cdbLength: 16,
-    direction: 'out',
-    usage: usage16(opcode),
-    decode: (cdb) =>
-      checkFlags(
-        { lba: be64(cdb, 2), blocks: be32(cdb, 10), group: cdb[14]! & 0x3f, ...flags(cdb[1]!) },
-        write,
-      ),
-    encode(f) {
-      const cdb = new Uint8Array(16);
-      cdb[0] = opcode;
-      cdb[1] = flagByte(f);
-      putBe64(cdb, 2, f.lba);
-      putBe32(cdb, 10, f.blocks);
-      cdb[14] = f.group;
-      return cdb;
-    },
-    dataOutLength: write ? writeAndVerifyDataOutLength(10) : verifyDataOutLength(10),
-    handler: write ? writeAndVerify : verify,
-    mediumAccess: true,
-    writes: write,
-    timeouts: { nominal: 30, recommended: 60 },
-  };
-}
-
+const V = VerifyOpcode;
 export const verifyCommands: OpcodeEntry<VerifyFields>[] = [
-  entry10('VERIFY(10)', VerifyOpcode.VERIFY_10, false),
-  entry16('VERIFY(16)', VerifyOpcode.VERIFY_16, false),
-  entry10('WRITE AND VERIFY(10)', VerifyOpcode.WRITE_AND_VERIFY_10, true),
-  entry16('WRITE AND VERIFY(16)', VerifyOpcode.WRITE_AND_VERIFY_16, true),
+  entry('VERIFY(10)', V.VERIFY_10, layout10, false),
+  entry('VERIFY(12)', V.VERIFY_12, layout12, false),
+  entry('VERIFY(16)', V.VERIFY_16, layout16, false),
+  entry('WRITE AND VERIFY(10)', V.WRITE_AND_VERIFY_10, layout10, true),
+  entry('WRITE AND VERIFY(12)', V.WRITE_AND_VERIFY_12, layout12, true),
+  entry('WRITE AND VERIFY(16)', V.WRITE_AND_VERIFY_16, layout16, true),
 ];

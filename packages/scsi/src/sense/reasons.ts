@@ -34,6 +34,9 @@ const K = SenseKey;
  */
 export const SenseReasons = {
   NO_ADDITIONAL_SENSE: r(K.NO_SENSE, 0x00, 0x00),
+  // RECOVERED ERROR
+  // SBC-4 5.19.1: READ DEFECT DATA answered in a format other than the one requested
+  RECOVERED_ERROR_DEFECT_LIST_NOT_FOUND: r(K.RECOVERED_ERROR, 0x1c, 0x00),
   // NOT READY
   NOT_READY_CAUSE_NOT_REPORTABLE: r(K.NOT_READY, 0x04, 0x00),
   NOT_READY_INITIALIZING_COMMAND_REQUIRED: r(K.NOT_READY, 0x04, 0x02),

@@ -1,5 +1,5 @@
 import { be16, putAscii, putBe16, putBe32, putBe64 } from '../core/bytes.js';
-import type { CommandContext, OpcodeEntry } from '../core/command.js';
+import type { CommandContext, OpcodeEntry, TransportProtocol } from '../core/command.js';
 import { invalidCdbField } from '../core/errors.js';
 import type { LogicalUnit } from '../core/unit.js';
 import { usageFor } from '../opcodes/table.js';
@@ -25,8 +25,22 @@ export const VpdPage = {
 } as const;
 
 const STANDARD_LENGTH = 96;
-/** Version descriptors (SPC-5 Table 148 codes, "no version claimed"). */
-const VERSION_DESCRIPTORS = [0x00a0 /* SAM-5 */, 0x05c0 /* SPC-5 */, 0x0600 /* SBC-4 */];
+
+/**
+ * SPC-5 6.7.2 (Table 148, version descriptor values; "no version claimed" codes, as the
+ * target core's spc_emulate_inquiry_std() uses): architecture model, command sets, then
+ * the transport, in the order SPC-5 recommends. SPC-4 matches VERSION 06h.
+ */
+const SAM_5 = 0x00a0;
+const SPC_4 = 0x0460;
+const SBC_4 = 0x0600;
+const TRANSPORT_DESCRIPTORS: Record<TransportProtocol, number> = {
+  fcp: 0x0a40, // FCP-4
+  iscsi: 0x0960, // iSCSI
+  sas: 0x0c60, // SAS-3 (what LIO's loopback fabric identifies as)
+  sbp: 0x0980, // SBP-3
+  srp: 0x0940, // SRP
+};
 
 export const inquiryEntry: OpcodeEntry<InquiryFields> = {
   opcode: INQUIRY,
@@ -70,7 +84,7 @@ export function standardInquiry(unit: LogicalUnit): Uint8Array {
   const b = new Uint8Array(STANDARD_LENGTH);
   b[0] = 0x00; // peripheral qualifier 0, direct access block device
   b[1] = 0x00; // RMB=0: not removable
-  b[2] = 0x07; // VERSION: SPC-5
+  b[2] = 0x06; // VERSION: SPC-4, what LIO reports and initiators' tools recognise
   b[3] = 0x10 | 0x02; // HISUP, RESPONSE DATA FORMAT 2
   b[4] = STANDARD_LENGTH - 5;
   b[5] = offers(unit, 0x83, 0x00) ? 0x08 : 0x00; // 3PC: EXTENDED COPY is offered
@@ -78,7 +92,9 @@ export function standardInquiry(unit: LogicalUnit): Uint8Array {
   putAscii(b, 8, 8, unit.config.vendor);
   putAscii(b, 16, 16, unit.config.product);
   putAscii(b, 32, 4, unit.config.revision);
-  for (const [i, code] of VERSION_DESCRIPTORS.entries()) putBe16(b, 58 + i * 2, code);
+  const transport = unit.config.transportProtocol;
+  const descriptors = [SAM_5, SPC_4, SBC_4, ...(transport ? [TRANSPORT_DESCRIPTORS[transport]] : [])];
+  for (const [i, code] of descriptors.entries()) putBe16(b, 58 + i * 2, code);
   return b;
 }
 
@@ -209,14 +225,16 @@ export function thresholdExponent(unit: LogicalUnit): number {
   return exponent;
 }
 
+/** SBC-4 6.6.4: every limit the unit enforces, and zero for the commands it does not offer. */
 const blockLimits: VpdBuilder = (unit) => {
   const config = unit.config;
   const b = page(VpdPage.BLOCK_LIMITS, 0x3c);
   b[4] = 0x01; // WSNZ: WRITE SAME with NUMBER OF LOGICAL BLOCKS 0 is not supported
-  if (offers(unit, 0x89)) b[5] = Math.min(0xff, config.maxCompareAndWriteBlocks);
+  if (offers(unit, 0x89)) b[5] = config.maxCompareAndWriteBlocks;
   putBe16(b, 6, 1 << (unit.backend.physicalBlockExponent ?? 0));
   putBe32(b, 8, config.maxTransferBlocks);
   putBe32(b, 12, config.optimalTransferBlocks);
+  putBe32(b, 16, config.maxPrefetchBlocks);
   if (offers(unit, 0x42)) {
     putBe32(b, 20, config.maxUnmapBlocks);
     putBe32(b, 24, config.maxUnmapDescriptors);
@@ -224,6 +242,13 @@ const blockLimits: VpdBuilder = (unit) => {
     b[32] = 0x80; // UGAVALID, alignment 0
   }
   if (offers(unit, 0x93) || offers(unit, 0x41)) putBe64(b, 36, config.maxWriteSameBlocks);
+  if (offers(unit, 0x9c)) {
+    putBe32(b, 44, config.maxAtomicTransferBlocks);
+    putBe32(b, 48, config.atomicAlignment);
+    putBe32(b, 52, config.atomicTransferLengthGranularity);
+    putBe32(b, 56, config.maxAtomicTransferBlocksWithBoundary);
+    putBe32(b, 60, config.maxAtomicBoundaryBlocks);
+  }
   return b;
 };
 

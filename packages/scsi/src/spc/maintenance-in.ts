@@ -136,6 +136,8 @@ function reportSupportedOperationCodes(ctx: CommandContext<ReportOpcodesFields>)
 /** CDB USAGE DATA: the opcode, the service action in place, the unit's usage map elsewhere. */
 export function usageData(entry: AnyOpcodeEntry, unit?: LogicalUnitState): Uint8Array {
   const usage = Uint8Array.from(unit === undefined ? entry.usage : usageFor(entry, unit));
+  // SPC-5 6.35.3: byte 0 is the OPERATION CODE, whatever a unit-specific mask holds there.
+  usage[0] = entry.opcode;
   if (entry.serviceAction !== undefined) {
     if (entry.opcode === 0x7f) putBe16(usage, 8, entry.serviceAction);
     else usage[1] = (usage[1]! & ~0x1f) | (entry.serviceAction & 0x1f);

@@ -56,6 +56,26 @@ describe('REPORT SUPPORTED OPERATION CODES (SPC-5 6.35)', () => {
     expect([...d.subarray(4, 14)]).toEqual(unit.table.get(0x28)!.usage);
   });
 
+  it('one command, options 1-3: byte 0 of the CDB USAGE DATA is the opcode, for every command', async () => {
+    const { unit } = makeUnit({ config: { extendedCopy: true, maxAtomicTransferBlocks: 8 } });
+    for (const entry of unit.table.entries()) {
+      const sa = entry.serviceAction ?? 0;
+      const options = entry.serviceAction === undefined ? [1, 3] : [2, 3];
+      for (const option of options) {
+        const d = expectGood(await run(unit, rsoc(option, entry.opcode, sa)));
+        expect([d[1], be16(d, 2), d[4]], `${entry.name} option ${option}`).toEqual([
+          0x03,
+          entry.cdbLength,
+          entry.opcode,
+        ]);
+      }
+    }
+    // A unit-specific mask cannot move it: usageFor is the unit's, byte 0 still the opcode.
+    const ws = unit.table.get(0x93)!;
+    unit.override({ ...ws, usageFor: () => ws.usage.map(() => 0) });
+    expect(expectGood(await run(unit, rsoc(1, 0x93)))[4]).toBe(0x93);
+  });
+
   it('option 1 for an opcode with service actions is INVALID FIELD IN CDB', async () => {
     const { unit } = makeUnit();
     expectCheck(await run(unit, rsoc(1, 0x9e)), 'INVALID_FIELD_IN_CDB', { byte: 2, bit: 2 });
@@ -119,11 +139,17 @@ describe('REPORT SUPPORTED OPERATION CODES (SPC-5 6.35)', () => {
       return out;
     };
     // EXTENDED COPY(LID1), RECEIVE COPY RESULTS (COPY STATUS, OPERATING PARAMETERS), UNMAP,
-    // SANITIZE (BLOCK ERASE).
-    const conditional = ['131/0', '132/0', '132/3', '66', '72/2'];
+    // SANITIZE (BLOCK ERASE), WRITE ATOMIC(16).
+    const conditional = ['131/0', '132/0', '132/3', '66', '72/2', '156'];
+    const atomic = { maxAtomicTransferBlocks: 8 };
 
     it('every listed command dispatches and every unlisted one is INVALID COMMAND OPERATION CODE', async () => {
-      for (const options of [{}, { memory: { thin: false } }, { config: { extendedCopy: true } }]) {
+      for (const options of [
+        {},
+        { memory: { thin: false } },
+        { config: { extendedCopy: true } },
+        { config: { ...atomic, maxCompareAndWriteBlocks: 0 } },
+      ]) {
         const { unit } = makeUnit(options);
         const reported = listed(expectGood(await run(unit, rsoc(0))));
         for (const entry of unit.table.entries()) {
@@ -183,6 +209,19 @@ describe('REPORT SUPPORTED OPERATION CODES (SPC-5 6.35)', () => {
         expect(withBit[flagsAt]! & 0x08, `${opcode}`).toBe(0x08);
         expect(without[flagsAt]! & 0x08, `${opcode}`).toBe(0);
       }
+    });
+
+    it('WRITE ATOMIC(16) is listed only with an atomic length, COMPARE AND WRITE only with a length', async () => {
+      expect(listed(expectGood(await run(makeUnit().unit, rsoc(0)))).has('156')).toBe(false);
+      const atomicUnit = makeUnit({ config: atomic }).unit;
+      expect(listed(expectGood(await run(atomicUnit, rsoc(0)))).has('156')).toBe(true);
+      const boundaryOnly = { maxAtomicTransferBlocksWithBoundary: 8, maxAtomicBoundaryBlocks: 4 };
+      expect(listed(expectGood(await run(makeUnit({ config: boundaryOnly }).unit, rsoc(0)))).has('156')).toBe(
+        true,
+      );
+      const noCaw = makeUnit({ config: { maxCompareAndWriteBlocks: 0 } }).unit;
+      expect(listed(expectGood(await run(noCaw, rsoc(0)))).has('137')).toBe(false);
+      expect([...expectGood(await run(noCaw, rsoc(1, 0x89)))]).toEqual([0, 0x01, 0, 0]);
     });
 
     it('the non-conditional commands are listed on every unit', async () => {

@@ -17,16 +17,37 @@ const inquiry = (evpd: number, page: number, alloc = 0xffff) => [
 const ascii = (b: Uint8Array) => String.fromCharCode(...b);
 
 describe('INQUIRY standard data (SPC-5 6.7.2)', () => {
-  it('96 bytes: disk, SPC-5, HiSup, format 2, additional length 91, CmdQue, identification, version descriptors', async () => {
+  it('96 bytes: disk, VERSION 06h (SPC-4, as LIO), HiSup, format 2, additional length 91, CmdQue, identification, version descriptors', async () => {
     const { unit } = makeUnit({ config: { vendor: 'ACME', product: 'Disk', revision: '1.2' } });
     const d = expectGood(await run(unit, inquiry(0, 0)));
     expect(d.length).toBe(96);
-    expect([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]]).toEqual([0, 0, 0x07, 0x12, 91, 0, 0, 0x02]);
+    expect([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]]).toEqual([0, 0, 0x06, 0x12, 91, 0, 0, 0x02]);
     expect(ascii(d.subarray(8, 16))).toBe('ACME    ');
     expect(ascii(d.subarray(16, 32))).toBe('Disk            ');
     expect(ascii(d.subarray(32, 36))).toBe('1.2 ');
-    expect([be16(d, 58), be16(d, 60), be16(d, 62), be16(d, 64)]).toEqual([0x00a0, 0x05c0, 0x0600, 0]);
+    // SAM-5, SPC-4, SBC-4 ("no version claimed"); no transport when none is configured.
+    expect([be16(d, 58), be16(d, 60), be16(d, 62), be16(d, 64)]).toEqual([0x00a0, 0x0460, 0x0600, 0]);
     expect(d.subarray(66).every((b) => b === 0)).toBe(true);
+  });
+
+  it('the configured transport is claimed after the command sets (SPC-5 Table 148 codes)', async () => {
+    const vectors = [
+      ['iscsi', 0x0960],
+      ['sas', 0x0c60],
+      ['fcp', 0x0a40],
+      ['srp', 0x0940],
+      ['sbp', 0x0980],
+    ] as const;
+    for (const [transportProtocol, code] of vectors) {
+      const d = expectGood(await run(makeUnit({ config: { transportProtocol } }).unit, inquiry(0, 0)));
+      expect([be16(d, 58), be16(d, 60), be16(d, 62), be16(d, 64), be16(d, 66)], transportProtocol).toEqual([
+        0x00a0,
+        0x0460,
+        0x0600,
+        code,
+        0,
+      ]);
+    }
   });
 
   it('3PC is set when extended copy is on', async () => {
@@ -142,13 +163,76 @@ describe('INQUIRY VPD pages', () => {
     };
     const thin = expectGood(await run(makeUnit({ config }).unit, inquiry(1, 0xb0)));
     expect([thin.length, thin[4], thin[5], be16(thin, 6)]).toEqual([64, 0x01, 16, 1]);
-    expect([be32(thin, 8), be32(thin, 12), be32(thin, 20), be32(thin, 24), be32(thin, 28)]).toEqual([
-      1024, 64, 4096, 32, 1,
-    ]);
+    expect([
+      be32(thin, 8),
+      be32(thin, 12),
+      be32(thin, 16),
+      be32(thin, 20),
+      be32(thin, 24),
+      be32(thin, 28),
+    ]).toEqual([1024, 64, 1024, 4096, 32, 1]); // MAXIMUM PREFETCH LENGTH follows the maximum transfer
     expect(thin[32]).toBe(0x80); // UGAVALID
     expect(be32(thin, 40)).toBe((64 << 20) / 512); // MAXIMUM WRITE SAME LENGTH (low 32 bits)
     const thick = expectGood(await run(makeUnit({ config, memory: { thin: false } }).unit, inquiry(1, 0xb0)));
     expect([be32(thick, 20), be32(thick, 24), thick[32]]).toEqual([0, 0, 0]);
+    // No atomic writes configured: WRITE ATOMIC is not offered and bytes 44-63 are zero.
+    expect(thin.subarray(44).every((b) => b === 0)).toBe(true);
+  });
+
+  it('0xB0 defaults stay inside what Linux sd uses: 1 Mi blocks per UNMAP, optimal ≤ maximum transfer', async () => {
+    const d = expectGood(await run(makeUnit().unit, inquiry(1, 0xb0)));
+    expect(be32(d, 20)).toBe(0x10_0000);
+    expect(be32(d, 12)).toBeLessThanOrEqual(be32(d, 8));
+    expect(be32(d, 12)).toBeLessThanOrEqual(0xffff); // sd ignores a larger OPTIMAL TRANSFER LENGTH
+    expect(d[5]).toBeLessThanOrEqual(be32(d, 8));
+    // A small maximum transfer pulls the limits that may not exceed it down with it.
+    const small = expectGood(
+      await run(makeUnit({ config: { maxTransferBlocks: 8 } }).unit, inquiry(1, 0xb0)),
+    );
+    expect([small[5], be32(small, 8), be32(small, 12), be32(small, 16)]).toEqual([8, 8, 8, 8]);
+  });
+
+  it('0xB0 atomic fields are what WRITE ATOMIC enforces', async () => {
+    const config = {
+      maxAtomicTransferBlocks: 64,
+      atomicAlignment: 8,
+      atomicTransferLengthGranularity: 4,
+      maxAtomicTransferBlocksWithBoundary: 32,
+      maxAtomicBoundaryBlocks: 16,
+    };
+    const d = expectGood(await run(makeUnit({ config }).unit, inquiry(1, 0xb0)));
+    expect([be32(d, 44), be32(d, 48), be32(d, 52), be32(d, 56), be32(d, 60)]).toEqual([64, 8, 4, 32, 16]);
+  });
+
+  it('limits outside their Block Limits field, or contradicting each other, are refused at creation', () => {
+    const refused: Array<[string, Record<string, number>, RegExp]> = [
+      ['compare and write over a byte', { maxCompareAndWriteBlocks: 256 }, /0\.\.255/],
+      [
+        'compare and write over the maximum transfer',
+        { maxTransferBlocks: 8, maxCompareAndWriteBlocks: 9 },
+        /exceeds/,
+      ],
+      ['optimal over the maximum transfer', { maxTransferBlocks: 8, optimalTransferBlocks: 16 }, /exceeds/],
+      ['prefetch over the maximum transfer', { maxTransferBlocks: 8, maxPrefetchBlocks: 9 }, /exceeds/],
+      ['atomic over the maximum transfer', { maxTransferBlocks: 8, maxAtomicTransferBlocks: 16 }, /exceeds/],
+      ['UNMAP count over 32 bits', { maxUnmapBlocks: 2 ** 32 }, /maxUnmapBlocks/],
+      ['no UNMAP descriptor', { maxUnmapDescriptors: 0 }, /maxUnmapDescriptors/],
+      ['a fraction', { maxPrefetchBlocks: 1.5 }, /integer/],
+      ['a boundary size without its length', { maxAtomicBoundaryBlocks: 4 }, /both/],
+      [
+        'a boundary larger than its length',
+        { maxAtomicBoundaryBlocks: 8, maxAtomicTransferBlocksWithBoundary: 4 },
+        /exceeds maxAtomicTransferBlocksWithBoundary/,
+      ],
+      [
+        'an atomic length off its granularity',
+        { maxAtomicTransferBlocks: 6, atomicTransferLengthGranularity: 4 },
+        /multiple/,
+      ],
+    ];
+    for (const [what, config, message] of refused) {
+      expect(() => makeUnit({ config }), what).toThrow(message);
+    }
   });
 
   it('0xB1 rotation rate, form factor, WABEREQ 01b with SANITIZE BLOCK ERASE and WACEREQ 00b', async () => {

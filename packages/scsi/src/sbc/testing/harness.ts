@@ -128,3 +128,34 @@ export const callHandler = <F>(
 /** Byte equality without the cost of a deep-equality diff on large buffers. */
 export const sameBytes = (a: Uint8Array, b: Uint8Array): boolean =>
   a.length === b.length && a.every((value, i) => value === b[i]);
+
+/** A backend over `inner` whose reads and writes each wait a millisecond: widens race windows. */
+export const slowBackend = (inner: MemoryBackend): BlockBackend => ({
+  blockSize: inner.blockSize,
+  blockCount: inner.blockCount,
+  read: async (lba, into) => {
+    await new Promise((r) => setTimeout(r, 1));
+    inner.read(lba, into);
+  },
+  write: async (lba, data) => {
+    await new Promise((r) => setTimeout(r, 1));
+    inner.write(lba, data);
+  },
+  flush: () => {},
+});
+
+/** A backend over `inner` that records the FUA option of every write in `seen`. */
+export const fuaRecorder = (inner: MemoryBackend): { backend: BlockBackend; seen: boolean[] } => {
+  const seen: boolean[] = [];
+  const backend: BlockBackend = {
+    blockSize: inner.blockSize,
+    blockCount: inner.blockCount,
+    read: inner.read.bind(inner),
+    write: (lba, data, options) => {
+      seen.push(options.fua);
+      inner.write(lba, data);
+    },
+    flush: () => {},
+  };
+  return { backend, seen };
+};
