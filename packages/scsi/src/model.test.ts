@@ -9,11 +9,11 @@ import { decodeSense } from './sense/sense.js';
 
 /**
  * Model-based test: random sequences of WRITE, WRITE SAME, UNMAP, COMPARE AND
-   * WRITE, ORWRITE, WRITE ATOMIC, WRITE AND VERIFY, FORMAT UNIT, SANITIZE, READ, VERIFY and
-   * PRE-FETCH, issued through the public executor in batches whose commands run concurrently,
-   * must leave the medium equal to a plain reference byte array. Commands of one batch touch
-   * disjoint ranges (their relative order is unspecified by SAM), except FORMAT and SANITIZE,
-   * which run alone.
+ * WRITE, ORWRITE, WRITE ATOMIC, WRITE AND VERIFY, FORMAT UNIT, SANITIZE, READ, VERIFY and
+ * PRE-FETCH, issued through the public executor in batches whose commands run concurrently,
+ * must leave the medium equal to a plain reference byte array. Commands of one batch touch
+ * disjoint ranges (their relative order is unspecified by SAM), except FORMAT and SANITIZE,
+ * which run alone.
  */
 
 const BLOCK = 512;

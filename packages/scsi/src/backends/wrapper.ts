@@ -32,7 +32,15 @@ export const BACKEND_MEMBERS = {
     'directFile',
   ],
   methods: ['read', 'write', 'flush'],
-  capabilities: ['readv', 'writev', 'discard', 'writeZeroes', 'mappingStatus', 'provisioningUsage', 'prefetch'],
+  capabilities: [
+    'readv',
+    'writev',
+    'discard',
+    'writeZeroes',
+    'mappingStatus',
+    'provisioningUsage',
+    'prefetch',
+  ],
 } as const satisfies {
   flags: readonly (keyof BlockBackend)[];
   methods: readonly (keyof BlockBackend)[];
