@@ -6,7 +6,7 @@
 // Exit status: vitest's inside the guest; non-zero as well when the VM cannot boot,
 // times out, or when no kernel test ran at all. The last line is always
 // `N passed, N failed` (CI counts it), taken from vitest's JSON report.
-// Environment: KERNEL_VM_TIMEOUT (seconds, default 1200), TCMU_VM_CACHE (see ./vm).
+// Environment: KERNEL_VM_TIMEOUT (seconds, default 3000), TCMU_VM_CACHE (see ./vm).
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = resolve(here, '../..');
-const timeoutS = process.env.KERNEL_VM_TIMEOUT ?? '1200';
+const timeoutS = process.env.KERNEL_VM_TIMEOUT ?? '3000';
 if (!/^\d+$/.test(timeoutS)) {
   console.error(`run-kernel-tests: KERNEL_VM_TIMEOUT must be whole seconds, got "${timeoutS}"`);
   process.exit(2);
