@@ -1,5 +1,7 @@
 import type { IoMode, IscsiPortal, ServeCommand } from './args.js';
+import type { IscsiInitiator } from '@tcmu/device';
 import type { ImageRequest, PreparedImage } from './image.js';
+import { processSecrets, resolveInitiators, type SecretSource } from './iscsi-access.js';
 import type { Logger } from './log.js';
 import { formatBytes } from './size.js';
 import { type CounterSnapshot, formatStatusLine, LiveLine, type Rates, ratesBetween } from './status.js';
@@ -25,6 +27,12 @@ export interface DeviceRequest {
   readOnly: boolean;
   nodeDir: string;
   iscsi: IscsiPortal | undefined;
+  /** The iSCSI target's ACLs (with CHAP); undefined: demo mode. */
+  iscsiInitiators?: readonly IscsiInitiator[] | undefined;
+  /** The iSCSI target's name; default: derived from the volume name. */
+  iscsiIqn?: string | undefined;
+  /** LUN number on its targets; default 0. */
+  lun?: number | undefined;
   queueDepth: number | undefined;
   io: IoMode;
   commandTimeoutS: number | undefined;
@@ -49,6 +57,8 @@ export interface ServeDependencies {
   now(): number;
   setInterval(callback: () => void, ms: number): { unref?(): void };
   clearInterval(handle: unknown): void;
+  /** CHAP from --chap-file or the environment; default: this process's. */
+  secrets?: SecretSource;
 }
 
 /** How long close() may wait for in-flight commands before aborting them. */
@@ -60,6 +70,8 @@ export const drainTimeoutMs = 10_000;
  */
 export async function serve(command: ServeCommand, deps: ServeDependencies): Promise<number> {
   const { logger } = deps;
+  const iscsiInitiators =
+    command.iscsiAccess && (await resolveInitiators(command.iscsiAccess, deps.secrets ?? processSecrets));
   await deps.checkEnvironment();
   const image = await deps.prepareImage({
     path: command.image,
@@ -84,6 +96,7 @@ export async function serve(command: ServeCommand, deps: ServeDependencies): Pro
     readOnly: command.readOnly,
     nodeDir: command.dir,
     iscsi: command.iscsi,
+    iscsiInitiators,
     queueDepth: command.queueDepth,
     io: command.io,
     commandTimeoutS: command.commandTimeoutS,

@@ -453,7 +453,7 @@ describe('iSCSI', () => {
       `write ${t.tpgPath}/enable=1`,
     ]);
     const listed = (await manager.list()).targets.find((x) => x.wwn === t.iqn)!;
-    expect(listed.tpgs[0].acls[0]!.chap).toEqual({
+    expect(listed.tpgs[0]?.acls[0]?.chap).toEqual({
       userid: 'u',
       password: 'initsecret12',
       mutualUserid: 't',
