@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import type { IscsiInitiator } from '@tcmu/device';
-import { Ajv, type ErrorObject } from 'ajv';
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { defaultNodeDir, type IoMode, type IscsiPortal, parsePortal } from './args.js';
 import { CliError, ExitCode } from './errors.js';
 import { ChapError, readChapFile, refusesDemoMode, type SecretSource } from './iscsi-access.js';
@@ -71,13 +71,20 @@ export class ConfigError extends CliError {
   }
 }
 
-// Next to src/ and dist/ alike, as package.json is for the version.
-export const configSchema: object = JSON.parse(
-  readFileSync(new URL('../schema/config.schema.json', import.meta.url), 'utf8'),
-);
-const validate = new Ajv({ allErrors: true, strict: true, allowUnionTypes: true }).compile<ConfigFile>(
-  configSchema,
-);
+/** schema/config.schema.json: next to src/ and dist/ alike, as package.json is for the version. */
+export function configSchema(): object {
+  return JSON.parse(readFileSync(new URL('../schema/config.schema.json', import.meta.url), 'utf8'));
+}
+
+let validator: ValidateFunction<ConfigFile> | undefined;
+
+/** Compiled on first use: every other command starts without it. */
+function validate(document: unknown): document is ConfigFile {
+  validator ??= new Ajv({ allErrors: true, strict: true, allowUnionTypes: true }).compile<ConfigFile>(
+    configSchema(),
+  );
+  return validator(document);
+}
 
 /** Reads, validates and resolves a config file; throws one ConfigError naming every problem. */
 export async function loadConfig(
@@ -96,7 +103,7 @@ export async function loadConfig(
   } catch (error) {
     throw new ConfigError(path, [`is not JSON: ${(error as Error).message}`]);
   }
-  if (!validate(document)) throw new ConfigError(path, (validate.errors ?? []).map(describeSchemaError));
+  if (!validate(document)) throw new ConfigError(path, (validator?.errors ?? []).map(describeSchemaError));
   const problems: string[] = [];
   const base = dirname(resolve(path));
   const dir = document.dir ?? defaultNodeDir;
