@@ -1,7 +1,13 @@
 import type { ServeConfigCommand } from './args.js';
 import { ConfigError, type DiskSpec, loadConfig } from './config.js';
 import type { SecretSource } from './iscsi-access.js';
-import { type DeviceRequest, drainTimeoutMs, type ServeDependencies, type ServedDevice } from './serve.js';
+import {
+  type DeviceRequest,
+  drainTimeoutMs,
+  prepareServedImage,
+  type ServeDependencies,
+  type ServedDevice,
+} from './serve.js';
 
 export interface ServeConfigDependencies
   extends Pick<
@@ -122,14 +128,12 @@ async function reload(
 
 async function start(spec: DiskSpec, deps: ServeConfigDependencies): Promise<Running> {
   const { logger } = deps;
-  const image = await deps.prepareImage({
+  const image = await prepareServedImage(deps, {
     path: spec.image,
     size: spec.size,
     blockSize: spec.blockSize,
     readOnly: spec.readOnly,
   });
-  if (image.created)
-    logger.info({ image: image.path, size: image.size }, `created sparse image ${image.path}`);
   const request: DeviceRequest = {
     name: spec.name,
     image,

@@ -73,7 +73,7 @@ export async function serve(command: ServeCommand, deps: ServeDependencies): Pro
   const iscsiInitiators =
     command.iscsiAccess && (await resolveInitiators(command.iscsiAccess, deps.secrets ?? processSecrets));
   await deps.checkEnvironment();
-  const image = await deps.prepareImage({
+  const image = await prepareServedImage(deps, {
     path: command.image,
     size: command.size,
     blockSize: command.blockSize,
@@ -81,14 +81,6 @@ export async function serve(command: ServeCommand, deps: ServeDependencies): Pro
     followSymlinks: command.followSymlinks,
     raw: command.raw,
   });
-  if (image.created)
-    logger.info({ image: image.path, size: image.size }, `created sparse image ${image.path}`);
-  if (image.fileSize > image.size) {
-    logger.warn(
-      { image: image.path, fileSize: image.fileSize, size: image.size },
-      `serving the first ${formatBytes(image.size)} of the ${formatBytes(image.fileSize)} image`,
-    );
-  }
   const device = await deps.openDevice({
     name: command.name,
     image,
@@ -152,6 +144,24 @@ export async function serve(command: ServeCommand, deps: ServeDependencies): Pro
     `stopped ${command.name}: ${totals.commands} commands, ${totals.errors} errors`,
   );
   return 0;
+}
+
+/** deps.prepareImage, logging a created image and a served prefix of a bigger one. */
+export async function prepareServedImage(
+  deps: Pick<ServeDependencies, 'prepareImage' | 'logger'>,
+  request: ImageRequest,
+): Promise<PreparedImage> {
+  const { logger } = deps;
+  const image = await deps.prepareImage(request);
+  if (image.created)
+    logger.info({ image: image.path, size: image.size }, `created sparse image ${image.path}`);
+  if (image.fileSize > image.size) {
+    logger.warn(
+      { image: image.path, fileSize: image.fileSize, size: image.size },
+      `serving the first ${formatBytes(image.size)} of the ${formatBytes(image.fileSize)} image`,
+    );
+  }
+  return image;
 }
 
 function describePaths(device: ServedDevice): string {
