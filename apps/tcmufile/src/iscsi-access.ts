@@ -10,7 +10,7 @@ export interface IscsiAccessRequest {
   readonly initiators: readonly string[];
   /** JSON file holding the CHAP credentials (see docs/iscsi.md). */
   readonly chapFile: string | undefined;
-  /** Demo mode off a loopback portal was asked for (serve warns about it). */
+  /** --insecure-demo-mode: demo mode off a loopback portal was asked for explicitly. */
   readonly insecureDemoMode: boolean;
 }
 
