@@ -52,6 +52,10 @@ describe('parseCommandLine', () => {
       '/run/disks',
       '--iscsi',
       '127.0.0.1:3261',
+      '--iscsi-initiator',
+      'iqn.1994-05.com.redhat:a,iqn.1994-05.com.redhat:b',
+      '--chap-file',
+      '/etc/chap.json',
       '--queue-depth',
       '32',
       '--io',
@@ -71,6 +75,11 @@ describe('parseCommandLine', () => {
       readOnly: true,
       dir: '/run/disks',
       iscsi: { host: '127.0.0.1', port: 3261 },
+      iscsiAccess: {
+        initiators: ['iqn.1994-05.com.redhat:a', 'iqn.1994-05.com.redhat:b'],
+        chapFile: '/etc/chap.json',
+        insecureDemoMode: false,
+      },
       queueDepth: 32,
       io: 'async',
       commandTimeoutS: 120,
@@ -102,6 +111,35 @@ describe('parseCommandLine', () => {
     expect(serveOf(['--size=4M', 'b.img']).size).toBe(4 << 20);
   });
 
+  it('demo mode off a loopback portal only with --insecure-demo-mode; 127.0.0.0/8 and ::1 need none', () => {
+    expect(serveOf(['a.img', '--iscsi', '192.0.2.1', '--insecure-demo-mode']).iscsiAccess).toEqual({
+      initiators: [],
+      chapFile: undefined,
+      insecureDemoMode: true,
+    });
+    for (const portal of ['127.0.0.1', '127.8.9.10:3261', '[::1]:3260']) {
+      expect(serveOf(['a.img', '--iscsi', portal]).iscsiAccess?.initiators).toEqual([]);
+    }
+    expect(
+      serveOf(['a.img', '--iscsi', '192.0.2.1', '--iscsi-initiator', 'iqn.1994-05.com.redhat:c']).iscsiAccess
+        ?.initiators,
+    ).toEqual(['iqn.1994-05.com.redhat:c']);
+  });
+
+  it('takes no secret on the command line: no option of any command carries a CHAP user or password', () => {
+    for (const name of commandNames) {
+      for (const [option, spec] of Object.entries(commands[name].options)) {
+        if (spec.kind === 'flag') continue;
+        expect(option, `${name} --${option}`).not.toMatch(/pass|secret|user|chap-(?!file$)/);
+      }
+    }
+    for (const secret of ['--chap-password', '--chap-user', '--password', '--mutual-password']) {
+      expect(() => parseCommandLine(['serve', 'a.img', '--iscsi', '127.0.0.1', secret, 'x'])).toThrow(
+        /^unknown option/,
+      );
+    }
+  });
+
   it('--iscsi without a port uses 3260', () => {
     expect(serveOf(['a.img', '--iscsi', '127.0.0.1']).iscsi).toEqual({ host: '127.0.0.1', port: 3260 });
   });
@@ -128,6 +166,27 @@ describe('parseCommandLine', () => {
     [['serve', 'a.img', '--iscsi', '1.2.3.4:0'], /port must be/],
     [['serve', 'a.img', '--iscsi', 'a b'], /HOST\[:PORT\]/],
     [['serve', 'a.img', '-q', '0'], /queue-depth/],
+    [
+      ['serve', 'a.img', '--iscsi', '192.0.2.1'],
+      /^--iscsi 192\.0\.2\.1 without --iscsi-initiator would let any initiator on the network in \(demo mode\)$/,
+    ],
+    [['serve', 'a.img', '--iscsi', '[::2]:3260'], /demo mode/],
+    [
+      ['serve', 'a.img', '--iscsi-initiator', 'iqn.1994-05.com.redhat:c'],
+      /^--iscsi-initiator needs --iscsi$/,
+    ],
+    [['serve', 'a.img', '--insecure-demo-mode'], /^--insecure-demo-mode needs --iscsi$/],
+    [
+      ['serve', 'a.img', '--iscsi', '127.0.0.1', '--chap-file', 'c.json'],
+      /--chap-file needs --iscsi-initiator/,
+    ],
+    [['serve', 'a.img', '--iscsi', '127.0.0.1', '--iscsi-initiator', 'IQN.1994-05.com.x'], /lower case/],
+    [
+      ['serve', 'a.img', '--iscsi', '127.0.0.1', '--iscsi-initiator', 'iqn.1994-05.com.x,iqn.1994-05.com.x'],
+      /twice/,
+    ],
+    [['serve', 'a.img', '--config', 'disks.json'], /^IMAGE 'a.img' does not go with --config$/],
+    [['serve', '--config', 'disks.json', '--size', '1G'], /^--size does not go with --config$/],
     [['serve', 'a.img', '--io', 'direct'], /--io must be native, sync or async/],
     [['serve', 'a.img', '-q', '2x'], /queue-depth/],
     [['serve', 'a.img', '--command-timeout', '1.5'], /--command-timeout '1.5'/],
@@ -236,6 +295,13 @@ describe('one option table per command drives its parser and its help', () => {
   const operandsOf = (name: CommandName) =>
     commands[name].operands.map((operand) => operand.name.toLowerCase());
 
+  /** Options that need another: given with it (which alone parses to `plain`'s shape plus it). */
+  const companions: Record<string, string[]> = {
+    'iscsi-initiator': ['--iscsi', '127.0.0.1'],
+    'chap-file': ['--iscsi', '127.0.0.1', '--iscsi-initiator', 'iqn.1994-05.com.redhat:client'],
+    'insecure-demo-mode': ['--iscsi', '127.0.0.1'],
+  };
+
   it.each(
     commandNames,
   )('%s: every option of its table parses, long and short, and changes the command', (name) => {
@@ -252,11 +318,20 @@ describe('one option table per command drives its parser and its help', () => {
         continue;
       }
       const value = spec.kind === 'flag' ? [] : [spec.example];
-      const parsed = parseCommandLine([name, ...operands, `--${option}`, ...value]);
+      if (option === 'config') {
+        // It replaces IMAGE.
+        expect(parseCommandLine([name, `--${option}`, ...value])).toEqual({
+          kind: 'serve-config',
+          config: value[0],
+        });
+        continue;
+      }
+      const base = [name, ...operands, ...(companions[option] ?? [])];
+      const parsed = parseCommandLine([...base, `--${option}`, ...value]);
       // The example reaches the command: an option the build step ignored would fail here.
-      expect(parsed, `--${option}`).not.toEqual(plain);
+      expect(parsed, `--${option}`).not.toEqual(parseCommandLine(base));
       if (spec.short !== undefined) {
-        expect(parseCommandLine([name, ...operands, `-${spec.short}`, ...value])).toEqual(parsed);
+        expect(parseCommandLine([...base, `-${spec.short}`, ...value])).toEqual(parsed);
       }
     }
   });

@@ -1,5 +1,7 @@
 import { basename } from 'node:path';
+import { validateIqn } from '@tcmu/configfs';
 import { UsageError } from './errors.js';
+import { chapEnvironment as chapEnv, type IscsiAccessRequest, refusesDemoMode } from './iscsi-access.js';
 import {
   asksForHelp,
   closest,
@@ -33,6 +35,8 @@ export interface ServeCommand {
   /** Where the device node goes (`<dir>/<name>`). */
   dir: string;
   iscsi: IscsiPortal | undefined;
+  /** Initiator ACLs and CHAP of the iSCSI export (set with --iscsi). */
+  iscsiAccess?: IscsiAccessRequest;
   queueDepth: number | undefined;
   /** How the image is read and written (see FileBackendOptions.io). */
   io: IoMode;
@@ -55,8 +59,15 @@ export interface StopCommand {
   timeoutS: number;
 }
 
+/** `tcmufile serve --config FILE`: every disk the file lists, reloaded on SIGHUP. */
+export interface ServeConfigCommand {
+  kind: 'serve-config';
+  config: string;
+}
+
 export type Command =
   | ServeCommand
+  | ServeConfigCommand
   | { kind: 'doctor' }
   | { kind: 'list'; json: boolean }
   | { kind: 'cleanup'; dryRun: boolean }
@@ -119,7 +130,42 @@ const serveOptions = {
     example: '127.0.0.1:3260',
     parse: (text) => parsePortal(text),
     default: undefined,
-    help: `also export the disk over iSCSI (demo mode) on this portal, port ${defaultIscsiPort} by default`,
+    help:
+      `also export the disk over iSCSI on this portal, port ${defaultIscsiPort} by default: to the ` +
+      '--iscsi-initiator names only, or to anyone (demo mode: loopback portals only, else with --insecure-demo-mode)',
+  }),
+  'iscsi-initiator': option<string[]>({
+    value: 'IQN[,IQN...]',
+    example: 'iqn.1994-05.com.redhat:client',
+    parse: (text, flag) => parseInitiators(text, flag),
+    default: [],
+    defaultHelp: 'none: demo mode',
+    help: 'initiator names allowed to log in over iSCSI (LIO node ACLs; demo mode is off)',
+  }),
+  'chap-file': option<string | undefined>({
+    value: 'FILE',
+    example: '/etc/tcmufile/chap.json',
+    parse: (text) => text,
+    default: undefined,
+    defaultHelp: `$${chapEnv.userid} and $${chapEnv.password} when set`,
+    help:
+      'CHAP credentials for the --iscsi-initiator names: a JSON object {"userid", "password", and ' +
+      'for mutual CHAP "mutualUserid", "mutualPassword"} readable by its owner only. Secrets are ' +
+      `never taken from the command line; the environment's are $${chapEnv.userid}, ` +
+      `$${chapEnv.password}, $${chapEnv.mutualUserid}, $${chapEnv.mutualPassword}`,
+  }),
+  'insecure-demo-mode': flag({
+    help: 'allow demo mode (any initiator, no CHAP) on a portal other than 127.0.0.0/8 or ::1',
+  }),
+  config: option<string | undefined>({
+    value: 'FILE',
+    example: 'disks.json',
+    parse: (text) => text,
+    default: undefined,
+    defaultHelp: 'none',
+    help:
+      'serve every disk FILE lists instead of IMAGE (JSON, see docs/config.md); SIGHUP reloads it: ' +
+      'new disks are added, removed or changed ones removed (and the changed ones added again)',
   }),
   'queue-depth': option<number | undefined>({
     short: 'q',
@@ -229,7 +275,7 @@ function defineCommand<T extends OptionTable>(spec: CommandSpec<T>): CommandDefi
 export const commands: Readonly<Record<CommandName, CommandDefinition>> = {
   serve: defineCommand({
     summary: 'serve IMAGE as a disk until SIGINT/SIGTERM (SIGUSR2: leave it for the next serve)',
-    operands: [{ name: 'IMAGE', example: 'tcmufile serve disk.img --size 1G' }],
+    operands: [{ name: 'IMAGE', example: 'tcmufile serve disk.img --size 1G', optional: true }],
     description:
       'Serves IMAGE (a regular file) as a SCSI disk on the loopback fabric. Once the disk is ready ' +
       `it prints its device node DIR/NAME (${defaultNodeDir}/NAME by default: a block node with the ` +
@@ -238,9 +284,18 @@ export const commands: Readonly<Record<CommandName, CommandDefinition>> = {
       'On SIGUSR2 (`tcmufile stop NAME --keep`) it finishes the commands in flight and exits leaving ' +
       'the disk in place: the next serve of the same IMAGE and NAME takes it over (the same ' +
       '/dev/sdX; a mounted filesystem stays mounted), as it does after a crash. Initiators wait ' +
-      'through the gap for up to --command-timeout seconds.',
+      'through the gap for up to --command-timeout seconds.\n\n' +
+      'With --config FILE instead of IMAGE it serves every disk FILE lists (docs/config.md) and ' +
+      're-reads FILE on SIGHUP.',
     options: serveOptions,
     build: (values, [image]) => {
+      if (values.config !== undefined) return configCommand(values, image);
+      if (image === undefined) {
+        throw new UsageError('no IMAGE given', {
+          fix: 'e.g. tcmufile serve disk.img --size 1G, or tcmufile serve --config disks.json',
+        });
+      }
+      const access = iscsiAccess(values, values.iscsi);
       const blockSize = values['block-size'];
       if (values.size !== undefined) checkDeviceSize(values.size, blockSize, '--size');
       return {
@@ -252,6 +307,7 @@ export const commands: Readonly<Record<CommandName, CommandDefinition>> = {
         readOnly: values['read-only'],
         dir: values.dir,
         iscsi: values.iscsi,
+        ...(access === undefined ? {} : { iscsiAccess: access }),
         queueDepth: values['queue-depth'],
         io: values.io,
         commandTimeoutS: values['command-timeout'],
@@ -307,6 +363,71 @@ export const commands: Readonly<Record<CommandName, CommandDefinition>> = {
     build: (values) => ({ kind: 'cleanup', dryRun: values['dry-run'] }),
   }),
 };
+
+/** --iscsi's access options, checked before anything is created. */
+function iscsiAccess(
+  values: OptionValues<typeof serveOptions>,
+  portal: IscsiPortal | undefined,
+): IscsiAccessRequest | undefined {
+  const initiators = values['iscsi-initiator'];
+  if (portal === undefined) {
+    const orphan = (['iscsi-initiator', 'chap-file', 'insecure-demo-mode'] as const).find((name) =>
+      isGiven(name, values[name]),
+    );
+    if (orphan === undefined) return undefined;
+    throw new UsageError(`--${orphan} needs --iscsi`, { fix: 'e.g. --iscsi 127.0.0.1:3260' });
+  }
+  if (refusesDemoMode(portal.host, initiators, values['insecure-demo-mode'])) {
+    throw new UsageError(
+      `--iscsi ${portal.host} without --iscsi-initiator would let any initiator on the network in (demo mode)`,
+      { fix: 'name the initiators allowed with --iscsi-initiator IQN, or add --insecure-demo-mode' },
+    );
+  }
+  if (values['chap-file'] !== undefined && initiators.length === 0) {
+    throw new UsageError('--chap-file needs --iscsi-initiator: LIO checks CHAP per initiator ACL', {
+      fix: 'name the initiators allowed with --iscsi-initiator IQN[,IQN...]',
+    });
+  }
+  return { initiators, chapFile: values['chap-file'], insecureDemoMode: values['insecure-demo-mode'] };
+}
+
+/** With --config every disk's options are in the file: a command-line one would be ignored. */
+function configCommand(values: OptionValues<typeof serveOptions>, image: string | undefined): Command {
+  if (image !== undefined) {
+    throw new UsageError(`IMAGE '${image}' does not go with --config`, { fix: 'list it in the config file' });
+  }
+  const given = Object.entries(values).find(
+    ([name, value]) => name !== 'config' && isGiven(name as keyof typeof serveOptions, value),
+  );
+  if (given !== undefined) {
+    throw new UsageError(`--${given[0]} does not go with --config`, {
+      fix: 'set it per disk in the config file (docs/config.md)',
+    });
+  }
+  return { kind: 'serve-config', config: values.config! };
+}
+
+/** Given on the command line: its value is not the table's default. */
+function isGiven(name: keyof typeof serveOptions, value: unknown): boolean {
+  const spec = serveOptions[name];
+  return value !== (spec.kind === 'flag' ? false : spec.default);
+}
+
+function parseInitiators(text: string, flag: string): string[] {
+  const names = text.split(',');
+  for (const name of names) {
+    try {
+      validateIqn(flag, name);
+    } catch (error) {
+      throw new UsageError(`${flag} '${name}': ${(error as { reason?: string }).reason ?? 'not an IQN'}`, {
+        fix: 'e.g. --iscsi-initiator iqn.1994-05.com.redhat:client',
+      });
+    }
+  }
+  if (new Set(names).size !== names.length)
+    throw new UsageError(`${flag} '${text}' names an initiator twice`);
+  return names;
+}
 
 /** Top-level options: `tcmufile --help`, `tcmufile --version`. */
 export const mainOptions = {

@@ -24,6 +24,7 @@ export {
   parseCommandLine,
   parsePortal,
   type ServeCommand,
+  type ServeConfigCommand,
   type StopCommand,
   usage,
 } from './args.js';
@@ -36,6 +37,17 @@ export {
   ImageError,
   UsageError,
 } from './errors.js';
+export { ConfigError, configSchema, type DiskSpec, loadConfig } from './config.js';
+export {
+  ChapError,
+  chapEnvironment,
+  type IscsiAccessRequest,
+  isLoopbackHost,
+  processSecrets,
+  resolveInitiators,
+  type SecretSource,
+} from './iscsi-access.js';
+export { type ServeConfigDependencies, serveConfig } from './multi-serve.js';
 export { type ImageRequest, type PreparedImage, prepareImage } from './image.js';
 export { createHumanLogger, createJsonLogger, type Logger, type LogLevel, type LogMethod } from './log.js';
 export { main, type ProcessIo } from './main.js';

@@ -1,3 +1,6 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ExitCode } from './errors.js';
 import { main, type ProcessIo } from './main.js';
@@ -18,6 +21,26 @@ function capture(tty = false): ProcessIo & { out: string; err: string } {
 }
 
 describe('main', () => {
+  it('serve --config with a bad file: every problem by JSON path, exit 64, before any system check', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'tcmufile-main-'));
+    try {
+      const config = join(dir, 'disks.json');
+      await writeFile(
+        config,
+        JSON.stringify({ disks: [{ name: 'a', image: 'a.img', size: 'big' }, { name: 'b' }] }),
+      );
+      const io = capture(true);
+      expect(await main(['serve', '--config', config], io)).toBe(ExitCode.usage);
+      expect(io.err).toBe(
+        `\r\x1b[Ktcmufile: ${config}: disks[1].image: is required\n` +
+          '  fix: correct the config file (schema: apps/tcmufile/schema/config.schema.json, docs/config.md)\n',
+      );
+      expect(io.out).toBe('');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('prints the usage for no arguments and for --help, exit 0', async () => {
     for (const argv of [[], ['--help'], ['help']]) {
       const io = capture();
@@ -51,6 +74,9 @@ describe('main', () => {
       ['serve', 'x.img', '--block-size', '1024'],
       ['serve', 'x.img', '--name', 'a/b'],
       ['serve', 'x.img', '--io', 'direct'],
+      ['serve', 'x.img', '--iscsi', '192.0.2.1'],
+      ['serve', 'x.img', '--chap-password', 'secret'],
+      ['serve', '--config', 'disks.json', 'x.img'],
       ['stop', 'vol0', '--timeout', 'soon'],
       ['list', '--nope'],
       ['doctor', 'now'],

@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { checkEnvironment, type EnvironmentReport, TargetManager } from '@tcmu/configfs';
 import {
@@ -18,6 +19,8 @@ import { type Command, parseCommandLine, usage } from './args.js';
 import { describeError, ExitCode, exitCodeFor } from './errors.js';
 import { prepareImage } from './image.js';
 import { createHumanLogger, createJsonLogger, type Logger } from './log.js';
+import { processSecrets } from './iscsi-access.js';
+import { serveConfig } from './multi-serve.js';
 import { openImageDevice } from './open-device.js';
 import { serve } from './serve.js';
 import { stopServe } from './stop.js';
@@ -45,7 +48,7 @@ export async function main(argv: readonly string[], io: ProcessIo = processIo): 
     return exitCodeFor(error);
   }
   // Signals are caught from the start, so a SIGTERM during set-up still leads to a clean close.
-  const stop = command.kind === 'serve' ? catchStopSignals(io) : undefined;
+  const stop = command.kind === 'serve' || command.kind === 'serve-config' ? catchStopSignals(io) : undefined;
   const logger = io.stderrIsTty ? createHumanLogger(io.writeErr) : createJsonLogger();
   try {
     return await run(command, io, logger, stop);
@@ -119,6 +122,21 @@ async function run(
         now: () => performance.now(),
         setInterval: (callback, ms) => setInterval(callback, ms),
         clearInterval: (handle) => clearInterval(handle as ReturnType<typeof setInterval>),
+      });
+    case 'serve-config':
+      return serveConfig(command, {
+        checkEnvironment: () => requireEnvironment(logger, 'serve'),
+        prepareImage,
+        openDevice: openImageDevice,
+        waitForStop: () => stop!.signal,
+        writeOut: io.writeOut,
+        logger,
+        readConfig: (path) => readFile(path, 'utf8'),
+        secrets: processSecrets,
+        onReload: (listener) => {
+          process.on('SIGHUP', listener);
+          return () => process.off('SIGHUP', listener);
+        },
       });
   }
 }

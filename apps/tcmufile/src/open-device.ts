@@ -54,7 +54,15 @@ export async function openImageDevice(request: DeviceRequest): Promise<ServedDev
     const sized = prefixView(file, request.image.size / request.blockSize);
     const backend = request.readOnly ? new ReadOnlyBackend(sized) : sized;
     const fabric: OpenDeviceOptions['fabric'] = request.iscsi
-      ? [{ type: 'loopback' }, { type: 'iscsi', portal: formatPortal(request.iscsi) }]
+      ? [
+          { type: 'loopback' },
+          {
+            type: 'iscsi',
+            portal: formatPortal(request.iscsi),
+            ...(request.iscsiInitiators ? { initiators: request.iscsiInitiators } : {}),
+            ...(request.iscsiIqn === undefined ? {} : { iqn: request.iscsiIqn }),
+          },
+        ]
       : { type: 'loopback' };
     const device = await openDevice({
       name: request.name,
@@ -67,6 +75,7 @@ export async function openImageDevice(request: DeviceRequest): Promise<ServedDev
       // A restarted serve of the same image adopts the disk; another image under this name is refused.
       source: await realpath(request.image.path),
       ...(request.queueDepth === undefined ? {} : { queueDepth: request.queueDepth }),
+      ...(request.lun === undefined ? {} : { lun: request.lun }),
       ...(request.commandTimeoutS === undefined ? {} : { commandTimeoutS: request.commandTimeoutS }),
     });
     return {

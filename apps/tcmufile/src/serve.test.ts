@@ -111,6 +111,23 @@ function harness(options: { tty: boolean; image?: Partial<PreparedImage> }) {
 }
 
 describe('serve', () => {
+  it('gives the device the iSCSI ACLs with CHAP from the environment, checked before anything else', async () => {
+    const h = harness({ tty: false });
+    const client = 'iqn.1994-05.com.redhat:client';
+    const access = { initiators: [client], chapFile: undefined, insecureDemoMode: false };
+    const iscsiCommand = { ...command, iscsi: { host: '127.0.0.1', port: 3260 }, iscsiAccess: access };
+    h.deps.secrets = { env: { TCMUFILE_CHAP_USER: 'u' }, readFile: vi.fn() };
+    await expect(serve(iscsiCommand, h.deps)).rejects.toThrow(/TCMUFILE_CHAP_PASSWORD is missing/);
+    expect(h.deps.checkEnvironment).not.toHaveBeenCalled();
+
+    h.deps.secrets = { env: { TCMUFILE_CHAP_USER: 'u', TCMUFILE_CHAP_PASSWORD: 'p' }, readFile: vi.fn() };
+    const done = serve(iscsiCommand, h.deps);
+    await vi.waitFor(() => expect(h.requests).toHaveLength(1));
+    expect(h.requests[0]!.iscsiInitiators).toEqual([{ iqn: client, chap: { userid: 'u', password: 'p' } }]);
+    h.stop('SIGTERM');
+    expect(await done).toBe(0);
+  });
+
   it('prints the node path alone on stdout, shows a live line, closes on the signal and exits 0', async () => {
     const h = harness({ tty: true });
     const done = serve(command, h.deps);

@@ -1,5 +1,7 @@
 import type { IoMode, IscsiPortal, ServeCommand } from './args.js';
+import type { IscsiInitiator } from '@tcmu/device';
 import type { ImageRequest, PreparedImage } from './image.js';
+import { processSecrets, resolveInitiators, type SecretSource } from './iscsi-access.js';
 import type { Logger } from './log.js';
 import { formatBytes } from './size.js';
 import { type CounterSnapshot, formatStatusLine, LiveLine, type Rates, ratesBetween } from './status.js';
@@ -25,6 +27,12 @@ export interface DeviceRequest {
   readOnly: boolean;
   nodeDir: string;
   iscsi: IscsiPortal | undefined;
+  /** The iSCSI target's ACLs (with CHAP); undefined: demo mode. */
+  iscsiInitiators?: readonly IscsiInitiator[] | undefined;
+  /** The iSCSI target's name; default: derived from the volume name. */
+  iscsiIqn?: string | undefined;
+  /** LUN number on its targets; default 0. */
+  lun?: number | undefined;
   queueDepth: number | undefined;
   io: IoMode;
   commandTimeoutS: number | undefined;
@@ -49,6 +57,8 @@ export interface ServeDependencies {
   now(): number;
   setInterval(callback: () => void, ms: number): { unref?(): void };
   clearInterval(handle: unknown): void;
+  /** CHAP from --chap-file or the environment; default: this process's. */
+  secrets?: SecretSource;
 }
 
 /** How long close() may wait for in-flight commands before aborting them. */
@@ -60,8 +70,10 @@ export const drainTimeoutMs = 10_000;
  */
 export async function serve(command: ServeCommand, deps: ServeDependencies): Promise<number> {
   const { logger } = deps;
+  const iscsiInitiators =
+    command.iscsiAccess && (await resolveInitiators(command.iscsiAccess, deps.secrets ?? processSecrets));
   await deps.checkEnvironment();
-  const image = await deps.prepareImage({
+  const image = await prepareServedImage(deps, {
     path: command.image,
     size: command.size,
     blockSize: command.blockSize,
@@ -69,14 +81,6 @@ export async function serve(command: ServeCommand, deps: ServeDependencies): Pro
     followSymlinks: command.followSymlinks,
     raw: command.raw,
   });
-  if (image.created)
-    logger.info({ image: image.path, size: image.size }, `created sparse image ${image.path}`);
-  if (image.fileSize > image.size) {
-    logger.warn(
-      { image: image.path, fileSize: image.fileSize, size: image.size },
-      `serving the first ${formatBytes(image.size)} of the ${formatBytes(image.fileSize)} image`,
-    );
-  }
   const device = await deps.openDevice({
     name: command.name,
     image,
@@ -84,6 +88,7 @@ export async function serve(command: ServeCommand, deps: ServeDependencies): Pro
     readOnly: command.readOnly,
     nodeDir: command.dir,
     iscsi: command.iscsi,
+    iscsiInitiators,
     queueDepth: command.queueDepth,
     io: command.io,
     commandTimeoutS: command.commandTimeoutS,
@@ -139,6 +144,24 @@ export async function serve(command: ServeCommand, deps: ServeDependencies): Pro
     `stopped ${command.name}: ${totals.commands} commands, ${totals.errors} errors`,
   );
   return 0;
+}
+
+/** deps.prepareImage, logging a created image and a served prefix of a bigger one. */
+export async function prepareServedImage(
+  deps: Pick<ServeDependencies, 'prepareImage' | 'logger'>,
+  request: ImageRequest,
+): Promise<PreparedImage> {
+  const { logger } = deps;
+  const image = await deps.prepareImage(request);
+  if (image.created)
+    logger.info({ image: image.path, size: image.size }, `created sparse image ${image.path}`);
+  if (image.fileSize > image.size) {
+    logger.warn(
+      { image: image.path, fileSize: image.fileSize, size: image.size },
+      `serving the first ${formatBytes(image.size)} of the ${formatBytes(image.fileSize)} image`,
+    );
+  }
+  return image;
 }
 
 function describePaths(device: ServedDevice): string {

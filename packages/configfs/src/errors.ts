@@ -27,7 +27,7 @@ export class InvalidNameError extends ConfigfsError {
   constructor(
     readonly kind: string,
     readonly value: string,
-    reason: string,
+    readonly reason: string,
   ) {
     super('INVALID_NAME', `invalid ${kind} ${JSON.stringify(value)}: ${reason}`);
   }
@@ -38,7 +38,7 @@ export class InvalidOptionError extends ConfigfsError {
   static override readonly brand: string = '@tcmu/configfs.InvalidOptionError';
   constructor(
     readonly option: string,
-    reason: string,
+    readonly reason: string,
   ) {
     super('INVALID_OPTION', `invalid option ${option}: ${reason}`);
   }

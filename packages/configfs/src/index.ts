@@ -42,6 +42,7 @@ export {
   MAX_LOOPBACK_TPGT,
   MAX_LUN,
   portalDirName,
+  validateChapCredentials,
   validateIqn,
   validateNaaWwn,
   validateObjectName,

@@ -266,6 +266,9 @@ export class InventoryControl {
       const aclPath = `${tpgPath}/acls/${iqn}`;
       const userid = (await fs.readFile(`${aclPath}/auth/userid`).catch(() => '')).trim();
       const password = (await fs.readFile(`${aclPath}/auth/password`).catch(() => '')).trim();
+      const mutualUserid = (await fs.readFile(`${aclPath}/auth/userid_mutual`).catch(() => '')).trim();
+      const mutualPassword = (await fs.readFile(`${aclPath}/auth/password_mutual`).catch(() => '')).trim();
+      const mutual = mutualUserid && mutualPassword ? { mutualUserid, mutualPassword } : {};
       const mappedLuns: MappedLunEntry[] = [];
       for (const mapped of await this.ctx.listDirs(aclPath)) {
         const match = LUN_DIR.exec(mapped);
@@ -283,7 +286,7 @@ export class InventoryControl {
           writeProtect: wp === '1',
         });
       }
-      acls.push({ iqn, chap: userid && password ? { userid, password } : undefined, mappedLuns });
+      acls.push({ iqn, chap: userid && password ? { userid, password, ...mutual } : undefined, mappedLuns });
     }
     const attributes: Record<string, number> = {};
     for (const name of [

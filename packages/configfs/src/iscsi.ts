@@ -3,6 +3,7 @@ import type { Backstores } from './backstores.js';
 import type { ConfigfsContext } from './context.js';
 import { AlreadyExistsError, InvalidOptionError } from './errors.js';
 import type {
+  ChapCredentials,
   InitiatorAclOptions,
   IscsiExportOptions,
   IscsiLun,
@@ -15,7 +16,7 @@ import {
   MAX_ISCSI_TPGT,
   MAX_LUN,
   portalDirName,
-  validateChapField,
+  validateChapCredentials,
   validateInteger,
   validateIqn,
   validateObjectName,
@@ -99,6 +100,10 @@ export class Iscsi {
             if (acl.chap) {
               await ctx.write(`${aclPath}/auth/userid`, acl.chap.userid);
               await ctx.write(`${aclPath}/auth/password`, acl.chap.password);
+              if (acl.chap.mutualUserid !== undefined && acl.chap.mutualPassword !== undefined) {
+                await ctx.write(`${aclPath}/auth/userid_mutual`, acl.chap.mutualUserid);
+                await ctx.write(`${aclPath}/auth/password_mutual`, acl.chap.mutualPassword);
+              }
             }
             for (const mapped of acl.mappedLuns) {
               const mappedPath = `${aclPath}/lun_${mapped.mappedLun}`;
@@ -123,18 +128,13 @@ export class Iscsi {
 
 interface ValidatedAcl {
   readonly iqn: string;
-  readonly chap: { userid: string; password: string } | undefined;
+  readonly chap: ChapCredentials | undefined;
   readonly mappedLuns: ReadonlyArray<{ mappedLun: number; tpgLun: number; writeProtect: boolean }>;
 }
 
 function validateAcl(acl: InitiatorAclOptions, i: number, luns: readonly IscsiLun[]): ValidatedAcl {
   const iqn = validateIqn(`access.initiators[${i}].iqn`, acl.iqn);
-  const chap = acl.chap
-    ? {
-        userid: validateChapField(`access.initiators[${i}].chap.userid`, acl.chap.userid),
-        password: validateChapField(`access.initiators[${i}].chap.password`, acl.chap.password),
-      }
-    : undefined;
+  const chap = acl.chap ? validateChapCredentials(`access.initiators[${i}].chap`, acl.chap) : undefined;
   const tpgLuns = new Set(luns.map((lun) => lun.lun));
   const defaults: MappedLunOptions[] = luns.map((lun) => ({ mappedLun: lun.lun, tpgLun: lun.lun }));
   const mappedLuns = (acl.mappedLuns ?? defaults).map((mapped, j) => {

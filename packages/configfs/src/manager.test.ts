@@ -419,6 +419,75 @@ describe('iSCSI', () => {
     expect(await kernel.exists(t.path)).toBe(false);
   });
 
+  it('writes mutual CHAP to auth/userid_mutual and auth/password_mutual, demo mode off', async () => {
+    const bs = await manager.createFileioBackstore({ name: 'f', file: '/tmp/f', size: MiB });
+    const initiator = 'iqn.1994-05.com.redhat:client';
+    const t = await manager.exportIscsi({
+      iqn: 'iqn.2003-01.org.example:mutual',
+      portals: ['127.0.0.1:3260'],
+      luns: [{ backstore: bs }],
+      access: {
+        mode: 'acl',
+        initiators: [
+          {
+            iqn: initiator,
+            chap: {
+              userid: 'u',
+              password: 'initsecret12',
+              mutualUserid: 't',
+              mutualPassword: 'targsecret12',
+            },
+          },
+        ],
+      },
+    });
+    const acl = `${t.tpgPath}/acls/${initiator}`;
+    const writes = kernel.journal.filter((line) => line.startsWith(`write ${t.tpgPath}/`));
+    expect(writes).toEqual([
+      `write ${t.tpgPath}/attrib/generate_node_acls=0`,
+      `write ${t.tpgPath}/attrib/authentication=1`,
+      `write ${acl}/auth/userid=u`,
+      `write ${acl}/auth/password=initsecret12`,
+      `write ${acl}/auth/userid_mutual=t`,
+      `write ${acl}/auth/password_mutual=targsecret12`,
+      `write ${t.tpgPath}/enable=1`,
+    ]);
+    const listed = (await manager.list()).targets.find((x) => x.wwn === t.iqn)!;
+    expect(listed.tpgs[0]?.acls[0]?.chap).toEqual({
+      userid: 'u',
+      password: 'initsecret12',
+      mutualUserid: 't',
+      mutualPassword: 'targsecret12',
+    });
+    await manager.teardown([t, bs]);
+  });
+
+  it("refuses half a mutual CHAP pair and a mutual secret equal to the initiator's", async () => {
+    const bs = await manager.createFileioBackstore({ name: 'f', file: '/tmp/f', size: MiB });
+    const base = {
+      iqn: 'iqn.2003-01.org.example:m2',
+      portals: ['127.0.0.1:3260'],
+      luns: [{ backstore: bs }],
+    };
+    const withChap = (chap: Record<string, string>) =>
+      manager.exportIscsi({
+        ...base,
+        access: {
+          mode: 'acl',
+          initiators: [
+            { iqn: 'iqn.1994-05.com.redhat:c', chap: chap as { userid: string; password: string } },
+          ],
+        },
+      });
+    await expect(withChap({ userid: 'u', password: 'p1', mutualUserid: 't' })).rejects.toThrow(
+      /access\.initiators\[0\]\.chap\.mutualPassword.*both/,
+    );
+    await expect(
+      withChap({ userid: 'u', password: 'same', mutualUserid: 't', mutualPassword: 'same' }),
+    ).rejects.toThrow(/must differ/);
+    expect(await kernel.exists(`${target}/iscsi/${base.iqn}`)).toBe(false);
+  });
+
   it('validates IQNs, portals and mapped LUNs, and rolls back a failing portal', async () => {
     const bs = await manager.createFileioBackstore({ name: 'f', file: '/tmp/f', size: MiB });
     const base = { portals: ['127.0.0.1:3260'], luns: [{ backstore: bs }] };

@@ -126,6 +126,9 @@ export interface LoopbackLunOptions {
 export interface ChapCredentials {
   readonly userid: string;
   readonly password: string;
+  /** Mutual CHAP: what the target answers the initiator's challenge with (both or neither). */
+  readonly mutualUserid?: string;
+  readonly mutualPassword?: string;
 }
 
 export interface MappedLunOptions {

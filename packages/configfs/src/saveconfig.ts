@@ -47,6 +47,8 @@ export interface SavedTpg {
     node_wwn: string;
     chap_userid?: string;
     chap_password?: string;
+    chap_mutual_userid?: string;
+    chap_mutual_password?: string;
     mapped_luns: Array<{ index: number; tpg_lun: number; write_protect?: boolean }>;
   }>;
 }
@@ -108,6 +110,9 @@ export async function exportConfig(
           node_acls: tpg.acls.map((acl) => ({
             node_wwn: acl.iqn,
             ...(acl.chap ? { chap_userid: acl.chap.userid, chap_password: acl.chap.password } : {}),
+            ...(acl.chap?.mutualUserid && acl.chap.mutualPassword
+              ? { chap_mutual_userid: acl.chap.mutualUserid, chap_mutual_password: acl.chap.mutualPassword }
+              : {}),
             mapped_luns: acl.mappedLuns
               .filter((mapped) => mapped.tpgLun !== undefined)
               .map((mapped) => ({
@@ -213,7 +218,15 @@ function accessOf(tpg: SavedTpg): IscsiAccess {
   const initiators: InitiatorAclOptions[] = (tpg.node_acls ?? []).map((acl) => ({
     iqn: acl.node_wwn,
     ...(acl.chap_userid && acl.chap_password
-      ? { chap: { userid: acl.chap_userid, password: acl.chap_password } }
+      ? {
+          chap: {
+            userid: acl.chap_userid,
+            password: acl.chap_password,
+            ...(acl.chap_mutual_userid && acl.chap_mutual_password
+              ? { mutualUserid: acl.chap_mutual_userid, mutualPassword: acl.chap_mutual_password }
+              : {}),
+          },
+        }
       : {}),
     mappedLuns: acl.mapped_luns.map((mapped) => ({
       mappedLun: mapped.index,

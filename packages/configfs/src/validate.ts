@@ -1,5 +1,6 @@
 import { isIPv4, isIPv6 } from 'node:net';
 import { InvalidNameError, InvalidOptionError } from './errors.js';
+import type { ChapCredentials } from './model.js';
 
 // Object names become configfs directory names and parts of the UIO name
 // `tcm-user/<hba>/<name>/<dev_config>` (at most 255 bytes): keep them short and plain.
@@ -178,4 +179,25 @@ export function validateChapField(option: string, value: unknown): string {
     throw new InvalidOptionError(option, 'must be 1-255 printable ASCII characters without spaces');
   }
   return value;
+}
+
+/** CHAP credentials; mutual CHAP needs both halves and a secret of its own. */
+export function validateChapCredentials(where: string, chap: ChapCredentials): ChapCredentials {
+  if (typeof chap !== 'object' || chap === null) throw new InvalidOptionError(where, 'must be an object');
+  const userid = validateChapField(`${where}.userid`, chap.userid);
+  const password = validateChapField(`${where}.password`, chap.password);
+  if ((chap.mutualUserid === undefined) !== (chap.mutualPassword === undefined)) {
+    throw new InvalidOptionError(
+      `${where}.mutualPassword`,
+      'mutual CHAP needs both mutualUserid and mutualPassword',
+    );
+  }
+  if (chap.mutualUserid === undefined) return { userid, password };
+  const mutualUserid = validateChapField(`${where}.mutualUserid`, chap.mutualUserid);
+  const mutualPassword = validateChapField(`${where}.mutualPassword`, chap.mutualPassword);
+  // RFC 7143 (CHAP considerations): one secret for both directions would let a reflection attack through.
+  if (mutualPassword === password) {
+    throw new InvalidOptionError(`${where}.mutualPassword`, "must differ from the initiator's password");
+  }
+  return { userid, password, mutualUserid, mutualPassword };
 }

@@ -830,6 +830,39 @@ describe('several devices', () => {
     expect(await leftovers()).toEqual([]);
   });
 
+  it('exports over iSCSI to listed initiators only, with CHAP and mutual CHAP', async () => {
+    const client = 'iqn.1994-05.com.redhat:client';
+    const other = 'iqn.1994-05.com.redhat:other';
+    const device = await open({
+      fabric: {
+        type: 'iscsi',
+        portal: '192.0.2.1:3260',
+        initiators: [
+          { iqn: client, chap: { userid: 'u', password: 'p1', mutualUserid: 't', mutualPassword: 'p2' } },
+          { iqn: other },
+        ],
+      },
+    });
+    try {
+      const tpg = `${harness.kernel.roots.configfs}/target/iscsi/${device.luns[0]!.wwn}/tpgt_1`;
+      const writes = harness.kernel.journal.filter((line) => line.startsWith(`write ${tpg}/`));
+      expect(writes).toEqual([
+        `write ${tpg}/attrib/generate_node_acls=0`,
+        `write ${tpg}/attrib/authentication=1`,
+        `write ${tpg}/acls/${client}/auth/userid=u`,
+        `write ${tpg}/acls/${client}/auth/password=p1`,
+        `write ${tpg}/acls/${client}/auth/userid_mutual=t`,
+        `write ${tpg}/acls/${client}/auth/password_mutual=p2`,
+        `write ${tpg}/enable=1`,
+      ]);
+      expect(await harness.kernel.exists(`${tpg}/np/192.0.2.1:3260`)).toBe(true);
+      expect(await harness.kernel.exists(`${tpg}/acls/${other}/lun_0`)).toBe(true);
+    } finally {
+      await device.close();
+    }
+    expect(await leftovers()).toEqual([]);
+  });
+
   it('serves no fabric at all when asked (external wiring)', async () => {
     const device = await open({ fabric: { type: 'none' } });
     try {

@@ -2,7 +2,8 @@ export { Device } from './device.js';
 export type { DeviceCloseOptions, CommandEvent, DeviceEvents, DeviceState, Emulation } from './device.js';
 export { createDevice, openDevice, openTarget, Target } from './open.js';
 export type { OpenTargetOptions, TargetDeviceOptions } from './open.js';
-export type { FabricOptions, OpenDeviceOptions, UnitOptions } from './options.js';
+export type { ChapCredentials } from '@tcmu/configfs';
+export type { FabricOptions, IscsiInitiator, OpenDeviceOptions, UnitOptions } from './options.js';
 export { DEFAULT_ISCSI_PORTAL, DEFAULT_QUEUE_DEPTH } from './options.js';
 export {
   collectMetrics,

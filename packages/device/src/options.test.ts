@@ -48,7 +48,12 @@ describe('resolveOptions', () => {
   it('resolves fabrics: none, iSCSI with the default portal, several at once', () => {
     expect(resolveOptions({ name: 'v', backend: backend(), fabric: { type: 'none' } }).targets).toEqual([]);
     expect(resolveOptions({ name: 'v', backend: backend(), fabric: { type: 'iscsi' } }).targets).toEqual([
-      { type: 'iscsi', iqn: 'iqn.2003-01.org.linux-iscsi.tcmu-node:v', portal: '127.0.0.1:3260' },
+      {
+        type: 'iscsi',
+        iqn: 'iqn.2003-01.org.linux-iscsi.tcmu-node:v',
+        portal: '127.0.0.1:3260',
+        initiators: undefined,
+      },
     ]);
     const both = resolveOptions({
       name: 'v',
@@ -86,6 +91,48 @@ describe('resolveOptions', () => {
     ['bad nodeKind', { backend: backend(), nodeKind: 'char' as never }, /nodeKind/],
     ['bad fabric', { backend: backend(), fabric: { type: 'fc' } as never }, /fabric/],
     ['fabric twice', { backend: backend(), fabric: [{ type: 'iscsi' }, { type: 'iscsi' }] }, /twice/],
+    [
+      'empty initiators',
+      { backend: backend(), fabric: { type: 'iscsi', initiators: [] } },
+      /fabric.initiators.*demo mode/,
+    ],
+    [
+      'upper-case initiator',
+      { backend: backend(), fabric: { type: 'iscsi', initiators: [{ iqn: 'IQN.1994-05.com.x' }] } },
+      /fabric.initiators\[0\].iqn.*lower case/,
+    ],
+    [
+      'initiator twice',
+      {
+        backend: backend(),
+        fabric: { type: 'iscsi', initiators: [{ iqn: 'iqn.1994-05.com.x' }, { iqn: 'iqn.1994-05.com.x' }] },
+      },
+      /listed twice/,
+    ],
+    [
+      'CHAP password with a space',
+      {
+        backend: backend(),
+        fabric: {
+          type: 'iscsi',
+          initiators: [{ iqn: 'iqn.1994-05.com.x', chap: { userid: 'u', password: 'a b' } }],
+        },
+      },
+      /fabric.initiators\[0\].chap.password.*printable/,
+    ],
+    [
+      'half a mutual CHAP pair',
+      {
+        backend: backend(),
+        fabric: {
+          type: 'iscsi',
+          initiators: [{ iqn: 'iqn.1994-05.com.x', chap: { userid: 'u', password: 'p', mutualUserid: 't' } }],
+        },
+      },
+      /mutualPassword.*both/,
+    ],
+    ['bad portal', { backend: backend(), fabric: { type: 'iscsi', portal: '1.2.3:3260' } }, /portal/],
+    ['bad target IQN', { backend: backend(), fabric: { type: 'iscsi', iqn: 'eui.x' } }, /fabric.iqn/],
     ['long vendor', { backend: backend(), unit: { vendor: 'VENDOR123' } }, /unit.vendor/],
     ['middleware not functions', { backend: backend(), middleware: [1 as never] }, /middleware/],
     ['handler not a function', { backend: backend(), handler: 'x' as never }, /handler/],

@@ -1,4 +1,12 @@
 import type { BlockBackend } from '@tcmu/scsi';
+import {
+  type ChapCredentials,
+  InvalidNameError,
+  InvalidOptionError,
+  validateChapCredentials,
+  validateIqn,
+  validatePortal,
+} from '@tcmu/configfs';
 import { InvalidDeviceOptionError } from './errors.js';
 import { type DeviceLogger, type Handler, type HandlerMiddleware, silentLogger } from './handler.js';
 import {
@@ -14,10 +22,26 @@ import type { DevicePlatform, NodeKind, TargetSpec } from './platform.js';
 export type FabricOptions =
   /** tcm_loop: the LUN becomes a local SCSI disk (/dev/sdX). WWNs default to ones derived from the name. */
   | { readonly type: 'loopback'; readonly wwn?: string; readonly nexusWwn?: string }
-  /** An LIO iSCSI target (demo mode: any initiator, no CHAP) on `portal` (default 127.0.0.1:3260). */
-  | { readonly type: 'iscsi'; readonly portal?: string; readonly iqn?: string }
+  /**
+   * An LIO iSCSI target on `portal` (default 127.0.0.1:3260). Without `initiators`: demo mode,
+   * any initiator, no CHAP. With them: only those initiators (ACLs), each with CHAP if given.
+   */
+  | {
+      readonly type: 'iscsi';
+      readonly portal?: string;
+      readonly iqn?: string;
+      readonly initiators?: readonly IscsiInitiator[];
+    }
   /** No fabric: only the backstore; wire it yourself (backstorePath). */
   | { readonly type: 'none' };
+
+/** An initiator allowed on an iSCSI target (an LIO node ACL). */
+export interface IscsiInitiator {
+  /** Its initiator name, e.g. iqn.1994-05.com.redhat:client. */
+  readonly iqn: string;
+  /** CHAP the initiator must pass; with mutualUserid/mutualPassword the target proves itself too. */
+  readonly chap?: ChapCredentials;
+}
 
 /** Inquiry strings and cache behaviour of the default emulation. */
 export interface UnitOptions {
@@ -217,12 +241,54 @@ function resolveTargets(name: string, fabric: OpenDeviceOptions['fabric']): Targ
     } else if (entry.type === 'iscsi') {
       targets.push({
         type: 'iscsi',
-        iqn: entry.iqn ?? defaultIqn(name),
+        iqn:
+          entry.iqn === undefined
+            ? defaultIqn(name)
+            : asDeviceOption(() => validateIqn('fabric.iqn', entry.iqn)),
         portal: entry.portal ?? DEFAULT_ISCSI_PORTAL,
+        initiators: resolveInitiators(entry.initiators),
       });
+      asDeviceOption(() => validatePortal(entry.portal ?? DEFAULT_ISCSI_PORTAL));
     }
   }
   return targets;
+}
+
+/** configfs's own validators, their errors told as the device option's. */
+function asDeviceOption<T>(check: () => T): T {
+  try {
+    return check();
+  } catch (error) {
+    if (InvalidOptionError.isInstance(error)) throw new InvalidDeviceOptionError(error.option, error.reason);
+    if (InvalidNameError.isInstance(error)) {
+      throw new InvalidDeviceOptionError(error.kind, `${JSON.stringify(error.value)}: ${error.reason}`);
+    }
+    throw error;
+  }
+}
+
+function resolveInitiators(initiators: unknown): readonly IscsiInitiator[] | undefined {
+  if (initiators === undefined) return undefined;
+  if (!Array.isArray(initiators) || initiators.length === 0) {
+    throw new InvalidDeviceOptionError(
+      'fabric.initiators',
+      'must list at least one initiator (leave it out for demo mode)',
+    );
+  }
+  const resolved = initiators.map((initiator: IscsiInitiator, i): IscsiInitiator => {
+    const where = `fabric.initiators[${i}]`;
+    if (typeof initiator !== 'object' || initiator === null) {
+      throw new InvalidDeviceOptionError(where, 'must be an object { iqn, chap? }');
+    }
+    const iqn = asDeviceOption(() => validateIqn(`${where}.iqn`, initiator.iqn));
+    if (initiator.chap === undefined) return { iqn };
+    return { iqn, chap: asDeviceOption(() => validateChapCredentials(`${where}.chap`, initiator.chap!)) };
+  });
+  const names = resolved.map((initiator) => initiator.iqn);
+  const twice = names.find((iqn, i) => names.indexOf(iqn) !== i);
+  if (twice !== undefined)
+    throw new InvalidDeviceOptionError('fabric.initiators', `${twice} is listed twice`);
+  return resolved;
 }
 
 /** Validates everything before any side effect. */

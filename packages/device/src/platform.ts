@@ -1,4 +1,5 @@
 import type { TcmuRing } from '@tcmu/ring';
+import type { IscsiInitiator } from './options.js';
 
 /**
  * Every side effect openDevice and close() perform, as one interface: the
@@ -124,7 +125,13 @@ export interface UioRef {
 
 export type TargetSpec =
   | { readonly type: 'loopback'; readonly wwn: string; readonly nexusWwn: string }
-  | { readonly type: 'iscsi'; readonly iqn: string; readonly portal: string };
+  | {
+      readonly type: 'iscsi';
+      readonly iqn: string;
+      readonly portal: string;
+      /** ACLs (demo mode off); undefined: demo mode. */
+      readonly initiators: readonly IscsiInitiator[] | undefined;
+    };
 
 export interface TargetRef {
   readonly type: 'loopback' | 'iscsi';

@@ -9,6 +9,7 @@ import {
   type UserBackstore,
 } from '@tcmu/configfs';
 import { mknod, TcmuRing } from '@tcmu/ring';
+import type { IscsiInitiator } from './options.js';
 import type {
   DevicePlatform,
   DiskRef,
@@ -40,6 +41,7 @@ const LOOPBACK_TPGT = 1;
 interface IscsiTargetHandle {
   readonly iqn: string;
   readonly portal: string;
+  readonly initiators: readonly IscsiInitiator[] | undefined;
 }
 
 /**
@@ -171,7 +173,7 @@ export function systemPlatform(options: SystemPlatformOptions = {}): DevicePlatf
           handle: spec.nexusWwn,
         };
       }
-      const handle: IscsiTargetHandle = { iqn: spec.iqn, portal: spec.portal };
+      const handle: IscsiTargetHandle = { iqn: spec.iqn, portal: spec.portal, initiators: spec.initiators };
       return { type: 'iscsi', wwn: spec.iqn, path: `${manager.targetRoot}/iscsi/${spec.iqn}`, handle };
     },
 
@@ -198,8 +200,14 @@ export function systemPlatform(options: SystemPlatformOptions = {}): DevicePlatf
         });
         return { target, lun, handle: created };
       }
-      const { iqn, portal } = target.handle as IscsiTargetHandle;
-      const created = await manager.exportIscsi({ iqn, portals: [portal], luns: [{ backstore: ref, lun }] });
+      const { iqn, portal, initiators } = target.handle as IscsiTargetHandle;
+      const created = await manager.exportIscsi({
+        iqn,
+        portals: [portal],
+        luns: [{ backstore: ref, lun }],
+        // ACLs turn demo mode off: only the listed initiators log in, with CHAP when they have it.
+        ...(initiators === undefined ? {} : { access: { mode: 'acl', initiators } }),
+      });
       return { target, lun, handle: created };
     },
 

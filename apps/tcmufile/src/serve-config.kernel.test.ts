@@ -1,0 +1,141 @@
+// `tcmufile serve --config` on the real kernel (kernel-vm): iSCSI logins through the ACLs and
+// CHAP it writes (libiscsi's iscsi-inq), then a SIGHUP reload, then SIGTERM. Runs as root in the VM.
+import { type ChildProcessByStdio, execFile, spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const appDir = fileURLToPath(new URL('..', import.meta.url));
+const cli = join(appDir, 'src', 'cli.ts');
+const ISCSI = '/sys/kernel/config/target/iscsi';
+const client = 'iqn.1994-05.com.example:client';
+const stranger = 'iqn.1994-05.com.example:stranger';
+const iqnA = 'iqn.2003-01.org.example:kt-acl';
+const iqnB = 'iqn.2003-01.org.example:kt-mutual';
+
+/** iscsi-inq's exit code and output; never rejects on a refused login. */
+function inquire(initiator: string, url: string): Promise<{ code: number; output: string }> {
+  return new Promise((resolve) => {
+    execFile(
+      'iscsi-inq',
+      ['-i', initiator, url],
+      { timeout: 120_000, encoding: 'utf8' },
+      (error, stdout, stderr) =>
+        resolve({ code: error ? Number(error.code ?? 1) : 0, output: `${stdout}${stderr}` }),
+    );
+  });
+}
+
+let dir: string;
+let child: ChildProcessByStdio<null, Readable, Readable> | undefined;
+const stdout: string[] = [];
+const stderr: string[] = [];
+
+async function until(what: string, check: () => boolean, timeoutMs = 600_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline || child?.exitCode !== null) {
+      throw new Error(`${what}: timed out or exited (${child?.exitCode})\n${stderr.join('')}`);
+    }
+    await new Promise((done) => setTimeout(done, 100));
+  }
+}
+
+const lines = () => stdout.join('').split('\n').filter(Boolean);
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'tcmufile-config-kt-'));
+});
+afterAll(async () => {
+  if (child && child.exitCode === null) {
+    child.kill('SIGTERM');
+    await new Promise((done) => child!.once('exit', done));
+  }
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('tcmufile serve --config on the real kernel', { timeout: 1_200_000 }, () => {
+  it('lets the listed initiator in with its CHAP secret only, reloads on SIGHUP, removes all on SIGTERM', async () => {
+    const chap = join(dir, 'chap.json');
+    await writeFile(chap, JSON.stringify({ userid: 'client', password: 'right-secret1' }));
+    await chmod(chap, 0o600);
+    const mutual = join(dir, 'mutual.json');
+    await writeFile(
+      mutual,
+      JSON.stringify({
+        userid: 'client',
+        password: 'right-secret2',
+        mutualUserid: 'target',
+        mutualPassword: 'target-secret',
+      }),
+    );
+    await chmod(mutual, 0o600);
+    const iscsi = (iqn: string, chapFile: string) => ({
+      portal: '127.0.0.1:3260',
+      iqn,
+      initiators: [client],
+      chapFile,
+    });
+    const config = join(dir, 'disks.json');
+    const write = (disks: object[]) => writeFile(config, JSON.stringify({ dir: join(dir, 'nodes'), disks }));
+    await write([
+      { name: 'kt-acl', image: 'acl.img', size: '16M', io: 'sync', iscsi: iscsi(iqnA, 'chap.json') },
+      { name: 'kt-mutual', image: 'mutual.img', size: '16M', io: 'sync', iscsi: iscsi(iqnB, 'mutual.json') },
+    ]);
+
+    child = spawn(
+      process.execPath,
+      ['--conditions=@tcmu/source', '--import', 'tsx', cli, 'serve', '--config', config],
+      {
+        cwd: appDir,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => stdout.push(chunk));
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => stderr.push(chunk));
+    await until('both disks up', () => lines().length === 2);
+    expect(lines()).toEqual([
+      `kt-acl ${join(dir, 'nodes', 'kt-acl')}`,
+      `kt-mutual ${join(dir, 'nodes', 'kt-mutual')}`,
+    ]);
+
+    const tpgA = `${ISCSI}/${iqnA}/tpgt_1`;
+    expect(readFileSync(`${tpgA}/attrib/generate_node_acls`, 'utf8').trim()).toBe('0');
+    expect(readFileSync(`${tpgA}/attrib/authentication`, 'utf8').trim()).toBe('1');
+    const aclB = `${ISCSI}/${iqnB}/tpgt_1/acls/${client}/auth`;
+    expect(readFileSync(`${aclB}/userid_mutual`, 'utf8').trim()).toBe('target');
+    expect(readFileSync(`${aclB}/password_mutual`, 'utf8').trim()).toBe('target-secret');
+
+    const urlA = (user: string, password: string) => `iscsi://${user}%${password}@127.0.0.1/${iqnA}/0`;
+    const allowed = await inquire(client, urlA('client', 'right-secret1'));
+    expect(allowed.code, allowed.output).toBe(0);
+    expect(allowed.output).toMatch(/Peripheral Device Type/i);
+    const wrongSecret = await inquire(client, urlA('client', 'wrong-secret1'));
+    expect(wrongSecret.code, wrongSecret.output).not.toBe(0);
+    const unlisted = await inquire(stranger, urlA('client', 'right-secret1'));
+    expect(unlisted.code, unlisted.output).not.toBe(0);
+
+    // Reload: kt-mutual goes, kt-new comes, kt-acl (unchanged) keeps its target.
+    await write([
+      { name: 'kt-acl', image: 'acl.img', size: '16M', io: 'sync', iscsi: iscsi(iqnA, 'chap.json') },
+      { name: 'kt-new', image: 'new.img', size: '8M', io: 'sync' },
+    ]);
+    child.kill('SIGHUP');
+    await until('reloaded', () => stderr.join('').includes('SIGHUP: reloaded'));
+    expect(lines().at(-1)).toBe(`kt-new ${join(dir, 'nodes', 'kt-new')}`);
+    expect(stderr.join('')).toContain('1 added, 1 removed, 1 unchanged');
+    expect(existsSync(`${ISCSI}/${iqnB}`)).toBe(false);
+    expect(stderr.join('')).not.toContain('removed kt-acl');
+    expect((await inquire(client, urlA('client', 'right-secret1'))).code).toBe(0);
+
+    child.kill('SIGTERM');
+    const code = await new Promise<number | null>((done) => child!.once('exit', done));
+    expect(code, stderr.join('')).toBe(0);
+    expect(existsSync(`${ISCSI}/${iqnA}`)).toBe(false);
+    for (const name of ['kt-acl', 'kt-new']) expect(existsSync(join(dir, 'nodes', name))).toBe(false);
+  });
+});
