@@ -18,7 +18,7 @@ type Backend = NonNullable<OpenDeviceOptions['backend']>;
  * LBA against this blockCount, so the tail is never reached.
  */
 class PrefixBackend extends BackendWrapper {
-  readonly #blockCount: number;
+  #blockCount: number;
 
   constructor(inner: Backend, blockCount: number) {
     super(inner);
@@ -31,6 +31,12 @@ class PrefixBackend extends BackendWrapper {
 
   protected override mappingStatusInner(lba: number, maxBlocks: number) {
     return this.inner.mappingStatus!(lba, Math.min(maxBlocks, this.#blockCount - lba));
+  }
+
+  /** Within the image only the view changes; past its end the image grows. */
+  protected override async resizeInner(blockCount: number): Promise<void> {
+    if (blockCount > this.inner.blockCount) await this.inner.resize!(blockCount);
+    this.#blockCount = blockCount;
   }
 }
 

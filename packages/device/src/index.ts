@@ -1,5 +1,12 @@
 export { Device } from './device.js';
-export type { DeviceCloseOptions, CommandEvent, DeviceEvents, DeviceState, Emulation } from './device.js';
+export type {
+  DeviceCloseOptions,
+  DeviceResizeOptions,
+  CommandEvent,
+  DeviceEvents,
+  DeviceState,
+  Emulation,
+} from './device.js';
 export { createDevice, openDevice, openTarget, Target } from './open.js';
 export type { OpenTargetOptions, TargetDeviceOptions } from './open.js';
 export type { FabricOptions, OpenDeviceOptions, UnitOptions } from './options.js';
@@ -40,6 +47,7 @@ export type * from './platform.js';
 export {
   DeviceClosedError,
   DeviceError,
+  DeviceResizeError,
   DeviceSetupError,
   HandlerError,
   InvalidDeviceOptionError,

@@ -30,6 +30,7 @@ function everything(): BlockBackend & { calls: string[] } {
     writev: record('writev'),
     discard: record('discard'),
     writeZeroes: record('writeZeroes'),
+    resize: record('resize'),
     mappingStatus: (lba: number, maxBlocks: number) => {
       calls.push('mappingStatus:2');
       return { lba, blocks: maxBlocks, state: 'mapped' as const };
@@ -53,6 +54,7 @@ describe('BackendWrapper', () => {
     await wrapper.discard!(0, 1);
     await wrapper.writeZeroes!(0, 1);
     await wrapper.mappingStatus!(0, 9);
+    await wrapper.resize!(80);
     expect(inner.calls).toEqual([
       'read:3',
       'write:4',
@@ -62,6 +64,7 @@ describe('BackendWrapper', () => {
       'discard:3',
       'writeZeroes:3',
       'mappingStatus:2',
+      'resize:1',
     ]);
   });
 
@@ -80,7 +83,7 @@ describe('the wrappers keep what they do not change', () => {
   const keptBy: Record<string, { make: (inner: BlockBackend) => BlockBackend; changes: string[] }> = {
     ReadOnlyBackend: {
       make: (inner) => new ReadOnlyBackend(inner),
-      changes: ['readOnly', 'writev', 'discard', 'writeZeroes'],
+      changes: ['readOnly', 'writev', 'discard', 'writeZeroes', 'resize'],
     },
     FaultInjectionBackend: {
       make: (inner) => new FaultInjectionBackend(inner),

@@ -1,7 +1,7 @@
 import type { BlockBackend, DirectFile, LbaExtent, WriteOptions } from '../core/backend.js';
 
 /** The optional methods of BlockBackend: present means offered. */
-export type BackendCapability = 'readv' | 'writev' | 'discard' | 'writeZeroes' | 'mappingStatus';
+export type BackendCapability = 'readv' | 'writev' | 'discard' | 'writeZeroes' | 'mappingStatus' | 'resize';
 
 /**
  * Every member of BlockBackend, so wrappers and their tests can check that
@@ -19,7 +19,7 @@ export const BACKEND_MEMBERS = {
     'directFile',
   ],
   methods: ['read', 'write', 'flush'],
-  capabilities: ['readv', 'writev', 'discard', 'writeZeroes', 'mappingStatus'],
+  capabilities: ['readv', 'writev', 'discard', 'writeZeroes', 'mappingStatus', 'resize'],
 } as const satisfies {
   flags: readonly (keyof BlockBackend)[];
   methods: readonly (keyof BlockBackend)[];
@@ -49,6 +49,7 @@ export class BackendWrapper implements BlockBackend {
   declare readonly discard?: (lba: number, blocks: number, signal?: AbortSignal) => void | Promise<void>;
   declare readonly writeZeroes?: (lba: number, blocks: number, signal?: AbortSignal) => void | Promise<void>;
   declare readonly mappingStatus?: (lba: number, maxBlocks: number) => LbaExtent | Promise<LbaExtent>;
+  declare readonly resize?: (blockCount: number) => void | Promise<void>;
 
   constructor(inner: BlockBackend, withhold: readonly BackendCapability[] = []) {
     this.inner = inner;
@@ -62,6 +63,7 @@ export class BackendWrapper implements BlockBackend {
       self.writeZeroes = (lba, blocks, signal) => this.writeZeroesInner(lba, blocks, signal);
     if (offers('mappingStatus'))
       self.mappingStatus = (lba, maxBlocks) => this.mappingStatusInner(lba, maxBlocks);
+    if (offers('resize')) self.resize = (blockCount) => this.resizeInner(blockCount);
   }
 
   get blockSize(): number {
@@ -115,5 +117,8 @@ export class BackendWrapper implements BlockBackend {
   }
   protected mappingStatusInner(lba: number, maxBlocks: number): LbaExtent | Promise<LbaExtent> {
     return this.inner.mappingStatus!(lba, maxBlocks);
+  }
+  protected resizeInner(blockCount: number): void | Promise<void> {
+    return this.inner.resize!(blockCount);
   }
 }

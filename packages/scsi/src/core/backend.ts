@@ -64,6 +64,12 @@ export interface BlockBackend {
   writeZeroes?(lba: number, blocks: number, signal?: AbortSignal): void | Promise<void>;
   /** Mapping status of the extent starting at `lba` (GET LBA STATUS). */
   mappingStatus?(lba: number, maxBlocks: number): LbaExtent | Promise<LbaExtent>;
+  /**
+   * Change `blockCount` (online resize). Absent: the capacity is fixed. Growing
+   * must make the new blocks readable (as zeros) before it resolves; whether a
+   * shrink keeps the cut-off data is the backend's to say.
+   */
+  resize?(blockCount: number): void | Promise<void>;
 }
 
 /** See BlockBackend.directFile. */
