@@ -19,6 +19,8 @@ import { describeError, ExitCode, exitCodeFor } from './errors.js';
 import { prepareImage } from './image.js';
 import { createHumanLogger, createJsonLogger, type Logger } from './log.js';
 import { openImageDevice } from './open-device.js';
+import { resizeServe, statusOfServes } from './control-commands.js';
+import { controlSocketPath, startControlServer } from './control.js';
 import { serve } from './serve.js';
 import { stopServe } from './stop.js';
 
@@ -106,7 +108,12 @@ async function run(
       await requireEnvironment(logger, 'configfs');
       return stopServe(command, new TargetManager(), io, logger);
     }
-    case 'serve':
+    case 'status':
+      return statusOfServes(command, io);
+    case 'resize':
+      return resizeServe(command, io);
+    case 'serve': {
+      const { controlDir } = command;
       return serve(command, {
         checkEnvironment: () => requireEnvironment(logger, 'serve'),
         prepareImage,
@@ -119,7 +126,14 @@ async function run(
         now: () => performance.now(),
         setInterval: (callback, ms) => setInterval(callback, ms),
         clearInterval: (handle) => clearInterval(handle as ReturnType<typeof setInterval>),
+        ...(controlDir === undefined
+          ? {}
+          : {
+              startControl: (name, handlers) =>
+                startControlServer(controlSocketPath(controlDir, name), handlers),
+            }),
       });
+    }
   }
 }
 

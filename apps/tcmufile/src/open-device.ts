@@ -98,6 +98,10 @@ export async function openImageDevice(request: DeviceRequest): Promise<ServedDev
         }
       },
       on: (event, listener) => device.on(event, listener),
+      get state() {
+        return device.state;
+      },
+      resize: (blocks, force) => device.resize(blocks, { force }),
     };
   } catch (error) {
     await file.close();

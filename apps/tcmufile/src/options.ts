@@ -54,6 +54,8 @@ export interface Operand {
   readonly name: string;
   /** A command line that gives it, for the error when it is missing. */
   readonly example: string;
+  /** May be left out (shown as [NAME]); only the last operands may be. */
+  readonly optional?: boolean;
 }
 
 export interface ParsedOptions<T extends OptionTable> {
@@ -110,6 +112,7 @@ export function parseOptions<T extends OptionTable>(
     values[token.name] = spec.parse(text, `--${token.name}`);
   }
   for (const [index, operand] of operands.entries()) {
+    if (operand.optional && positionals[index] === undefined) continue;
     if (positionals[index] === undefined || positionals[index] === '') {
       throw new UsageError(`no ${operand.name} given`, { fix: `e.g. ${operand.example}` });
     }

@@ -2,7 +2,16 @@ import type { IoMode, IscsiPortal, ServeCommand } from './args.js';
 import type { ImageRequest, PreparedImage } from './image.js';
 import type { Logger } from './log.js';
 import { formatBytes } from './size.js';
-import { type CounterSnapshot, formatStatusLine, LiveLine, type Rates, ratesBetween } from './status.js';
+import type { ControlHandlers, ControlServer } from './control.js';
+import { ExitCode, ImageError, UsageError } from './errors.js';
+import {
+  type CounterSnapshot,
+  formatStatusLine,
+  LiveLine,
+  type Rates,
+  ratesBetween,
+  type StatusReport,
+} from './status.js';
 
 /** What serve needs from an open device (a subset of @tcmu/device's Device). */
 export interface ServedDevice {
@@ -15,6 +24,18 @@ export interface ServedDevice {
   /** Stops serving and leaves the disk for the next serve. */
   detach(options?: { drainTimeoutMs?: number }): Promise<{ abandoned: number }>;
   on(event: 'error', listener: (error: Error) => void): unknown;
+  /** For the control socket's status (absent: reported as 'ready'). */
+  readonly state?: string;
+  /** Online resize to `blocks` (absent: this device cannot resize). */
+  resize?(blocks: number, force: boolean): Promise<void>;
+}
+
+/** Rates and percentiles a full device's stats() adds to the counters (@tcmu/device's DeviceStats). */
+interface DetailedStats extends CounterSnapshot {
+  iops?: number;
+  readBytesPerSec?: number;
+  writeBytesPerSec?: number;
+  latency?: StatusReport['latency'];
 }
 
 /** Everything serve asks main to open: the image is already checked or created. */
@@ -49,6 +70,8 @@ export interface ServeDependencies {
   now(): number;
   setInterval(callback: () => void, ms: number): { unref?(): void };
   clearInterval(handle: unknown): void;
+  /** Opens the control socket of `name` (status, resize); absent: none. */
+  startControl?(name: string, handlers: ControlHandlers): Promise<ControlServer>;
 }
 
 /** How long close() may wait for in-flight commands before aborting them. */
@@ -114,7 +137,58 @@ export async function serve(command: ServeCommand, deps: ServeDependencies): Pro
   device.on('error', (error) => logger.error({ err: error }, `device error: ${error.message}`));
 
   const reporter = startReporter(device, `${device.diskPath ?? path} ${command.name}`, deps);
-  const signal = await deps.waitForStop();
+  const startedAt = deps.now();
+  let sizeBytes = image.size;
+  const control = await deps.startControl?.(command.name, {
+    status: (): StatusReport => {
+      const stats: DetailedStats = device.stats();
+      return {
+        name: command.name,
+        pid: process.pid,
+        state: device.state ?? 'ready',
+        uptimeS: (deps.now() - startedAt) / 1000,
+        image: image.path,
+        sizeBytes,
+        blockSize: command.blockSize,
+        readOnly: command.readOnly,
+        disk: device.diskPath,
+        node: device.nodePath,
+        commands: stats.commands,
+        errors: stats.errors,
+        inFlight: stats.inFlight,
+        bytesRead: stats.bytesRead,
+        bytesWritten: stats.bytesWritten,
+        iops: stats.iops ?? 0,
+        readBytesPerSec: stats.readBytesPerSec ?? 0,
+        writeBytesPerSec: stats.writeBytesPerSec ?? 0,
+        latency: stats.latency,
+      };
+    },
+    resize: async (bytes, force) => {
+      if (device.resize === undefined) throw new Error(`${command.name} cannot be resized by this serve`);
+      if (bytes % command.blockSize !== 0) {
+        throw new UsageError(`size ${bytes} is not a multiple of the ${command.blockSize}-byte block`);
+      }
+      const previous = sizeBytes;
+      await device.resize(bytes / command.blockSize, force).catch((error: unknown) => {
+        if ((error as { reason?: unknown }).reason !== 'shrink') throw error;
+        throw new ImageError(
+          `refusing to shrink ${command.name} from ${formatBytes(previous)} to ${formatBytes(bytes)}: its end would be cut off`,
+          ExitCode.badImage,
+          { fix: 'shrink the filesystem on it first, then add --force' },
+        );
+      });
+      sizeBytes = bytes;
+      logger.info(
+        { volume: command.name, size: bytes, previous },
+        `resized ${command.name} to ${formatBytes(bytes)}`,
+      );
+      return { sizeBytes: bytes, previousBytes: previous };
+    },
+  });
+  if (control)
+    logger.info({ control: control.path }, `control socket ${control.path} (tcmufile status, resize)`);
+  const signal = await deps.waitForStop().finally(() => control?.close());
   reporter.stop();
   if (signal === 'SIGUSR2') {
     logger.info({ signal }, `${signal}: leaving ${command.name} for the next tcmufile serve`);

@@ -1,0 +1,221 @@
+import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { parseCommandLine, type ServeCommand } from './args.js';
+import {
+  ControlError,
+  controlNames,
+  controlSocketPath,
+  requestControl,
+  startControlServer,
+} from './control.js';
+import { resizeServe, statusOfServes } from './control-commands.js';
+import { ExitCode } from './errors.js';
+import type { Logger } from './log.js';
+import { type ServeDependencies, type ServedDevice, serve } from './serve.js';
+import type { StatusReport } from './status.js';
+
+let dir: string;
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'tcmufile-control-'));
+});
+afterEach(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+const handlers = {
+  status: () => ({ hello: 'world' }),
+  resize: async (size: number, force: boolean) => ({ size, force }),
+};
+
+describe('control socket', () => {
+  it('answers newline-delimited JSON on a 0600 socket named after the volume, and removes it on close', async () => {
+    const server = await startControlServer(controlSocketPath(dir, 'vol0'), handlers);
+    expect(server.path).toBe(join(dir, 'vol0.sock'));
+    expect((await stat(server.path)).mode & 0o777).toBe(0o600);
+    expect(await controlNames(dir)).toEqual(['vol0']);
+    expect(await requestControl(dir, 'vol0', { op: 'status' })).toEqual({ hello: 'world' });
+    expect(await requestControl(dir, 'vol0', { op: 'resize', size: 4096, force: true })).toEqual({
+      size: 4096,
+      force: true,
+    });
+    await server.close();
+    expect(await controlNames(dir)).toEqual([]);
+  });
+
+  it("passes a handler's failure on with its fix and exit code", async () => {
+    const server = await startControlServer(controlSocketPath(dir, 'vol0'), {
+      ...handlers,
+      resize: async () => {
+        throw new ControlError('no room', ExitCode.badImage, { fix: 'free some' });
+      },
+    });
+    try {
+      const error = await requestControl(dir, 'vol0', { op: 'resize', size: 512, force: false }).catch(
+        (e) => e,
+      );
+      expect(error).toBeInstanceOf(ControlError);
+      expect(error).toMatchObject({ message: 'no room', fix: 'free some', exitCode: ExitCode.badImage });
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('says no serve runs when nothing answers (69), and replaces a stale socket file', async () => {
+    const error = await requestControl(dir, 'gone', { op: 'status' }).catch((e: unknown) => e);
+    expect(error).toMatchObject({
+      exitCode: ExitCode.unavailable,
+      message: expect.stringContaining('no serve of gone is running'),
+    });
+    await writeFile(join(dir, 'stale.sock'), '');
+    const server = await startControlServer(controlSocketPath(dir, 'stale'), handlers);
+    expect(await requestControl(dir, 'stale', { op: 'status' })).toEqual({ hello: 'world' });
+    // A second serve of the same name is refused while the first answers.
+    await expect(startControlServer(controlSocketPath(dir, 'stale'), handlers)).rejects.toMatchObject({
+      exitCode: ExitCode.inUse,
+    });
+    await server.close();
+  });
+});
+
+describe('status and resize commands', () => {
+  it('parse NAME as optional for status and NAME SIZE for resize', () => {
+    expect(parseCommandLine(['status'])).toMatchObject({ kind: 'status', name: undefined, json: false });
+    expect(parseCommandLine(['status', 'vol0', '--json', '--control-dir', dir])).toEqual({
+      kind: 'status',
+      name: 'vol0',
+      json: true,
+      controlDir: dir,
+    });
+    expect(parseCommandLine(['resize', 'vol0', '2G', '--force'])).toMatchObject({
+      kind: 'resize',
+      name: 'vol0',
+      size: 2 * 2 ** 30,
+      force: true,
+    });
+    expect(() => parseCommandLine(['resize', 'vol0'])).toThrow(/no SIZE given/);
+  });
+});
+
+const silent: Logger = { debug() {}, info() {}, warn() {}, error() {} };
+
+/** A serve on fake dependencies, with its control socket in `dir`. */
+function startServe(device: ServedDevice) {
+  let stop!: (signal: string) => void;
+  const stopped = new Promise<string>((resolve) => {
+    stop = resolve;
+  });
+  const command = {
+    ...(parseCommandLine(['serve', '/tmp/disk.img', '--size', '1M', '--name', 'vol0']) as ServeCommand),
+    controlDir: dir,
+  };
+  let clock = 0;
+  const deps: ServeDependencies = {
+    checkEnvironment: async () => {},
+    prepareImage: async (request) => ({
+      path: request.path,
+      size: request.size ?? 0,
+      created: false,
+      fileSize: request.size ?? 0,
+    }),
+    openDevice: async () => device,
+    waitForStop: () => stopped,
+    writeOut: () => {},
+    writeStatus: undefined,
+    logger: silent,
+    statusIntervalMs: 10_000,
+    now: () => {
+      clock += 1500;
+      return clock;
+    },
+    setInterval: () => ({}),
+    clearInterval: () => {},
+    startControl: (name, h) => startControlServer(controlSocketPath(dir, name), h),
+  };
+  return { done: serve(command, deps), stop: (signal: string) => stop(signal) };
+}
+
+describe('serve with a control socket', () => {
+  it('reports status and resizes the device through tcmufile status / resize', async () => {
+    const resized: Array<[number, boolean]> = [];
+    const device: ServedDevice = {
+      diskPath: '/dev/sdb',
+      nodePath: '/dev/tcmufile/vol0',
+      reattached: false,
+      state: 'ready',
+      stats: () => ({
+        commands: 1200,
+        bytesRead: 1 << 20,
+        bytesWritten: 0,
+        errors: 0,
+        inFlight: 2,
+        iops: 400,
+        readBytesPerSec: 2e6,
+        writeBytesPerSec: 0,
+        latency: { p50Ms: 0.1, p90Ms: 0.2, p99Ms: 0.5, p999Ms: 1, maxMs: 3 },
+      }),
+      close: async () => {},
+      detach: async () => ({ abandoned: 0 }),
+      on: () => undefined,
+      resize: async (blocks, force) => {
+        if (blocks < 2048 && !force) throw Object.assign(new Error('shrink'), { reason: 'shrink' });
+        resized.push([blocks, force]);
+      },
+    };
+    const serving = startServe(device);
+    await vi.waitFor(async () => expect(await controlNames(dir)).toEqual(['vol0']));
+
+    const out: string[] = [];
+    expect(
+      await statusOfServes(
+        { kind: 'status', name: undefined, json: true, controlDir: dir },
+        { writeOut: (t) => out.push(t) },
+      ),
+    ).toBe(0);
+    const [report] = JSON.parse(out.join('')) as StatusReport[];
+    expect(report).toMatchObject({
+      name: 'vol0',
+      state: 'ready',
+      sizeBytes: 1 << 20,
+      iops: 400,
+      inFlight: 2,
+    });
+    expect(report!.uptimeS).toBeGreaterThan(0);
+    expect(report!.latency).toMatchObject({ p99Ms: 0.5 });
+
+    out.length = 0;
+    await statusOfServes(
+      { kind: 'status', name: 'vol0', json: false, controlDir: dir },
+      { writeOut: (t) => out.push(t) },
+    );
+    expect(out.join('')).toMatch(
+      /^vol0 {2}ready {2}up \d+s .*\n {2}1\.20k commands \| 400 IOPS .*\n {2}latency p50 0\.10 ms .* p99 0\.50 ms/,
+    );
+
+    out.length = 0;
+    expect(
+      await resizeServe(
+        { kind: 'resize', name: 'vol0', size: 2 << 20, force: false, controlDir: dir },
+        { writeOut: (t) => out.push(t) },
+      ),
+    ).toBe(0);
+    expect(resized).toEqual([[4096, false]]);
+    expect(out.join('')).toContain('vol0: 1 MiB -> 2 MiB; grow the filesystem');
+
+    const shrink = await resizeServe(
+      { kind: 'resize', name: 'vol0', size: 512 << 10, force: false, controlDir: dir },
+      { writeOut: () => {} },
+    ).catch((e) => e);
+    expect(shrink).toMatchObject({ exitCode: ExitCode.badImage, fix: expect.stringContaining('--force') });
+    const unaligned = await resizeServe(
+      { kind: 'resize', name: 'vol0', size: 1000, force: true, controlDir: dir },
+      { writeOut: () => {} },
+    ).catch((e) => e);
+    expect(unaligned).toMatchObject({ exitCode: ExitCode.usage });
+
+    serving.stop('SIGTERM');
+    expect(await serving.done).toBe(0);
+    expect(await controlNames(dir)).toEqual([]);
+  });
+});
