@@ -806,6 +806,10 @@ export class Device extends EventEmitter<DeviceEvents> {
     const serviceAction = opcode === 0x7f && cdb.length >= 10 ? (cdb[8]! << 8) | cdb[9]! : 0;
     const dataOut = direction === 'out' || direction === 'bidi' ? command.dataOutLength : 0;
     this.#metrics.completed(opcode, serviceAction, status, dataIn, dataOut, latencyUs, Math.floor(endedAt));
+    if (status === STATUS_CHECK_CONDITION && sense !== undefined && sense.length >= 3) {
+      // Fixed format (70h/71h) has the key in byte 2, descriptor format (72h/73h) in byte 1.
+      this.#metrics.senseKey((sense[0]! & 0x7e) === 0x72 ? sense[1]! : sense[2]!);
+    }
     if (this.listenerCount('command') > 0) {
       this.emit('command', {
         id: command.id,

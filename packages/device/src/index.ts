@@ -27,9 +27,11 @@ export type {
   LogCommandsOptions,
   HandlerMiddleware,
 } from './handler.js';
-export { classifyCommand, LatencyHistogram, MetricsCollector } from './metrics.js';
+export { classifyCommand, LatencyHistogram, MetricsCollector, STATUS_NAMES } from './metrics.js';
 export type {
   CommandClass,
+  CommandCount,
+  StatusName,
   CommandSample,
   DeviceStats,
   HistogramBucket,
@@ -72,3 +74,5 @@ export type {
   MemoryBackendOptions,
 } from './backends.js';
 export type { BlockBackend } from '@tcmu/scsi';
+export { registerDeviceMetrics } from './prometheus.js';
+export type { DeviceMetricsOptions, PromMetric, PromRegistry, PromSample } from './prometheus.js';
