@@ -47,6 +47,8 @@ export interface ServeCommand {
   thirdPartyCopy: boolean;
   /** Directory of the control socket NAME.sock (status, resize); undefined: none. */
   controlDir?: string | undefined;
+  /** Where Prometheus metrics are served (GET /metrics); undefined: nowhere. */
+  metrics?: IscsiPortal | undefined;
 }
 
 /** `tcmufile status [NAME]`: ask running serves for their state and activity. */
@@ -197,6 +199,13 @@ const serveOptions = {
     default: defaultControlDir,
     help: 'directory of the control socket DIR/NAME.sock (mode 0600) that `tcmufile status` and `tcmufile resize` talk to',
   }),
+  metrics: option<IscsiPortal | undefined>({
+    value: 'HOST:PORT',
+    example: '127.0.0.1:9464',
+    parse: (text) => parseMetricsAddress(text),
+    default: undefined,
+    help: 'serve Prometheus metrics (commands, bytes, latency histogram, errors, state) on http://HOST:PORT/metrics',
+  }),
   help: helpFlag,
 } satisfies OptionTable;
 
@@ -310,6 +319,7 @@ export const commands: Readonly<Record<CommandName, CommandDefinition>> = {
         raw: values.raw,
         thirdPartyCopy: !values['no-third-party-copy'],
         controlDir: values['control-dir'],
+        metrics: values.metrics,
       };
     },
   }),
@@ -480,6 +490,13 @@ function isCommandName(text: string): text is CommandName {
   return (commandNames as readonly string[]).includes(text);
 }
 
+/** HOST:PORT with the port required ([::1]:9464 for IPv6). */
+function parseMetricsAddress(text: string): IscsiPortal {
+  if (!/:\d+$/.test(text))
+    throw new UsageError(`--metrics '${text}' needs a port`, { fix: 'e.g. --metrics 127.0.0.1:9464' });
+  return parsePortal(text, '--metrics', '127.0.0.1:9464');
+}
+
 function nonEmpty(text: string, flag: string): string {
   if (text === '') throw new UsageError(`${flag} must not be empty`);
   return text;
@@ -524,14 +541,14 @@ export function nameFromImage(image: string): string {
 }
 
 /** "127.0.0.1:3260", "127.0.0.1", "[::1]:3260" or "[::1]". */
-export function parsePortal(text: string): IscsiPortal {
+export function parsePortal(text: string, flag = '--iscsi', example = '127.0.0.1:3260'): IscsiPortal {
   const match = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:[\]\s]+))(?::(\d+))?$/.exec(text);
   if (!match)
-    throw new UsageError(`--iscsi '${text}' is not HOST[:PORT]`, { fix: 'e.g. --iscsi 127.0.0.1:3260' });
+    throw new UsageError(`${flag} '${text}' is not HOST[:PORT]`, { fix: `e.g. ${flag} ${example}` });
   const host = match[1] ?? match[2]!;
   const port = match[3] === undefined ? defaultIscsiPort : Number(match[3]);
   if (!Number.isInteger(port) || port < 1 || port > 65535) {
-    throw new UsageError(`--iscsi port must be 1..65535, got '${match[3]}'`);
+    throw new UsageError(`${flag} port must be 1..65535, got '${match[3]}'`);
   }
   return { host, port };
 }

@@ -109,7 +109,9 @@ function startServe(device: ServedDevice) {
   const command = {
     ...(parseCommandLine(['serve', '/tmp/disk.img', '--size', '1M', '--name', 'vol0']) as ServeCommand),
     controlDir: dir,
+    metrics: { host: '127.0.0.1', port: 0 },
   };
+  const metrics: string[] = [];
   let clock = 0;
   const deps: ServeDependencies = {
     checkEnvironment: async () => {},
@@ -132,8 +134,12 @@ function startServe(device: ServedDevice) {
     setInterval: () => ({}),
     clearInterval: () => {},
     startControl: (name, h) => startControlServer(controlSocketPath(dir, name), h),
+    startMetrics: async (address, served) => {
+      metrics.push(`start ${address.host}:${address.port} ${served === device}`);
+      return { url: 'http://127.0.0.1:1/metrics', close: async () => void metrics.push('close') };
+    },
   };
-  return { done: serve(command, deps), stop: (signal: string) => stop(signal) };
+  return { done: serve(command, deps), stop: (signal: string) => stop(signal), metrics };
 }
 
 describe('serve with a control socket', () => {
@@ -217,5 +223,26 @@ describe('serve with a control socket', () => {
     serving.stop('SIGTERM');
     expect(await serving.done).toBe(0);
     expect(await controlNames(dir)).toEqual([]);
+    expect(serving.metrics).toEqual(['start 127.0.0.1:0 true', 'close']);
+  });
+
+  it('closes the disk again when its control socket cannot start (another serve of NAME answers)', async () => {
+    const other = await startControlServer(controlSocketPath(dir, 'vol0'), handlers);
+    let closed = 0;
+    const device: ServedDevice = {
+      diskPath: '/dev/sdb',
+      nodePath: undefined,
+      reattached: false,
+      stats: () => ({ commands: 0, bytesRead: 0, bytesWritten: 0, errors: 0, inFlight: 0 }),
+      close: async () => void closed++,
+      detach: async () => ({ abandoned: 0 }),
+      on: () => undefined,
+    };
+    try {
+      await expect(startServe(device).done).rejects.toMatchObject({ exitCode: ExitCode.inUse });
+      expect(closed).toBe(1);
+    } finally {
+      await other.close();
+    }
   });
 });

@@ -21,6 +21,7 @@ import { createHumanLogger, createJsonLogger, type Logger } from './log.js';
 import { openImageDevice } from './open-device.js';
 import { resizeServe, statusOfServes } from './control-commands.js';
 import { controlSocketPath, startControlServer } from './control.js';
+import { startMetricsServer } from './metrics.js';
 import { serve } from './serve.js';
 import { stopServe } from './stop.js';
 
@@ -126,6 +127,8 @@ async function run(
         now: () => performance.now(),
         setInterval: (callback, ms) => setInterval(callback, ms),
         clearInterval: (handle) => clearInterval(handle as ReturnType<typeof setInterval>),
+        startMetrics: (address, device) =>
+          startMetricsServer(address, (registry) => device.registerMetrics?.(registry)),
         ...(controlDir === undefined
           ? {}
           : {

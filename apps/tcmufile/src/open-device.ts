@@ -5,6 +5,7 @@ import {
   type OpenDeviceOptions,
   openDevice,
   ReadOnlyBackend,
+  registerDeviceMetrics,
 } from '@tcmu/device';
 import { realpath } from 'node:fs/promises';
 import type { DeviceRequest, ServedDevice } from './serve.js';
@@ -102,6 +103,7 @@ export async function openImageDevice(request: DeviceRequest): Promise<ServedDev
         return device.state;
       },
       resize: (blocks, force) => device.resize(blocks, { force }),
+      registerMetrics: (registry) => registerDeviceMetrics(registry, device),
     };
   } catch (error) {
     await file.close();

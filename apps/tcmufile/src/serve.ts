@@ -2,6 +2,7 @@ import type { IoMode, IscsiPortal, ServeCommand } from './args.js';
 import type { ImageRequest, PreparedImage } from './image.js';
 import type { Logger } from './log.js';
 import { formatBytes } from './size.js';
+import type { PromRegistry } from '@tcmu/device';
 import type { ControlHandlers, ControlServer } from './control.js';
 import { ExitCode, ImageError, UsageError } from './errors.js';
 import {
@@ -28,6 +29,8 @@ export interface ServedDevice {
   readonly state?: string;
   /** Online resize to `blocks` (absent: this device cannot resize). */
   resize?(blocks: number, force: boolean): Promise<void>;
+  /** Registers its Prometheus collectors (@tcmu/device's registerDeviceMetrics). */
+  registerMetrics?(registry: PromRegistry): void;
 }
 
 /** Rates and percentiles a full device's stats() adds to the counters (@tcmu/device's DeviceStats). */
@@ -70,6 +73,8 @@ export interface ServeDependencies {
   now(): number;
   setInterval(callback: () => void, ms: number): { unref?(): void };
   clearInterval(handle: unknown): void;
+  /** Serves the device's metrics on `address` (serve --metrics). */
+  startMetrics?(address: IscsiPortal, device: ServedDevice): Promise<{ url: string; close(): Promise<void> }>;
   /** Opens the control socket of `name` (status, resize); absent: none. */
   startControl?(name: string, handlers: ControlHandlers): Promise<ControlServer>;
 }
@@ -137,9 +142,55 @@ export async function serve(command: ServeCommand, deps: ServeDependencies): Pro
   device.on('error', (error) => logger.error({ err: error }, `device error: ${error.message}`));
 
   const reporter = startReporter(device, `${device.diskPath ?? path} ${command.name}`, deps);
+  // The control socket and the metrics endpoint; if one cannot start, the disk goes too.
+  const services = await startServices(
+    command,
+    device,
+    controlHandlers(command, image, device, deps),
+    deps,
+  ).catch(async (error: unknown) => {
+    reporter.stop();
+    await device.close({ drainTimeoutMs });
+    throw error;
+  });
+  const signal = await deps.waitForStop().finally(() => services.close());
+  reporter.stop();
+  if (signal === 'SIGUSR2') {
+    logger.info({ signal }, `${signal}: leaving ${command.name} for the next tcmufile serve`);
+    const paths = describePaths(device);
+    const { abandoned } = await device.detach({ drainTimeoutMs });
+    logger.info(
+      { abandoned },
+      `left ${paths} in place; \`tcmufile serve ${image.path} --name ${command.name}\` takes it over`,
+    );
+    return 0;
+  }
+  logger.info({ signal }, `${signal}: stopping ${command.name}`);
+  await device.close({ drainTimeoutMs });
+  const totals = device.stats();
+  logger.info(
+    {
+      commands: totals.commands,
+      errors: totals.errors,
+      bytesRead: totals.bytesRead,
+      bytesWritten: totals.bytesWritten,
+    },
+    `stopped ${command.name}: ${totals.commands} commands, ${totals.errors} errors`,
+  );
+  return 0;
+}
+
+/** What the control socket answers: status, and online resize of the disk. */
+function controlHandlers(
+  command: ServeCommand,
+  image: PreparedImage,
+  device: ServedDevice,
+  deps: ServeDependencies,
+): ControlHandlers {
+  const { logger } = deps;
   const startedAt = deps.now();
   let sizeBytes = image.size;
-  const control = await deps.startControl?.(command.name, {
+  return {
     status: (): StatusReport => {
       const stats: DetailedStats = device.stats();
       return {
@@ -185,34 +236,29 @@ export async function serve(command: ServeCommand, deps: ServeDependencies): Pro
       );
       return { sizeBytes: bytes, previousBytes: previous };
     },
-  });
+  };
+}
+
+/** Starts the control socket and the metrics endpoint the command asks for; close() stops both. */
+async function startServices(
+  command: ServeCommand,
+  device: ServedDevice,
+  handlers: ControlHandlers,
+  deps: ServeDependencies,
+): Promise<{ close(): Promise<void> }> {
+  const { logger } = deps;
+  const control = await deps.startControl?.(command.name, handlers);
   if (control)
     logger.info({ control: control.path }, `control socket ${control.path} (tcmufile status, resize)`);
-  const signal = await deps.waitForStop().finally(() => control?.close());
-  reporter.stop();
-  if (signal === 'SIGUSR2') {
-    logger.info({ signal }, `${signal}: leaving ${command.name} for the next tcmufile serve`);
-    const paths = describePaths(device);
-    const { abandoned } = await device.detach({ drainTimeoutMs });
-    logger.info(
-      { abandoned },
-      `left ${paths} in place; \`tcmufile serve ${image.path} --name ${command.name}\` takes it over`,
-    );
-    return 0;
+  try {
+    const metrics =
+      command.metrics === undefined ? undefined : await deps.startMetrics?.(command.metrics, device);
+    if (metrics) logger.info({ metrics: metrics.url }, `metrics on ${metrics.url}`);
+    return { close: async () => void (await Promise.all([control?.close(), metrics?.close()])) };
+  } catch (error) {
+    await control?.close();
+    throw error;
   }
-  logger.info({ signal }, `${signal}: stopping ${command.name}`);
-  await device.close({ drainTimeoutMs });
-  const totals = device.stats();
-  logger.info(
-    {
-      commands: totals.commands,
-      errors: totals.errors,
-      bytesRead: totals.bytesRead,
-      bytesWritten: totals.bytesWritten,
-    },
-    `stopped ${command.name}: ${totals.commands} commands, ${totals.errors} errors`,
-  );
-  return 0;
 }
 
 function describePaths(device: ServedDevice): string {
