@@ -111,7 +111,7 @@ function startServe(device: ServedDevice) {
     controlDir: dir,
     metrics: { host: '127.0.0.1', port: 0 },
   };
-  const metrics: string[] = [];
+  const metrics: unknown[] = [];
   let clock = 0;
   const deps: ServeDependencies = {
     checkEnvironment: async () => {},
@@ -134,6 +134,10 @@ function startServe(device: ServedDevice) {
     setInterval: () => ({}),
     clearInterval: () => {},
     startControl: (name, h) => startControlServer(controlSocketPath(dir, name), h),
+    notifier: {
+      send: async (assignments) => void metrics.push(assignments),
+      startWatchdog: () => () => void metrics.push('watchdog off'),
+    },
     startMetrics: async (address, served) => {
       metrics.push(`start ${address.host}:${address.port} ${served === device}`);
       return { url: 'http://127.0.0.1:1/metrics', close: async () => void metrics.push('close') };
@@ -223,7 +227,13 @@ describe('serve with a control socket', () => {
     serving.stop('SIGTERM');
     expect(await serving.done).toBe(0);
     expect(await controlNames(dir)).toEqual([]);
-    expect(serving.metrics).toEqual(['start 127.0.0.1:0 true', 'close']);
+    expect(serving.metrics).toEqual([
+      'start 127.0.0.1:0 true',
+      { READY: '1', STATUS: 'serving /tmp/disk.img as /dev/tcmufile/vol0 -> /dev/sdb' },
+      'close',
+      'watchdog off',
+      { STOPPING: '1', STATUS: 'SIGTERM: stopping vol0' },
+    ]);
   });
 
   it('closes the disk again when its control socket cannot start (another serve of NAME answers)', async () => {

@@ -22,6 +22,7 @@ import { openImageDevice } from './open-device.js';
 import { resizeServe, statusOfServes } from './control-commands.js';
 import { controlSocketPath, startControlServer } from './control.js';
 import { startMetricsServer } from './metrics.js';
+import { systemdNotifier } from './notify.js';
 import { serve } from './serve.js';
 import { stopServe } from './stop.js';
 
@@ -127,6 +128,10 @@ async function run(
         now: () => performance.now(),
         setInterval: (callback, ms) => setInterval(callback, ms),
         clearInterval: (handle) => clearInterval(handle as ReturnType<typeof setInterval>),
+        notifier: systemdNotifier({
+          onError: (error) =>
+            logger.warn({ err: error }, `systemd-notify failed: ${(error as Error).message}`),
+        }),
         startMetrics: (address, device) =>
           startMetricsServer(address, (registry) => device.registerMetrics?.(registry)),
         ...(controlDir === undefined

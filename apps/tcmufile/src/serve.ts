@@ -1,6 +1,7 @@
 import type { IoMode, IscsiPortal, ServeCommand } from './args.js';
 import type { ImageRequest, PreparedImage } from './image.js';
 import type { Logger } from './log.js';
+import type { Notifier } from './notify.js';
 import { formatBytes } from './size.js';
 import type { PromRegistry } from '@tcmu/device';
 import type { ControlHandlers, ControlServer } from './control.js';
@@ -75,6 +76,8 @@ export interface ServeDependencies {
   clearInterval(handle: unknown): void;
   /** Serves the device's metrics on `address` (serve --metrics). */
   startMetrics?(address: IscsiPortal, device: ServedDevice): Promise<{ url: string; close(): Promise<void> }>;
+  /** systemd's Type=notify protocol (READY, STATUS, STOPPING, WATCHDOG); absent outside systemd. */
+  notifier?: Notifier | undefined;
   /** Opens the control socket of `name` (status, resize); absent: none. */
   startControl?(name: string, handlers: ControlHandlers): Promise<ControlServer>;
 }
@@ -153,7 +156,11 @@ export async function serve(command: ServeCommand, deps: ServeDependencies): Pro
     await device.close({ drainTimeoutMs });
     throw error;
   });
+  await deps.notifier?.send({ READY: '1', STATUS: `serving ${image.path} as ${describePaths(device)}` });
+  const stopWatchdog = deps.notifier?.startWatchdog();
   const signal = await deps.waitForStop().finally(() => services.close());
+  stopWatchdog?.();
+  await deps.notifier?.send({ STOPPING: '1', STATUS: `${signal}: stopping ${command.name}` });
   reporter.stop();
   if (signal === 'SIGUSR2') {
     logger.info({ signal }, `${signal}: leaving ${command.name} for the next tcmufile serve`);
