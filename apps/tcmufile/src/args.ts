@@ -49,6 +49,8 @@ export interface ServeCommand {
   controlDir?: string | undefined;
   /** Where Prometheus metrics are served (GET /metrics); undefined: nowhere. */
   metrics?: IscsiPortal | undefined;
+  /** `--run CMD`: serve while CMD runs, exit with its status. */
+  run?: string | undefined;
 }
 
 /** `tcmufile status [NAME]`: ask running serves for their state and activity. */
@@ -206,6 +208,15 @@ const serveOptions = {
     default: undefined,
     help: 'serve Prometheus metrics (commands, bytes, latency histogram, errors, state) on http://HOST:PORT/metrics',
   }),
+  run: option<string | undefined>({
+    value: 'CMD',
+    example: "'mkfs.ext4 $DISK'",
+    parse: (text) => nonEmpty(text, '--run'),
+    default: undefined,
+    help:
+      'once the disk is ready run CMD with /bin/sh -c, $DISK (/dev/sdX) and $NODE (DIR/NAME) in its ' +
+      "environment; when it exits remove the disk and exit with CMD's status",
+  }),
   help: helpFlag,
 } satisfies OptionTable;
 
@@ -320,6 +331,7 @@ export const commands: Readonly<Record<CommandName, CommandDefinition>> = {
         thirdPartyCopy: !values['no-third-party-copy'],
         controlDir: values['control-dir'],
         metrics: values.metrics,
+        run: values.run,
       };
     },
   }),

@@ -1,4 +1,4 @@
-import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
@@ -14,6 +14,7 @@ import { resizeServe, statusOfServes } from './control-commands.js';
 import { ExitCode } from './errors.js';
 import type { Logger } from './log.js';
 import { type ServeDependencies, type ServedDevice, serve } from './serve.js';
+import { runShell } from './run.js';
 import type { StatusReport } from './status.js';
 
 let dir: string;
@@ -101,7 +102,7 @@ describe('status and resize commands', () => {
 const silent: Logger = { debug() {}, info() {}, warn() {}, error() {} };
 
 /** A serve on fake dependencies, with its control socket in `dir`. */
-function startServe(device: ServedDevice) {
+function startServe(device: ServedDevice, extra: { run?: string; deps?: Partial<ServeDependencies> } = {}) {
   let stop!: (signal: string) => void;
   const stopped = new Promise<string>((resolve) => {
     stop = resolve;
@@ -110,6 +111,7 @@ function startServe(device: ServedDevice) {
     ...(parseCommandLine(['serve', '/tmp/disk.img', '--size', '1M', '--name', 'vol0']) as ServeCommand),
     controlDir: dir,
     metrics: { host: '127.0.0.1', port: 0 },
+    run: extra.run,
   };
   const metrics: unknown[] = [];
   let clock = 0;
@@ -142,6 +144,7 @@ function startServe(device: ServedDevice) {
       metrics.push(`start ${address.host}:${address.port} ${served === device}`);
       return { url: 'http://127.0.0.1:1/metrics', close: async () => void metrics.push('close') };
     },
+    ...extra.deps,
   };
   return { done: serve(command, deps), stop: (signal: string) => stop(signal), metrics };
 }
@@ -254,5 +257,38 @@ describe('serve with a control socket', () => {
     } finally {
       await other.close();
     }
+  });
+});
+
+describe('serve --run', () => {
+  const served = (log: string[]): ServedDevice => ({
+    diskPath: '/dev/sdb',
+    nodePath: '/dev/tcmufile/vol0',
+    reattached: false,
+    stats: () => ({ commands: 0, bytesRead: 0, bytesWritten: 0, errors: 0, inFlight: 0 }),
+    close: async () => void log.push('close'),
+    detach: async () => ({ abandoned: 0 }),
+    on: () => undefined,
+  });
+
+  it('runs CMD through /bin/sh with $DISK and $NODE once the disk is ready, then removes it and exits with its status', async () => {
+    const log: string[] = [];
+    const out = join(dir, 'env.txt');
+    const serving = startServe(served(log), {
+      run: `echo "$DISK $NODE" > ${out}; exit 7`,
+      deps: { runCommand: runShell },
+    });
+    expect(await serving.done).toBe(7);
+    expect(log).toEqual(['close']);
+    expect(await readFile(out, 'utf8')).toBe('/dev/sdb /dev/tcmufile/vol0\n');
+  });
+
+  it('on a stop signal first stops CMD (SIGTERM: 143) and waits for it', async () => {
+    const log: string[] = [];
+    const serving = startServe(served(log), { run: 'sleep 30', deps: { runCommand: runShell } });
+    await vi.waitFor(async () => expect(await controlNames(dir)).toEqual(['vol0']));
+    serving.stop('SIGTERM');
+    expect(await serving.done).toBe(143);
+    expect(log).toEqual(['close']);
   });
 });

@@ -23,6 +23,7 @@ import { resizeServe, statusOfServes } from './control-commands.js';
 import { controlSocketPath, startControlServer } from './control.js';
 import { startMetricsServer } from './metrics.js';
 import { systemdNotifier } from './notify.js';
+import { runShell } from './run.js';
 import { serve } from './serve.js';
 import { stopServe } from './stop.js';
 
@@ -132,6 +133,7 @@ async function run(
           onError: (error) =>
             logger.warn({ err: error }, `systemd-notify failed: ${(error as Error).message}`),
         }),
+        runCommand: runShell,
         startMetrics: (address, device) =>
           startMetricsServer(address, (registry) => device.registerMetrics?.(registry)),
         ...(controlDir === undefined

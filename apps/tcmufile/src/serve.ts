@@ -76,10 +76,17 @@ export interface ServeDependencies {
   clearInterval(handle: unknown): void;
   /** Serves the device's metrics on `address` (serve --metrics). */
   startMetrics?(address: IscsiPortal, device: ServedDevice): Promise<{ url: string; close(): Promise<void> }>;
+  /** `--run`: starts `/bin/sh -c commandLine` with `env` added; `exited` gives its exit status (128+N on signal N). */
+  runCommand?(commandLine: string, env: Readonly<Record<string, string>>): RunningCommand;
   /** systemd's Type=notify protocol (READY, STATUS, STOPPING, WATCHDOG); absent outside systemd. */
   notifier?: Notifier | undefined;
   /** Opens the control socket of `name` (status, resize); absent: none. */
   startControl?(name: string, handlers: ControlHandlers): Promise<ControlServer>;
+}
+
+export interface RunningCommand {
+  readonly exited: Promise<number>;
+  kill(signal: NodeJS.Signals): void;
 }
 
 /** How long close() may wait for in-flight commands before aborting them. */
@@ -158,7 +165,9 @@ export async function serve(command: ServeCommand, deps: ServeDependencies): Pro
   });
   await deps.notifier?.send({ READY: '1', STATUS: `serving ${image.path} as ${describePaths(device)}` });
   const stopWatchdog = deps.notifier?.startWatchdog();
-  const signal = await deps.waitForStop().finally(() => services.close());
+  const run = command.run === undefined ? undefined : startRun(command.run, device, deps);
+  const signal = await (run?.until(deps.waitForStop()) ?? deps.waitForStop()).finally(() => services.close());
+  const exitStatus = run === undefined ? 0 : await run.status();
   stopWatchdog?.();
   await deps.notifier?.send({ STOPPING: '1', STATUS: `${signal}: stopping ${command.name}` });
   reporter.stop();
@@ -170,7 +179,7 @@ export async function serve(command: ServeCommand, deps: ServeDependencies): Pro
       { abandoned },
       `left ${paths} in place; \`tcmufile serve ${image.path} --name ${command.name}\` takes it over`,
     );
-    return 0;
+    return exitStatus;
   }
   logger.info({ signal }, `${signal}: stopping ${command.name}`);
   await device.close({ drainTimeoutMs });
@@ -184,7 +193,35 @@ export async function serve(command: ServeCommand, deps: ServeDependencies): Pro
     },
     `stopped ${command.name}: ${totals.commands} commands, ${totals.errors} errors`,
   );
-  return 0;
+  return exitStatus;
+}
+
+/**
+ * `--run CMD`: the command runs while the disk is served; its exit stops the serve (as the
+ * pseudo-signal 'exit'), and a stop signal first stops the command (SIGTERM) and waits for it.
+ */
+function startRun(
+  commandLine: string,
+  device: ServedDevice,
+  deps: ServeDependencies,
+): { until(stop: Promise<string>): Promise<string>; status(): Promise<number> } {
+  if (deps.runCommand === undefined) throw new Error('--run needs a runCommand dependency');
+  const env = { DISK: device.diskPath ?? '', NODE: device.nodePath ?? device.diskPath ?? '' };
+  const child = deps.runCommand(commandLine, env);
+  deps.logger.info({ run: commandLine, ...env }, `running ${commandLine}`);
+  let exited = false;
+  const status = child.exited.then((code) => {
+    exited = true;
+    deps.logger.info({ run: commandLine, status: code }, `${commandLine} exited with ${code}`);
+    return code;
+  });
+  return {
+    until: (stop) => Promise.race([stop, status.then(() => 'exit')]),
+    status: () => {
+      if (!exited) child.kill('SIGTERM');
+      return status;
+    },
+  };
 }
 
 /** What the control socket answers: status, and online resize of the disk. */
