@@ -37,6 +37,7 @@ describe('parseCommandLine', () => {
       raw: false,
       thirdPartyCopy: true,
       controlDir: '/run/tcmufile',
+      logLevel: 'info',
     });
   });
 
@@ -65,6 +66,14 @@ describe('parseCommandLine', () => {
       '--no-third-party-copy',
       '--control-dir',
       '/tmp/control',
+      '--metrics',
+      '127.0.0.1:9464',
+      '--run',
+      'true',
+      '--pid-file',
+      '/run/a.pid',
+      '--log-level',
+      'debug',
     ]);
     expect(long).toEqual({
       kind: 'serve',
@@ -82,6 +91,10 @@ describe('parseCommandLine', () => {
       raw: true,
       thirdPartyCopy: false,
       controlDir: '/tmp/control',
+      metrics: { host: '127.0.0.1', port: 9464 },
+      run: 'true',
+      pidFile: '/run/a.pid',
+      logLevel: 'debug',
     });
     const short = serveOf([
       'a.img',

@@ -16,6 +16,7 @@ import {
   wrap,
 } from './options.js';
 import { defaultControlDir } from './control.js';
+import type { LogLevel } from './log.js';
 import { type BlockSize, checkDeviceSize, parseBlockSize, parseSize } from './size.js';
 
 export interface IscsiPortal {
@@ -51,6 +52,9 @@ export interface ServeCommand {
   metrics?: IscsiPortal | undefined;
   /** `--run CMD`: serve while CMD runs, exit with its status. */
   run?: string | undefined;
+  /** Where the pid goes once the disk is ready. */
+  pidFile?: string | undefined;
+  logLevel?: LogLevel;
 }
 
 /** `tcmufile status [NAME]`: ask running serves for their state and activity. */
@@ -217,6 +221,20 @@ const serveOptions = {
       'once the disk is ready run CMD with /bin/sh -c, $DISK (/dev/sdX) and $NODE (DIR/NAME) in its ' +
       "environment; when it exits remove the disk and exit with CMD's status",
   }),
+  'pid-file': option<string | undefined>({
+    value: 'PATH',
+    example: '/run/tcmufile/vol0.pid',
+    parse: (text) => nonEmpty(text, '--pid-file'),
+    default: undefined,
+    help: 'write the process id to PATH once the disk is ready (systemd PIDFile=, scripts); removed on exit',
+  }),
+  'log-level': option<LogLevel>({
+    value: 'LEVEL',
+    example: 'debug',
+    parse: (text) => parseLogLevel(text),
+    default: 'info',
+    help: 'debug, info, warn or error: the least severe records logged',
+  }),
   help: helpFlag,
 } satisfies OptionTable;
 
@@ -332,6 +350,8 @@ export const commands: Readonly<Record<CommandName, CommandDefinition>> = {
         controlDir: values['control-dir'],
         metrics: values.metrics,
         run: values.run,
+        pidFile: values['pid-file'],
+        logLevel: values['log-level'],
       };
     },
   }),
@@ -507,6 +527,15 @@ function parseMetricsAddress(text: string): IscsiPortal {
   if (!/:\d+$/.test(text))
     throw new UsageError(`--metrics '${text}' needs a port`, { fix: 'e.g. --metrics 127.0.0.1:9464' });
   return parsePortal(text, '--metrics', '127.0.0.1:9464');
+}
+
+const logLevels: readonly LogLevel[] = ['debug', 'info', 'warn', 'error'];
+
+function parseLogLevel(text: string): LogLevel {
+  if (!(logLevels as readonly string[]).includes(text)) {
+    throw new UsageError(`--log-level must be debug, info, warn or error, got '${text}'`);
+  }
+  return text as LogLevel;
 }
 
 function nonEmpty(text: string, flag: string): string {

@@ -14,6 +14,7 @@ import { resizeServe, statusOfServes } from './control-commands.js';
 import { ExitCode } from './errors.js';
 import type { Logger } from './log.js';
 import { type ServeDependencies, type ServedDevice, serve } from './serve.js';
+import { writePidFile } from './pid-file.js';
 import { runShell } from './run.js';
 import type { StatusReport } from './status.js';
 
@@ -102,7 +103,10 @@ describe('status and resize commands', () => {
 const silent: Logger = { debug() {}, info() {}, warn() {}, error() {} };
 
 /** A serve on fake dependencies, with its control socket in `dir`. */
-function startServe(device: ServedDevice, extra: { run?: string; deps?: Partial<ServeDependencies> } = {}) {
+function startServe(
+  device: ServedDevice,
+  extra: { run?: string; pidFile?: string; deps?: Partial<ServeDependencies> } = {},
+) {
   let stop!: (signal: string) => void;
   const stopped = new Promise<string>((resolve) => {
     stop = resolve;
@@ -112,6 +116,7 @@ function startServe(device: ServedDevice, extra: { run?: string; deps?: Partial<
     controlDir: dir,
     metrics: { host: '127.0.0.1', port: 0 },
     run: extra.run,
+    pidFile: extra.pidFile,
   };
   const metrics: unknown[] = [];
   let clock = 0;
@@ -290,5 +295,42 @@ describe('serve --run', () => {
     serving.stop('SIGTERM');
     expect(await serving.done).toBe(143);
     expect(log).toEqual(['close']);
+  });
+});
+
+describe('serve --pid-file', () => {
+  it('writes the pid once the disk is ready and removes it on exit', async () => {
+    const pidFile = join(dir, 'vol0.pid');
+    const closed: string[] = [];
+    const serving = startServe(
+      {
+        diskPath: '/dev/sdb',
+        nodePath: undefined,
+        reattached: false,
+        stats: () => ({ commands: 0, bytesRead: 0, bytesWritten: 0, errors: 0, inFlight: 0 }),
+        close: async () => void closed.push('close'),
+        detach: async () => ({ abandoned: 0 }),
+        on: () => undefined,
+      },
+      { pidFile },
+    );
+    await vi.waitFor(async () => expect(await readFile(pidFile, 'utf8')).toBe(`${process.pid}\n`));
+    serving.stop('SIGTERM');
+    expect(await serving.done).toBe(0);
+    await expect(stat(pidFile)).rejects.toMatchObject({ code: 'ENOENT' });
+    // A pid file another process rewrote meanwhile is left to it.
+    const remove = await writePidFile(pidFile);
+    await writeFile(pidFile, '1\n');
+    await remove();
+    expect(await readFile(pidFile, 'utf8')).toBe('1\n');
+    await expect(writePidFile(join(dir, 'missing', 'x.pid'))).rejects.toMatchObject({
+      exitCode: ExitCode.cannotCreate,
+    });
+    expect(closed).toEqual(['close']);
+  });
+
+  it('--log-level takes debug, info, warn or error', () => {
+    expect(parseCommandLine(['serve', 'a.img', '--log-level', 'warn'])).toMatchObject({ logLevel: 'warn' });
+    expect(() => parseCommandLine(['serve', 'a.img', '--log-level', 'loud'])).toThrow(/--log-level must be/);
   });
 });

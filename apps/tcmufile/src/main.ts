@@ -51,7 +51,8 @@ export async function main(argv: readonly string[], io: ProcessIo = processIo): 
   }
   // Signals are caught from the start, so a SIGTERM during set-up still leads to a clean close.
   const stop = command.kind === 'serve' ? catchStopSignals(io) : undefined;
-  const logger = io.stderrIsTty ? createHumanLogger(io.writeErr) : createJsonLogger();
+  const level = command.kind === 'serve' ? command.logLevel : undefined;
+  const logger = io.stderrIsTty ? createHumanLogger(io.writeErr, level) : createJsonLogger(level);
   try {
     return await run(command, io, logger, stop);
   } catch (error) {

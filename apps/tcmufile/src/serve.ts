@@ -2,6 +2,7 @@ import type { IoMode, IscsiPortal, ServeCommand } from './args.js';
 import type { ImageRequest, PreparedImage } from './image.js';
 import type { Logger } from './log.js';
 import type { Notifier } from './notify.js';
+import { writePidFile } from './pid-file.js';
 import { formatBytes } from './size.js';
 import type { PromRegistry } from '@tcmu/device';
 import type { ControlHandlers, ControlServer } from './control.js';
@@ -163,10 +164,21 @@ export async function serve(command: ServeCommand, deps: ServeDependencies): Pro
     await device.close({ drainTimeoutMs });
     throw error;
   });
+  const removePidFile =
+    command.pidFile === undefined
+      ? undefined
+      : await writePidFile(command.pidFile).catch(async (error: unknown) => {
+          await services.close();
+          reporter.stop();
+          await device.close({ drainTimeoutMs });
+          throw error;
+        });
   await deps.notifier?.send({ READY: '1', STATUS: `serving ${image.path} as ${describePaths(device)}` });
   const stopWatchdog = deps.notifier?.startWatchdog();
   const run = command.run === undefined ? undefined : startRun(command.run, device, deps);
-  const signal = await (run?.until(deps.waitForStop()) ?? deps.waitForStop()).finally(() => services.close());
+  const signal = await (run?.until(deps.waitForStop()) ?? deps.waitForStop()).finally(() =>
+    Promise.all([services.close(), removePidFile?.()]),
+  );
   const exitStatus = run === undefined ? 0 : await run.status();
   stopWatchdog?.();
   await deps.notifier?.send({ STOPPING: '1', STATUS: `${signal}: stopping ${command.name}` });
