@@ -178,6 +178,7 @@ describe('serve with a control socket', () => {
       on: () => undefined,
       resize: async (blocks, force) => {
         if (blocks < 2048 && !force) throw Object.assign(new Error('shrink'), { reason: 'shrink' });
+        if (blocks > 1 << 30) throw Object.assign(new Error('no resize()'), { reason: 'unsupported' });
         resized.push([blocks, force]);
       },
     };
@@ -231,6 +232,14 @@ describe('serve with a control socket', () => {
       { writeOut: () => {} },
     ).catch((e) => e);
     expect(unaligned).toMatchObject({ exitCode: ExitCode.usage });
+    const readOnly = await resizeServe(
+      { kind: 'resize', name: 'vol0', size: 2 ** 40, force: false, controlDir: dir },
+      { writeOut: () => {} },
+    ).catch((e: unknown) => e);
+    expect(readOnly).toMatchObject({
+      exitCode: ExitCode.badImage,
+      fix: expect.stringContaining('--read-only'),
+    });
 
     serving.stop('SIGTERM');
     expect(await serving.done).toBe(0);

@@ -278,7 +278,17 @@ function controlHandlers(
       }
       const previous = sizeBytes;
       await device.resize(bytes / command.blockSize, force).catch((error: unknown) => {
-        if ((error as { reason?: unknown }).reason !== 'shrink') throw error;
+        const reason = (error as { reason?: unknown }).reason;
+        if (reason === 'unsupported') {
+          throw new ImageError(
+            `${command.name} cannot be resized: it is served read-only`,
+            ExitCode.badImage,
+            {
+              fix: 'serve it without --read-only to resize it',
+            },
+          );
+        }
+        if (reason !== 'shrink') throw error;
         throw new ImageError(
           `refusing to shrink ${command.name} from ${formatBytes(previous)} to ${formatBytes(bytes)}: its end would be cut off`,
           ExitCode.badImage,
