@@ -1,15 +1,15 @@
 import type { ResizeCommand, StatusCommand } from './args.js';
 import { controlNames, requestControl } from './control.js';
 import { ExitCode } from './errors.js';
+import type { ProcessIo } from './main.js';
 import { formatBytes } from './size.js';
 import { formatStatusReport, type StatusReport } from './status.js';
 
-interface Output {
-  writeOut(text: string): void;
-}
-
 /** `tcmufile status [NAME]`: one serve, or every serve with a socket in the control directory. */
-export async function statusOfServes(command: StatusCommand, io: Output): Promise<number> {
+export async function statusOfServes(
+  command: StatusCommand,
+  io: Pick<ProcessIo, 'writeOut'>,
+): Promise<number> {
   const names = command.name === undefined ? await controlNames(command.controlDir) : [command.name];
   const reports: StatusReport[] = [];
   for (const name of names) {
@@ -28,7 +28,7 @@ export async function statusOfServes(command: StatusCommand, io: Output): Promis
 }
 
 /** `tcmufile resize NAME SIZE [--force]`. */
-export async function resizeServe(command: ResizeCommand, io: Output): Promise<number> {
+export async function resizeServe(command: ResizeCommand, io: Pick<ProcessIo, 'writeOut'>): Promise<number> {
   const result = (await requestControl(command.controlDir, command.name, {
     op: 'resize',
     size: command.size,

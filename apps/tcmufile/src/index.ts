@@ -23,10 +23,24 @@ export {
   nameFromImage,
   parseCommandLine,
   parsePortal,
+  type ResizeCommand,
   type ServeCommand,
+  type StatusCommand,
   type StopCommand,
   usage,
 } from './args.js';
+export {
+  ControlError,
+  type ControlHandlers,
+  type ControlRequest,
+  type ControlResponse,
+  type ControlServer,
+  controlSocketPath,
+  defaultControlDir,
+  requestControl,
+  startControlServer,
+} from './control.js';
+export { resizeServe, statusOfServes } from './control-commands.js';
 export {
   CliError,
   describeError,
@@ -39,10 +53,15 @@ export {
 export { type ImageRequest, type PreparedImage, prepareImage } from './image.js';
 export { createHumanLogger, createJsonLogger, type Logger, type LogLevel, type LogMethod } from './log.js';
 export { main, type ProcessIo } from './main.js';
+export { type MetricsServer, startMetricsServer } from './metrics.js';
+export { type Notifier, type NotifierOptions, systemdNotifier } from './notify.js';
 export { openImageDevice, prefixView } from './open-device.js';
+export { writePidFile } from './pid-file.js';
+export { runShell } from './run.js';
 export {
   type DeviceRequest,
   drainTimeoutMs,
+  type RunningCommand,
   type ServeDependencies,
   type ServedDevice,
   serve,
@@ -60,7 +79,10 @@ export {
   formatCount,
   formatMegabytesPerSecond,
   formatStatusLine,
+  formatStatusReport,
+  formatUptime,
   LiveLine,
   type Rates,
   ratesBetween,
+  type StatusReport,
 } from './status.js';
