@@ -11,6 +11,7 @@ import {
   usage,
 } from './args.js';
 import { UsageError } from './errors.js';
+import type { Operand } from './options.js';
 
 function serveOf(argv: string[]): ServeCommand {
   const command = parseCommandLine(['serve', ...argv]);
@@ -35,6 +36,8 @@ describe('parseCommandLine', () => {
       followSymlinks: false,
       raw: false,
       thirdPartyCopy: true,
+      controlDir: '/run/tcmufile',
+      logLevel: 'info',
     });
   });
 
@@ -65,6 +68,16 @@ describe('parseCommandLine', () => {
       '--follow-symlinks',
       '--raw',
       '--no-third-party-copy',
+      '--control-dir',
+      '/tmp/control',
+      '--metrics',
+      '127.0.0.1:9464',
+      '--run',
+      'true',
+      '--pid-file',
+      '/run/a.pid',
+      '--log-level',
+      'debug',
     ]);
     expect(long).toEqual({
       kind: 'serve',
@@ -86,6 +99,11 @@ describe('parseCommandLine', () => {
       followSymlinks: true,
       raw: true,
       thirdPartyCopy: false,
+      controlDir: '/tmp/control',
+      metrics: { host: '127.0.0.1', port: 9464 },
+      run: 'true',
+      pidFile: '/run/a.pid',
+      logLevel: 'debug',
     });
     const short = serveOf([
       'a.img',
@@ -291,9 +309,10 @@ function flagsMentioned(
 }
 
 describe('one option table per command drives its parser and its help', () => {
-  /** A valid command line's operands: the operand names lowered (an image path, a volume name). */
+  /** A valid command line's operands: the operand names lowered (an image path, a volume name), a size. */
   const operandsOf = (name: CommandName) =>
-    commands[name].operands.map((operand) => operand.name.toLowerCase());
+    commands[name].operands.map((operand) => (operand.name === 'SIZE' ? '1G' : operand.name.toLowerCase()));
+  const labelOf = (operand: Operand) => (operand.optional ? `[${operand.name}]` : operand.name);
 
   /** Options that need another: given with it (which alone parses to `plain`'s shape plus it). */
   const companions: Record<string, string[]> = {
@@ -347,8 +366,8 @@ describe('one option table per command drives its parser and its help', () => {
     }
     expect(usage[name]).toMatch(
       new RegExp(
-        `^Usage: tcmufile ${name}${operandsOf(name)
-          .map((o) => ` ${o.toUpperCase()}`)
+        `^Usage: tcmufile ${name}${commands[name].operands
+          .map((o) => ` ${labelOf(o).replace(/[[\]]/g, '\\$&')}`)
           .join('')} \\[options\\]\n`,
       ),
     );
@@ -365,7 +384,7 @@ describe('one option table per command drives its parser and its help', () => {
 
   it('the main help lists every command, its operands and summary, and the top-level options', () => {
     for (const name of commandNames) {
-      const synopsis = [name, ...commands[name].operands.map((operand) => operand.name)].join(' ');
+      const synopsis = [name, ...commands[name].operands.map(labelOf)].join(' ').replace(/[[\]]/g, '\\$&');
       expect(usage.main).toMatch(new RegExp(`\\n  ${synopsis} +${commands[name].summary.split(' ')[0]}`));
     }
     const labels = helpLabels(usage.main);

@@ -17,6 +17,8 @@ import {
   parseOptions,
   wrap,
 } from './options.js';
+import { defaultControlDir } from './control.js';
+import type { LogLevel } from './log.js';
 import { type BlockSize, checkDeviceSize, parseBlockSize, parseSize } from './size.js';
 
 export interface IscsiPortal {
@@ -48,6 +50,32 @@ export interface ServeCommand {
   raw: boolean;
   /** EXTENDED COPY between the disks this process serves (on unless --no-third-party-copy). */
   thirdPartyCopy: boolean;
+  /** Directory of the control socket NAME.sock (status, resize); undefined: none. */
+  controlDir?: string | undefined;
+  /** Where Prometheus metrics are served (GET /metrics); undefined: nowhere. */
+  metrics?: IscsiPortal | undefined;
+  /** `--run CMD`: serve while CMD runs, exit with its status. */
+  run?: string | undefined;
+  /** Where the pid goes once the disk is ready. */
+  pidFile?: string | undefined;
+  logLevel?: LogLevel;
+}
+
+/** `tcmufile status [NAME]`: ask running serves for their state and activity. */
+export interface StatusCommand {
+  kind: 'status';
+  name: string | undefined;
+  json: boolean;
+  controlDir: string;
+}
+
+/** `tcmufile resize NAME SIZE`: ask the serve of NAME to change the disk's size. */
+export interface ResizeCommand {
+  kind: 'resize';
+  name: string;
+  size: number;
+  force: boolean;
+  controlDir: string;
 }
 
 /** `tcmufile stop NAME`: signal the serving process of NAME and wait for it. */
@@ -72,10 +100,12 @@ export type Command =
   | { kind: 'list'; json: boolean }
   | { kind: 'cleanup'; dryRun: boolean }
   | StopCommand
+  | StatusCommand
+  | ResizeCommand
   | { kind: 'help'; topic: CommandName | undefined }
   | { kind: 'version' };
 
-export const commandNames = ['serve', 'stop', 'doctor', 'list', 'cleanup'] as const;
+export const commandNames = ['serve', 'stop', 'status', 'resize', 'doctor', 'list', 'cleanup'] as const;
 export type CommandName = (typeof commandNames)[number];
 
 export const defaultNodeDir = '/dev/tcmufile';
@@ -214,6 +244,65 @@ const serveOptions = {
       'leave EXTENDED COPY and RECEIVE COPY RESULTS out; by default an initiator may copy between ' +
       'the disks of this process without moving the data through itself (LIO offers the same)',
   }),
+  'control-dir': option({
+    value: 'DIR',
+    example: '/tmp/control',
+    parse: (text) => nonEmpty(text, '--control-dir'),
+    default: defaultControlDir,
+    help: 'directory of the control socket DIR/NAME.sock (mode 0600) that `tcmufile status` and `tcmufile resize` talk to',
+  }),
+  metrics: option<IscsiPortal | undefined>({
+    value: 'HOST:PORT',
+    example: '127.0.0.1:9464',
+    parse: (text) => parseMetricsAddress(text),
+    default: undefined,
+    help: 'serve Prometheus metrics (commands, bytes, latency histogram, errors, state) on http://HOST:PORT/metrics',
+  }),
+  run: option<string | undefined>({
+    value: 'CMD',
+    example: "'mkfs.ext4 $DISK'",
+    parse: (text) => nonEmpty(text, '--run'),
+    default: undefined,
+    help:
+      'once the disk is ready run CMD with /bin/sh -c, $DISK (/dev/sdX) and $NODE (DIR/NAME) in its ' +
+      "environment; when it exits remove the disk and exit with CMD's status",
+  }),
+  'pid-file': option<string | undefined>({
+    value: 'PATH',
+    example: '/run/tcmufile/vol0.pid',
+    parse: (text) => nonEmpty(text, '--pid-file'),
+    default: undefined,
+    help: 'write the process id to PATH once the disk is ready (systemd PIDFile=, scripts); removed on exit',
+  }),
+  'log-level': option<LogLevel>({
+    value: 'LEVEL',
+    example: 'debug',
+    parse: (text) => parseLogLevel(text),
+    default: 'info',
+    help: 'debug, info, warn or error: the least severe records logged',
+  }),
+  help: helpFlag,
+} satisfies OptionTable;
+
+const controlDirOption = option({
+  value: 'DIR',
+  example: '/tmp/control',
+  parse: (text) => nonEmpty(text, '--control-dir'),
+  default: defaultControlDir,
+  help: "directory of the serves' control sockets (serve --control-dir)",
+});
+
+const statusOptions = {
+  json: flag({ help: 'print JSON (an array, one object per serve) instead of text' }),
+  'control-dir': controlDirOption,
+  help: helpFlag,
+} satisfies OptionTable;
+
+const resizeOptions = {
+  force: flag({
+    help: 'allow a shrink: the disk loses its end (the image keeps the bytes); shrink the filesystem first',
+  }),
+  'control-dir': controlDirOption,
   help: helpFlag,
 } satisfies OptionTable;
 
@@ -314,8 +403,48 @@ export const commands: Readonly<Record<CommandName, CommandDefinition>> = {
         followSymlinks: values['follow-symlinks'],
         raw: values.raw,
         thirdPartyCopy: !values['no-third-party-copy'],
+        controlDir: values['control-dir'],
+        metrics: values.metrics,
+        run: values.run,
+        pidFile: values['pid-file'],
+        logLevel: values['log-level'],
       };
     },
+  }),
+  status: defineCommand({
+    summary: 'show the state, rates and latency of running serves (all, or NAME)',
+    operands: [{ name: 'NAME', example: 'tcmufile status disk0', optional: true }],
+    description:
+      'Asks the running `tcmufile serve` of NAME (every serve with a control socket when NAME is ' +
+      'left out) through its control socket and prints its state, uptime, command and byte rates ' +
+      'and latency percentiles since it started.',
+    options: statusOptions,
+    build: (values, [name]) => ({
+      kind: 'status',
+      name: name === undefined ? undefined : checkVolumeName(name),
+      json: values.json,
+      controlDir: values['control-dir'],
+    }),
+  }),
+  resize: defineCommand({
+    summary: 'grow (or with --force shrink) the disk of a running serve',
+    operands: [
+      { name: 'NAME', example: 'tcmufile resize disk0 2G' },
+      { name: 'SIZE', example: 'tcmufile resize disk0 2G' },
+    ],
+    description:
+      'Asks the running serve of NAME to change its disk to SIZE bytes (512, 4K, 1M, 1G, 1T) while ' +
+      'it serves: the image grows (sparse), the kernel learns the new size, initiators get CAPACITY ' +
+      'DATA HAS CHANGED and /dev/sdX is rescanned. Grow the filesystem afterwards (resize2fs, ' +
+      'xfs_growfs). A shrink is refused (65) unless --force.',
+    options: resizeOptions,
+    build: (values, [name, size]) => ({
+      kind: 'resize',
+      name: checkVolumeName(name!),
+      size: parseSize(size!, 'SIZE'),
+      force: values.force,
+      controlDir: values['control-dir'],
+    }),
   }),
   stop: defineCommand({
     summary: 'stop the serve of NAME; --keep leaves the disk for a restart',
@@ -435,7 +564,9 @@ export const mainOptions = {
   version: flag({ short: 'V', help: 'print the version' }),
 } satisfies OptionTable;
 
-const commandColumn = 16;
+const commandColumn = 20;
+
+const operandLabel = (operand: Operand): string => (operand.optional ? `[${operand.name}]` : operand.name);
 
 function formatMainUsage(): string {
   return [
@@ -449,7 +580,7 @@ function formatMainUsage(): string {
     'Commands:',
     ...commandNames.flatMap((name) =>
       columns(
-        `  ${[name, ...commands[name].operands.map((operand) => operand.name)].join(' ')}`,
+        `  ${[name, ...commands[name].operands.map(operandLabel)].join(' ')}`,
         commands[name].summary,
         commandColumn,
       ),
@@ -464,7 +595,7 @@ function formatMainUsage(): string {
 
 function formatCommandUsage(name: CommandName): string {
   const { operands, description, options } = commands[name];
-  const synopsis = ['tcmufile', name, ...operands.map((operand) => operand.name), '[options]'].join(' ');
+  const synopsis = ['tcmufile', name, ...operands.map(operandLabel), '[options]'].join(' ');
   const paragraphs = description.split('\n\n').map((paragraph) => wrap(paragraph, helpWidth).join('\n'));
   return [`Usage: ${synopsis}`, '', paragraphs.join('\n\n'), '', 'Options:', ...formatOptions(options)].join(
     '\n',
@@ -512,6 +643,27 @@ function isCommandName(text: string): text is CommandName {
   return (commandNames as readonly string[]).includes(text);
 }
 
+/** HOST:PORT with the port required ([::1]:9464 for IPv6). */
+function parseMetricsAddress(text: string): IscsiPortal {
+  if (!/:\d+$/.test(text))
+    throw new UsageError(`--metrics '${text}' needs a port`, { fix: 'e.g. --metrics 127.0.0.1:9464' });
+  return parsePortal(text, '--metrics', '127.0.0.1:9464');
+}
+
+const logLevels: readonly LogLevel[] = ['debug', 'info', 'warn', 'error'];
+
+function parseLogLevel(text: string): LogLevel {
+  if (!(logLevels as readonly string[]).includes(text)) {
+    throw new UsageError(`--log-level must be debug, info, warn or error, got '${text}'`);
+  }
+  return text as LogLevel;
+}
+
+function nonEmpty(text: string, flag: string): string {
+  if (text === '') throw new UsageError(`${flag} must not be empty`);
+  return text;
+}
+
 /** A whole number of `flag`'s unit from `min` to `max`: digits only (no 1.5, 2x, 1e3). */
 function parseWholeNumber(text: string, flag: string, min: number, max: number): number {
   const value = /^\d+$/.test(text) ? Number(text) : Number.NaN;
@@ -551,14 +703,14 @@ export function nameFromImage(image: string): string {
 }
 
 /** "127.0.0.1:3260", "127.0.0.1", "[::1]:3260" or "[::1]". */
-export function parsePortal(text: string): IscsiPortal {
+export function parsePortal(text: string, flag = '--iscsi', example = '127.0.0.1:3260'): IscsiPortal {
   const match = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:[\]\s]+))(?::(\d+))?$/.exec(text);
   if (!match)
-    throw new UsageError(`--iscsi '${text}' is not HOST[:PORT]`, { fix: 'e.g. --iscsi 127.0.0.1:3260' });
+    throw new UsageError(`${flag} '${text}' is not HOST[:PORT]`, { fix: `e.g. ${flag} ${example}` });
   const host = match[1] ?? match[2]!;
   const port = match[3] === undefined ? defaultIscsiPort : Number(match[3]);
   if (!Number.isInteger(port) || port < 1 || port > 65535) {
-    throw new UsageError(`--iscsi port must be 1..65535, got '${match[3]}'`);
+    throw new UsageError(`${flag} port must be 1..65535, got '${match[3]}'`);
   }
   return { host, port };
 }

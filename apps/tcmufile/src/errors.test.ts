@@ -31,6 +31,7 @@ describe('exitCodeFor', () => {
     expect(exitCodeFor(libraryError('InvalidDeviceOptionError'))).toBe(ExitCode.usage);
     expect(exitCodeFor(libraryError('AlreadyExistsError'))).toBe(ExitCode.inUse);
     expect(exitCodeFor(libraryError('ReattachMismatchError'))).toBe(ExitCode.inUse);
+    expect(exitCodeFor(libraryError('DeviceResizeError'))).toBe(ExitCode.osError);
     expect(exitCodeFor(libraryError('InUseError'))).toBe(ExitCode.inUse);
     expect(exitCodeFor(libraryError('KernelError', { errno: 'EINVAL' }))).toBe(ExitCode.osError);
     expect(exitCodeFor(libraryError('KernelError', { errno: 'EACCES' }))).toBe(ExitCode.noPermission);

@@ -114,6 +114,8 @@ const exitCodeByErrorName: Record<string, ExitCode> = {
   AlreadyExistsError: ExitCode.inUse,
   // The name's disk, left by an earlier serve, holds another image.
   ReattachMismatchError: ExitCode.inUse,
+  // The kernel refused the new size, or the device was not serving (a resize during close).
+  DeviceResizeError: ExitCode.osError,
 };
 
 const exitCodeByErrno: Record<string, ExitCode> = {

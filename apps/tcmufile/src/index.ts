@@ -23,11 +23,25 @@ export {
   nameFromImage,
   parseCommandLine,
   parsePortal,
+  type ResizeCommand,
   type ServeCommand,
   type ServeConfigCommand,
+  type StatusCommand,
   type StopCommand,
   usage,
 } from './args.js';
+export {
+  ControlError,
+  type ControlHandlers,
+  type ControlRequest,
+  type ControlResponse,
+  type ControlServer,
+  controlSocketPath,
+  defaultControlDir,
+  requestControl,
+  startControlServer,
+} from './control.js';
+export { resizeServe, statusOfServes } from './control-commands.js';
 export {
   CliError,
   describeError,
@@ -51,10 +65,15 @@ export { type ServeConfigDependencies, serveConfig } from './multi-serve.js';
 export { type ImageRequest, type PreparedImage, prepareImage } from './image.js';
 export { createHumanLogger, createJsonLogger, type Logger, type LogLevel, type LogMethod } from './log.js';
 export { main, type ProcessIo } from './main.js';
+export { type MetricsServer, startMetricsServer } from './metrics.js';
+export { type Notifier, type NotifierOptions, systemdNotifier } from './notify.js';
 export { openImageDevice, prefixView } from './open-device.js';
+export { writePidFile } from './pid-file.js';
+export { runShell } from './run.js';
 export {
   type DeviceRequest,
   drainTimeoutMs,
+  type RunningCommand,
   type ServeDependencies,
   type ServedDevice,
   serve,
@@ -72,7 +91,10 @@ export {
   formatCount,
   formatMegabytesPerSecond,
   formatStatusLine,
+  formatStatusReport,
+  formatUptime,
   LiveLine,
   type Rates,
   ratesBetween,
+  type StatusReport,
 } from './status.js';

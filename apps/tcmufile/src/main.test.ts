@@ -53,7 +53,7 @@ describe('main', () => {
   it('prints a command usage', async () => {
     const io = capture();
     expect(await main(['serve', '--help'], io)).toBe(0);
-    expect(io.out).toMatch(/^Usage: tcmufile serve IMAGE/);
+    expect(io.out).toMatch(/^Usage: tcmufile serve \[IMAGE\]/);
   });
 
   it('prints the package version', async () => {

@@ -22,6 +22,11 @@ import { createHumanLogger, createJsonLogger, type Logger } from './log.js';
 import { processSecrets } from './iscsi-access.js';
 import { serveConfig } from './multi-serve.js';
 import { openImageDevice } from './open-device.js';
+import { resizeServe, statusOfServes } from './control-commands.js';
+import { controlSocketPath, startControlServer } from './control.js';
+import { startMetricsServer } from './metrics.js';
+import { systemdNotifier } from './notify.js';
+import { runShell } from './run.js';
 import { serve } from './serve.js';
 import { stopServe } from './stop.js';
 
@@ -49,7 +54,8 @@ export async function main(argv: readonly string[], io: ProcessIo = processIo): 
   }
   // Signals are caught from the start, so a SIGTERM during set-up still leads to a clean close.
   const stop = command.kind === 'serve' || command.kind === 'serve-config' ? catchStopSignals(io) : undefined;
-  const logger = io.stderrIsTty ? createHumanLogger(io.writeErr) : createJsonLogger();
+  const level = command.kind === 'serve' ? command.logLevel : undefined;
+  const logger = io.stderrIsTty ? createHumanLogger(io.writeErr, level) : createJsonLogger(level);
   try {
     return await run(command, io, logger, stop);
   } catch (error) {
@@ -109,7 +115,12 @@ async function run(
       await requireEnvironment(logger, 'configfs');
       return stopServe(command, new TargetManager(), io, logger);
     }
-    case 'serve':
+    case 'status':
+      return statusOfServes(command, io);
+    case 'resize':
+      return resizeServe(command, io);
+    case 'serve': {
+      const { controlDir } = command;
       return serve(command, {
         checkEnvironment: () => requireEnvironment(logger, 'serve'),
         prepareImage,
@@ -122,7 +133,21 @@ async function run(
         now: () => performance.now(),
         setInterval: (callback, ms) => setInterval(callback, ms),
         clearInterval: (handle) => clearInterval(handle as ReturnType<typeof setInterval>),
+        notifier: systemdNotifier({
+          onError: (error) =>
+            logger.warn({ err: error }, `systemd-notify failed: ${(error as Error).message}`),
+        }),
+        runCommand: runShell,
+        startMetrics: (address, device) =>
+          startMetricsServer(address, (registry) => device.registerMetrics?.(registry)),
+        ...(controlDir === undefined
+          ? {}
+          : {
+              startControl: (name, handlers) =>
+                startControlServer(controlSocketPath(controlDir, name), handlers),
+            }),
       });
+    }
     case 'serve-config':
       return serveConfig(command, {
         checkEnvironment: () => requireEnvironment(logger, 'serve'),

@@ -24,6 +24,15 @@ describe('prefixView', () => {
     await view.flush();
   });
 
+  it('resizes the view within the image, and grows the image past its end', async () => {
+    const inner = new MemoryBackend({ blockSize: 512, blockCount: 16 });
+    const view = prefixView(inner, 8);
+    await view.resize!(12);
+    expect([view.blockCount, inner.blockCount]).toEqual([12, 16]);
+    await view.resize!(40);
+    expect([view.blockCount, inner.blockCount]).toEqual([40, 40]);
+  });
+
   it('keeps optional capabilities and clamps mapping status to the view', async () => {
     const inner = new MemoryBackend({ blockSize: 512, blockCount: 64 });
     const view = prefixView(inner, 32);

@@ -5,6 +5,7 @@ import {
   type OpenDeviceOptions,
   openDevice,
   ReadOnlyBackend,
+  registerDeviceMetrics,
 } from '@tcmu/device';
 import { realpath } from 'node:fs/promises';
 import type { DeviceRequest, ServedDevice } from './serve.js';
@@ -19,7 +20,7 @@ type Backend = NonNullable<OpenDeviceOptions['backend']>;
  * usage is withheld: the image's allocation counts the tail too.
  */
 class PrefixBackend extends BackendWrapper {
-  readonly #blockCount: number;
+  #blockCount: number;
 
   constructor(inner: Backend, blockCount: number) {
     super(inner, ['provisioningUsage']);
@@ -32,6 +33,12 @@ class PrefixBackend extends BackendWrapper {
 
   protected override mappingStatusInner(lba: number, maxBlocks: number) {
     return this.inner.mappingStatus!(lba, Math.min(maxBlocks, this.#blockCount - lba));
+  }
+
+  /** Within the image only the view changes; past its end the image grows. */
+  protected override async resizeInner(blockCount: number): Promise<void> {
+    if (blockCount > this.inner.blockCount) await this.inner.resize!(blockCount);
+    this.#blockCount = blockCount;
   }
 }
 
@@ -102,6 +109,11 @@ export async function openImageDevice(request: DeviceRequest): Promise<ServedDev
         }
       },
       on: (event, listener) => device.on(event, listener),
+      get state() {
+        return device.state;
+      },
+      resize: (blocks, force) => device.resize(blocks, { force }),
+      registerMetrics: (registry) => registerDeviceMetrics(registry, device),
     };
   } catch (error) {
     await file.close();

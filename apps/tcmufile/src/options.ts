@@ -54,7 +54,7 @@ export interface Operand {
   readonly name: string;
   /** A command line that gives it, for the error when it is missing. */
   readonly example: string;
-  /** The command's build checks it (serve's IMAGE is not needed with --config). */
+  /** May be left out (shown as [NAME]); only the last operands may be (serve's IMAGE: its build requires it without --config). */
   readonly optional?: boolean;
 }
 
@@ -112,7 +112,8 @@ export function parseOptions<T extends OptionTable>(
     values[token.name] = spec.parse(text, `--${token.name}`);
   }
   for (const [index, operand] of operands.entries()) {
-    if (!operand.optional && (positionals[index] === undefined || positionals[index] === '')) {
+    if (operand.optional && positionals[index] === undefined) continue;
+    if (positionals[index] === undefined || positionals[index] === '') {
       throw new UsageError(`no ${operand.name} given`, { fix: `e.g. ${operand.example}` });
     }
   }

@@ -3,8 +3,20 @@ import type { IscsiInitiator } from '@tcmu/device';
 import type { ImageRequest, PreparedImage } from './image.js';
 import { processSecrets, resolveInitiators, type SecretSource } from './iscsi-access.js';
 import type { Logger } from './log.js';
+import type { Notifier } from './notify.js';
+import { writePidFile } from './pid-file.js';
 import { formatBytes } from './size.js';
-import { type CounterSnapshot, formatStatusLine, LiveLine, type Rates, ratesBetween } from './status.js';
+import type { PromRegistry } from '@tcmu/device';
+import type { ControlHandlers, ControlServer } from './control.js';
+import { ExitCode, ImageError, UsageError } from './errors.js';
+import {
+  type CounterSnapshot,
+  formatStatusLine,
+  LiveLine,
+  type Rates,
+  ratesBetween,
+  type StatusReport,
+} from './status.js';
 
 /** What serve needs from an open device (a subset of @tcmu/device's Device). */
 export interface ServedDevice {
@@ -17,6 +29,20 @@ export interface ServedDevice {
   /** Stops serving and leaves the disk for the next serve. */
   detach(options?: { drainTimeoutMs?: number }): Promise<{ abandoned: number }>;
   on(event: 'error', listener: (error: Error) => void): unknown;
+  /** For the control socket's status (absent: reported as 'ready'). */
+  readonly state?: string;
+  /** Online resize to `blocks` (absent: this device cannot resize). */
+  resize?(blocks: number, force: boolean): Promise<void>;
+  /** Registers its Prometheus collectors (@tcmu/device's registerDeviceMetrics). */
+  registerMetrics?(registry: PromRegistry): void;
+}
+
+/** Rates and percentiles a full device's stats() adds to the counters (@tcmu/device's DeviceStats). */
+interface DetailedStats extends CounterSnapshot {
+  iops?: number;
+  readBytesPerSec?: number;
+  writeBytesPerSec?: number;
+  latency?: StatusReport['latency'];
 }
 
 /** Everything serve asks main to open: the image is already checked or created. */
@@ -59,6 +85,19 @@ export interface ServeDependencies {
   clearInterval(handle: unknown): void;
   /** CHAP from --chap-file or the environment; default: this process's. */
   secrets?: SecretSource;
+  /** Serves the device's metrics on `address` (serve --metrics). */
+  startMetrics?(address: IscsiPortal, device: ServedDevice): Promise<{ url: string; close(): Promise<void> }>;
+  /** `--run`: starts `/bin/sh -c commandLine` with `env` added; `exited` gives its exit status (128+N on signal N). */
+  runCommand?(commandLine: string, env: Readonly<Record<string, string>>): RunningCommand;
+  /** systemd's Type=notify protocol (READY, STATUS, STOPPING, WATCHDOG); absent outside systemd. */
+  notifier?: Notifier | undefined;
+  /** Opens the control socket of `name` (status, resize); absent: none. */
+  startControl?(name: string, handlers: ControlHandlers): Promise<ControlServer>;
+}
+
+export interface RunningCommand {
+  readonly exited: Promise<number>;
+  kill(signal: NodeJS.Signals): void;
 }
 
 /** How long close() may wait for in-flight commands before aborting them. */
@@ -119,7 +158,35 @@ export async function serve(command: ServeCommand, deps: ServeDependencies): Pro
   device.on('error', (error) => logger.error({ err: error }, `device error: ${error.message}`));
 
   const reporter = startReporter(device, `${device.diskPath ?? path} ${command.name}`, deps);
-  const signal = await deps.waitForStop();
+  // The control socket and the metrics endpoint; if one cannot start, the disk goes too.
+  const services = await startServices(
+    command,
+    device,
+    controlHandlers(command, image, device, deps),
+    deps,
+  ).catch(async (error: unknown) => {
+    reporter.stop();
+    await device.close({ drainTimeoutMs });
+    throw error;
+  });
+  const removePidFile =
+    command.pidFile === undefined
+      ? undefined
+      : await writePidFile(command.pidFile).catch(async (error: unknown) => {
+          await services.close();
+          reporter.stop();
+          await device.close({ drainTimeoutMs });
+          throw error;
+        });
+  await deps.notifier?.send({ READY: '1', STATUS: `serving ${image.path} as ${describePaths(device)}` });
+  const stopWatchdog = deps.notifier?.startWatchdog();
+  const run = command.run === undefined ? undefined : startRun(command.run, device, deps);
+  const signal = await (run?.until(deps.waitForStop()) ?? deps.waitForStop()).finally(() =>
+    Promise.all([services.close(), removePidFile?.()]),
+  );
+  const exitStatus = run === undefined ? 0 : await run.status();
+  stopWatchdog?.();
+  await deps.notifier?.send({ STOPPING: '1', STATUS: `${signal}: stopping ${command.name}` });
   reporter.stop();
   if (signal === 'SIGUSR2') {
     logger.info({ signal }, `${signal}: leaving ${command.name} for the next tcmufile serve`);
@@ -129,7 +196,7 @@ export async function serve(command: ServeCommand, deps: ServeDependencies): Pro
       { abandoned },
       `left ${paths} in place; \`tcmufile serve ${image.path} --name ${command.name}\` takes it over`,
     );
-    return 0;
+    return exitStatus;
   }
   logger.info({ signal }, `${signal}: stopping ${command.name}`);
   await device.close({ drainTimeoutMs });
@@ -143,7 +210,126 @@ export async function serve(command: ServeCommand, deps: ServeDependencies): Pro
     },
     `stopped ${command.name}: ${totals.commands} commands, ${totals.errors} errors`,
   );
-  return 0;
+  return exitStatus;
+}
+
+/**
+ * `--run CMD`: the command runs while the disk is served; its exit stops the serve (as the
+ * pseudo-signal 'exit'), and a stop signal first stops the command (SIGTERM) and waits for it.
+ */
+function startRun(
+  commandLine: string,
+  device: ServedDevice,
+  deps: ServeDependencies,
+): { until(stop: Promise<string>): Promise<string>; status(): Promise<number> } {
+  if (deps.runCommand === undefined) throw new Error('--run needs a runCommand dependency');
+  const env = { DISK: device.diskPath ?? '', NODE: device.nodePath ?? device.diskPath ?? '' };
+  const child = deps.runCommand(commandLine, env);
+  deps.logger.info({ run: commandLine, ...env }, `running ${commandLine}`);
+  let exited = false;
+  const status = child.exited.then((code) => {
+    exited = true;
+    deps.logger.info({ run: commandLine, status: code }, `${commandLine} exited with ${code}`);
+    return code;
+  });
+  return {
+    until: (stop) => Promise.race([stop, status.then(() => 'exit')]),
+    status: () => {
+      if (!exited) child.kill('SIGTERM');
+      return status;
+    },
+  };
+}
+
+/** What the control socket answers: status, and online resize of the disk. */
+function controlHandlers(
+  command: ServeCommand,
+  image: PreparedImage,
+  device: ServedDevice,
+  deps: ServeDependencies,
+): ControlHandlers {
+  const { logger } = deps;
+  const startedAt = deps.now();
+  let sizeBytes = image.size;
+  return {
+    status: (): StatusReport => {
+      const stats: DetailedStats = device.stats();
+      return {
+        name: command.name,
+        pid: process.pid,
+        state: device.state ?? 'ready',
+        uptimeS: (deps.now() - startedAt) / 1000,
+        image: image.path,
+        sizeBytes,
+        blockSize: command.blockSize,
+        readOnly: command.readOnly,
+        disk: device.diskPath,
+        node: device.nodePath,
+        commands: stats.commands,
+        errors: stats.errors,
+        inFlight: stats.inFlight,
+        bytesRead: stats.bytesRead,
+        bytesWritten: stats.bytesWritten,
+        iops: stats.iops ?? 0,
+        readBytesPerSec: stats.readBytesPerSec ?? 0,
+        writeBytesPerSec: stats.writeBytesPerSec ?? 0,
+        latency: stats.latency,
+      };
+    },
+    resize: async (bytes, force) => {
+      if (device.resize === undefined) throw new Error(`${command.name} cannot be resized by this serve`);
+      if (bytes % command.blockSize !== 0) {
+        throw new UsageError(`size ${bytes} is not a multiple of the ${command.blockSize}-byte block`);
+      }
+      const previous = sizeBytes;
+      await device.resize(bytes / command.blockSize, force).catch((error: unknown) => {
+        const reason = (error as { reason?: unknown }).reason;
+        if (reason === 'unsupported') {
+          throw new ImageError(
+            `${command.name} cannot be resized: it is served read-only`,
+            ExitCode.badImage,
+            {
+              fix: 'serve it without --read-only to resize it',
+            },
+          );
+        }
+        if (reason !== 'shrink') throw error;
+        throw new ImageError(
+          `refusing to shrink ${command.name} from ${formatBytes(previous)} to ${formatBytes(bytes)}: its end would be cut off`,
+          ExitCode.badImage,
+          { fix: 'shrink the filesystem on it first, then add --force' },
+        );
+      });
+      sizeBytes = bytes;
+      logger.info(
+        { volume: command.name, size: bytes, previous },
+        `resized ${command.name} to ${formatBytes(bytes)}`,
+      );
+      return { sizeBytes: bytes, previousBytes: previous };
+    },
+  };
+}
+
+/** Starts the control socket and the metrics endpoint the command asks for; close() stops both. */
+async function startServices(
+  command: ServeCommand,
+  device: ServedDevice,
+  handlers: ControlHandlers,
+  deps: ServeDependencies,
+): Promise<{ close(): Promise<void> }> {
+  const { logger } = deps;
+  const control = await deps.startControl?.(command.name, handlers);
+  if (control)
+    logger.info({ control: control.path }, `control socket ${control.path} (tcmufile status, resize)`);
+  try {
+    const metrics =
+      command.metrics === undefined ? undefined : await deps.startMetrics?.(command.metrics, device);
+    if (metrics) logger.info({ metrics: metrics.url }, `metrics on ${metrics.url}`);
+    return { close: async () => void (await Promise.all([control?.close(), metrics?.close()])) };
+  } catch (error) {
+    await control?.close();
+    throw error;
+  }
 }
 
 /** deps.prepareImage, logging a created image and a served prefix of a bigger one. */

@@ -86,3 +86,60 @@ export class LiveLine {
     this.#drawn = false;
   }
 }
+
+/** What `tcmufile status` shows of one running serve (the control socket's status answer). */
+export interface StatusReport {
+  name: string;
+  pid: number;
+  state: string;
+  uptimeS: number;
+  image: string;
+  sizeBytes: number;
+  blockSize: number;
+  readOnly: boolean;
+  disk: string | undefined;
+  node: string | undefined;
+  commands: number;
+  errors: number;
+  inFlight: number;
+  bytesRead: number;
+  bytesWritten: number;
+  iops: number;
+  readBytesPerSec: number;
+  writeBytesPerSec: number;
+  latency: { p50Ms: number; p90Ms: number; p99Ms: number; p999Ms: number; maxMs: number } | undefined;
+}
+
+/** "1h02m", "3m05s", "12s". */
+export function formatUptime(seconds: number): string {
+  const s = Math.max(0, Math.floor(seconds));
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const pad = (n: number) => String(n).padStart(2, '0');
+  if (h > 0) return `${h}h${pad(m)}m`;
+  if (m > 0) return `${m}m${pad(s % 60)}s`;
+  return `${s}s`;
+}
+
+/** Three lines per serve: identity, rates, latency percentiles. */
+export function formatStatusReport(report: StatusReport): string {
+  const paths =
+    report.node && report.disk ? `${report.node} -> ${report.disk}` : (report.node ?? report.disk ?? '-');
+  const rates: Rates = {
+    iops: report.iops,
+    readBytesPerSecond: report.readBytesPerSec,
+    writeBytesPerSecond: report.writeBytesPerSec,
+    inFlight: report.inFlight,
+    errors: report.errors,
+    commands: report.commands,
+  };
+  const ms = (value: number) => `${value < 10 ? value.toFixed(2) : value.toFixed(1)} ms`;
+  const latency = report.latency;
+  return [
+    `${report.name}  ${report.state}  up ${formatUptime(report.uptimeS)}  pid ${report.pid}  ${paths}  ${report.image} (${report.sizeBytes} bytes${report.readOnly ? ', read-only' : ''})`,
+    `  ${formatStatusLine(`${formatCount(report.commands)} commands`, rates)}`,
+    latency === undefined
+      ? '  latency: not measured'
+      : `  latency p50 ${ms(latency.p50Ms)} | p90 ${ms(latency.p90Ms)} | p99 ${ms(latency.p99Ms)} | p99.9 ${ms(latency.p999Ms)} | max ${ms(latency.maxMs)}`,
+  ].join('\n');
+}

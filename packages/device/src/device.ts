@@ -20,6 +20,7 @@ import {
 import {
   DeviceClosedError,
   DeviceError,
+  DeviceResizeError,
   DeviceSetupError,
   HandlerError,
   ReattachMismatchError,
@@ -70,6 +71,16 @@ export interface DeviceEvents {
   close: [];
   /** Serving again after `cause` (a corrupt ring) stopped intake: the ring was reset. */
   recovered: [cause: Error];
+  /** resize() changed the capacity. */
+  resized: [blockCount: number, previous: number];
+}
+
+export interface DeviceResizeOptions {
+  /**
+   * Allow a shrink. Without it any shrink is refused: the device cannot know which blocks a
+   * filesystem uses. Whether the cut-off data stays is the backend's (FileBackend keeps it).
+   */
+  readonly force?: boolean;
 }
 
 export interface DeviceCloseOptions {
@@ -115,7 +126,7 @@ export interface Attachment {
 export class Device extends EventEmitter<DeviceEvents> {
   readonly name: string;
   readonly blockSize: number;
-  readonly blockCount: number;
+  #blockCount: number;
   readonly identity: DeviceIdentity;
   readonly queueDepth: number;
   /**
@@ -161,6 +172,7 @@ export class Device extends EventEmitter<DeviceEvents> {
   #closing: Promise<void> | undefined;
   #drainWaiters: Array<() => void> = [];
   #onRelease: (() => void) | undefined;
+  #resizing: Promise<void> | undefined;
 
   /** @internal use openDevice() */
   constructor(options: ResolvedOptions, emulation: Emulation, platform: DevicePlatform, attach?: Attachment) {
@@ -169,7 +181,7 @@ export class Device extends EventEmitter<DeviceEvents> {
     this.#attach = attach;
     this.name = options.name;
     this.blockSize = options.blockSize;
-    this.blockCount = options.blockCount;
+    this.#blockCount = options.blockCount;
     this.identity = options.identity;
     this.queueDepth = options.queueDepth;
     this.#options = options;
@@ -190,6 +202,88 @@ export class Device extends EventEmitter<DeviceEvents> {
 
   get state(): DeviceState {
     return this.#state;
+  }
+
+  /** The capacity in blocks (changed by resize()). */
+  get blockCount(): number {
+    return this.#blockCount;
+  }
+
+  /**
+   * Online resize to `blockCount` blocks: the backend (its `resize` capability), then the
+   * kernel's record of the size, then READ CAPACITY answers the new size and every I_T nexus
+   * gets CAPACITY DATA HAS CHANGED; a loopback disk is rescanned so /dev/sdX follows. Resizes
+   * run one at a time. Throws DeviceResizeError (a shrink without `force`, no resizable backend).
+   */
+  resize(blockCount: number, options: DeviceResizeOptions = {}): Promise<void> {
+    const previous = this.#resizing ?? Promise.resolve();
+    const run = previous.catch(() => {}).then(() => this.#resize(blockCount, options.force === true));
+    this.#resizing = run;
+    return run;
+  }
+
+  async #resize(blockCount: number, force: boolean): Promise<void> {
+    const name = this.name;
+    if (this.#state !== 'ready' || this.#backstore === undefined) {
+      throw new DeviceResizeError(
+        `device '${name}' is ${this.#state}: only a ready device can be resized`,
+        'state',
+      );
+    }
+    if (
+      !Number.isSafeInteger(blockCount) ||
+      blockCount < 1 ||
+      !Number.isSafeInteger(blockCount * this.blockSize)
+    ) {
+      throw new DeviceResizeError(
+        `cannot resize '${name}' to ${blockCount} blocks: not a positive whole number`,
+        'invalid',
+      );
+    }
+    const unit = this.unit;
+    const resizeBackend = unit?.backend.resize?.bind(unit.backend);
+    const resizeBackstore = this.#platform.resizeBackstore;
+    if (unit === undefined || resizeBackend === undefined || resizeBackstore === undefined) {
+      throw new DeviceResizeError(
+        `device '${name}' cannot be resized: its backend has no resize()`,
+        'unsupported',
+      );
+    }
+    const current = this.#blockCount;
+    if (blockCount === current) return;
+    if (blockCount < current && !force) {
+      throw new DeviceResizeError(
+        `refusing to shrink '${name}' from ${current} to ${blockCount} blocks: data past the new end would be cut off (force: true to shrink anyway)`,
+        'shrink',
+      );
+    }
+    await resizeBackend(blockCount);
+    try {
+      await resizeBackstore.call(this.#platform, this.#backstore, blockCount * this.blockSize);
+    } catch (error) {
+      // The kernel keeps the old size: so does the backend (best effort; a shrink may have freed data).
+      await Promise.resolve(resizeBackend(current)).catch(() => {});
+      throw new DeviceResizeError(
+        `the kernel refused the new size of '${name}': ${(error as Error).message}`,
+        'kernel',
+        {
+          cause: error,
+        },
+      );
+    }
+    this.#blockCount = blockCount;
+    unit.capacityChanged();
+    this.#logger.info({ device: name, blockCount, previous: current }, 'device resized');
+    this.emit('resized', blockCount, current);
+    const disk = this.#disk;
+    if (disk !== undefined && this.#platform.rescanDisk !== undefined) {
+      // The initiator still learns from the unit attention; the rescan only spares it the wait.
+      await this.#platform
+        .rescanDisk(disk)
+        .catch((error: unknown) =>
+          this.#logger.warn({ device: name, err: error }, 'disk rescan after resize failed'),
+        );
+    }
   }
 
   /** The SCSI disk, e.g. /dev/sda (loopback fabric only). */
@@ -712,6 +806,10 @@ export class Device extends EventEmitter<DeviceEvents> {
     const serviceAction = opcode === 0x7f && cdb.length >= 10 ? (cdb[8]! << 8) | cdb[9]! : 0;
     const dataOut = direction === 'out' || direction === 'bidi' ? command.dataOutLength : 0;
     this.#metrics.completed(opcode, serviceAction, status, dataIn, dataOut, latencyUs, Math.floor(endedAt));
+    if (status === STATUS_CHECK_CONDITION && sense !== undefined && sense.length >= 3) {
+      // Fixed format (70h/71h) has the key in byte 2, descriptor format (72h/73h) in byte 1.
+      this.#metrics.senseKey((sense[0]! & 0x7e) === 0x72 ? sense[1]! : sense[2]!);
+    }
     if (this.listenerCount('command') > 0) {
       this.emit('command', {
         id: command.id,

@@ -97,3 +97,16 @@ export class ReattachMismatchError extends DeviceError {
     this.differences = differences;
   }
 }
+
+/** Device.resize() cannot do what was asked (see `reason`); the device keeps its size. */
+export class DeviceResizeError extends DeviceError {
+  static override readonly brand: string = '@tcmu/device.DeviceResizeError';
+  override name = 'DeviceResizeError';
+  constructor(
+    message: string,
+    readonly reason: 'shrink' | 'unsupported' | 'invalid' | 'state' | 'kernel',
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
+}

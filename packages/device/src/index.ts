@@ -1,5 +1,12 @@
 export { Device } from './device.js';
-export type { DeviceCloseOptions, CommandEvent, DeviceEvents, DeviceState, Emulation } from './device.js';
+export type {
+  DeviceCloseOptions,
+  DeviceResizeOptions,
+  CommandEvent,
+  DeviceEvents,
+  DeviceState,
+  Emulation,
+} from './device.js';
 export { createDevice, openDevice, openTarget, Target } from './open.js';
 export type { OpenTargetOptions, TargetDeviceOptions } from './open.js';
 export type { ChapCredentials } from '@tcmu/configfs';
@@ -21,9 +28,11 @@ export type {
   LogCommandsOptions,
   HandlerMiddleware,
 } from './handler.js';
-export { classifyCommand, LatencyHistogram, MetricsCollector } from './metrics.js';
+export { classifyCommand, LatencyHistogram, MetricsCollector, STATUS_NAMES } from './metrics.js';
 export type {
   CommandClass,
+  CommandCount,
+  StatusName,
   CommandSample,
   DeviceStats,
   HistogramBucket,
@@ -41,6 +50,7 @@ export type * from './platform.js';
 export {
   DeviceClosedError,
   DeviceError,
+  DeviceResizeError,
   DeviceSetupError,
   HandlerError,
   InvalidDeviceOptionError,
@@ -65,3 +75,5 @@ export type {
   MemoryBackendOptions,
 } from './backends.js';
 export type { BlockBackend } from '@tcmu/scsi';
+export { registerDeviceMetrics } from './prometheus.js';
+export type { DeviceMetricsOptions, PromMetric, PromRegistry, PromSample } from './prometheus.js';

@@ -218,6 +218,36 @@ const SA_WRITE_SAME_32 = 0x000d;
 const STATUS_GOOD = 0x00;
 const STATUS_CONDITION_MET = 0x04;
 const STATUS_TASK_ABORTED = 0x40;
+const STATUS_CHECK_CONDITION = 0x02;
+const STATUS_BUSY = 0x08;
+const STATUS_TASK_SET_FULL = 0x28;
+
+/** The status column of MetricsCollector.commandCounts(). */
+export const STATUS_NAMES = [
+  'good',
+  'check_condition',
+  'busy',
+  'task_set_full',
+  'task_aborted',
+  'other',
+] as const;
+export type StatusName = (typeof STATUS_NAMES)[number];
+const GROUPS: readonly CommandClass[] = ['read', 'write', 'other'];
+
+const statusIndex = (status: number): number => {
+  if (status === STATUS_GOOD || status === STATUS_CONDITION_MET) return 0;
+  if (status === STATUS_CHECK_CONDITION) return 1;
+  if (status === STATUS_BUSY) return 2;
+  if (status === STATUS_TASK_SET_FULL) return 3;
+  return status === STATUS_TASK_ABORTED ? 4 : 5;
+};
+
+/** Completed commands of one class with one status (MetricsCollector.commandCounts). */
+export interface CommandCount {
+  readonly group: CommandClass;
+  readonly status: StatusName;
+  readonly count: number;
+}
 
 export type CommandClass = 'read' | 'write' | 'other';
 
@@ -256,6 +286,10 @@ export class MetricsCollector {
   #bytesWritten = 0;
   #inFlight = 0;
   #maxInFlight = 0;
+  /** Completions by class (read, write, other) × status (STATUS_NAMES). */
+  readonly #byStatus = new Float64Array(GROUPS.length * STATUS_NAMES.length);
+  /** CHECK CONDITIONs by sense key (0..15). */
+  readonly #senseKeys = new Float64Array(16);
   // Rate window: per-bucket counts of commands, Data-In bytes, Data-Out bytes.
   readonly #rateCommands = new Float64Array(RATE_BUCKETS + 1);
   readonly #rateIn = new Float64Array(RATE_BUCKETS + 1);
@@ -325,13 +359,15 @@ export class MetricsCollector {
     endedAt: number,
   ): void {
     this.#commands++;
-    const kind = CLASS_OF[opcode & 0xff];
+    let kind = CLASS_OF[opcode & 0xff];
+    if (kind === 0 && opcode === VARIABLE_LENGTH) {
+      if (serviceAction === SA_READ_32) kind = 1;
+      else if (serviceAction === SA_WRITE_32 || serviceAction === SA_WRITE_SAME_32) kind = 2;
+    }
     if (kind === 1) this.#reads++;
     else if (kind === 2) this.#writes++;
-    else if (opcode === VARIABLE_LENGTH) {
-      if (serviceAction === SA_READ_32) this.#reads++;
-      else if (serviceAction === SA_WRITE_32 || serviceAction === SA_WRITE_SAME_32) this.#writes++;
-    }
+    // kind 1, 2, 0 → rows read, write, other
+    this.#byStatus[((kind! + 2) % 3) * STATUS_NAMES.length + statusIndex(status)]!++;
     const ok = status === STATUS_GOOD || status === STATUS_CONDITION_MET;
     if (!ok) this.#errors++;
     if (status === STATUS_TASK_ABORTED) this.#aborted++;
@@ -428,6 +464,30 @@ export class MetricsCollector {
 
   get inFlight(): number {
     return this.#inFlight;
+  }
+
+  /** A CHECK CONDITION answered with this sense key (UNIT ATTENTION 6, MEDIUM ERROR 3...). */
+  senseKey(key: number): void {
+    this.#senseKeys[key & 0x0f]!++;
+  }
+
+  /** CHECK CONDITIONs by sense key: index = key. */
+  senseKeyCounts(): readonly number[] {
+    return [...this.#senseKeys];
+  }
+
+  /** Completions by class and status; the native lane's commands are GOOD reads and writes. */
+  commandCounts(): CommandCount[] {
+    const lane = this.#lane;
+    const counts: CommandCount[] = [];
+    for (const [row, group] of GROUPS.entries()) {
+      for (const [column, status] of STATUS_NAMES.entries()) {
+        let count = this.#byStatus[row * STATUS_NAMES.length + column]!;
+        if (column === 0 && row < 2) count += lane?.[row] ?? 0;
+        if (count > 0) counts.push({ group, status, count });
+      }
+    }
+    return counts;
   }
 
   snapshot(): DeviceStats {

@@ -56,6 +56,13 @@ export interface DevicePlatform {
    * (commands in the ring complete with BUSY; cmd_head = cmd_tail = 0).
    */
   resetRing?(backstore: PlatformBackstore): Promise<void>;
+  /**
+   * Online resize (optional; without it Device.resize() refuses): the kernel's record of the
+   * size, attrib/dev_size (TCMU_CMD_RECONFIG_DEVICE to a netlink listener), else `dev_size=` on control.
+   */
+  resizeBackstore?(backstore: PlatformBackstore, sizeBytes: number): Promise<void>;
+  /** Make the SCSI disk read its capacity again (sysfs `rescan`), so /dev/sdX has the new size. */
+  rescanDisk?(disk: DiskRef): Promise<void>;
   /** action/block_dev=0, once the new ring is mapped and served. */
   unblockBackstore?(backstore: PlatformBackstore): Promise<void>;
   /**
@@ -154,6 +161,8 @@ export interface DiskRef {
   readonly devPath: string;
   readonly major: number;
   readonly minor: number;
+  /** The SCSI address H:C:T:L in sysfs, when known. */
+  readonly hctl?: string;
 }
 
 export interface NodeRef {

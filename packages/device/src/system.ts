@@ -213,7 +213,29 @@ export function systemPlatform(options: SystemPlatformOptions = {}): DevicePlatf
 
     async waitForDisk(lun) {
       const disk = await manager.waitForDisk(lun.handle as LoopbackLun, { timeoutMs: diskTimeoutMs });
-      return { name: disk.name, devPath: disk.devPath, major: disk.major, minor: disk.minor };
+      return {
+        name: disk.name,
+        devPath: disk.devPath,
+        major: disk.major,
+        minor: disk.minor,
+        hctl: disk.hctl,
+      };
+    },
+
+    async resizeBackstore(backstore, sizeBytes) {
+      try {
+        await fs.writeFile(`${backstore.path}/attrib/dev_size`, String(sizeBytes));
+      } catch (error) {
+        // ESRCH: nobody listens for TCMU_CMD_RECONFIG_DEVICE (no tcmu-runner), and the kernel kept
+        // the old size. `dev_size=` on control sets the same udev->dev_size without the event.
+        if ((error as NodeJS.ErrnoException).code !== 'ESRCH') throw error;
+        await fs.writeFile(`${backstore.path}/control`, `dev_size=${sizeBytes}`);
+      }
+    },
+
+    async rescanDisk(disk) {
+      if (disk.hctl !== undefined)
+        await fs.writeFile(`${manager.roots.sys}/bus/scsi/devices/${disk.hctl}/rescan`, '1');
     },
 
     makeNode(path, disk, kind) {

@@ -43,6 +43,7 @@ interface DiskState {
   readonly hctl: string;
   readonly name: string;
   readonly lunDir: string;
+  readonly backstore: BackstoreState;
 }
 
 function fail(code: string, message: string): never {
@@ -110,6 +111,13 @@ export class FakeKernel implements HostFs {
   private readonly backstores = new Map<string, BackstoreState>();
   private readonly tpgs = new Map<string, TpgState>();
   private readonly disks = new Map<string, DiskState>();
+  /** The disks (H:C:T:L) whose `rescan` was written, in order. */
+  readonly rescans: string[] = [];
+  /**
+   * A process listens on TCM-USER's netlink config group (tcmu-runner): writing attrib/dev_size
+   * of an enabled device then succeeds; without one it fails with ESRCH, as in the kernel.
+   */
+  netlinkListener = false;
   private readonly failures: FailureRule[] = [];
   private nextHost = 0;
   private nextDisk = 0;
@@ -270,7 +278,7 @@ export class FakeKernel implements HostFs {
     this.checkFailure('writeFile', path);
     const parts = this.targetParts(path);
     if (parts) await this.kernelWrite(path, parts, data);
-    else await this.real.writeFile(path, data);
+    else if (!(await this.rescan(path))) await this.real.writeFile(path, data);
     this.journal.push(`write ${path}=${data}`);
   }
 
@@ -486,7 +494,14 @@ export class FakeKernel implements HostFs {
     if (!(await this.real.exists(path))) fail('ENOENT', path);
     const file = basename(path);
     const bs = this.backstores.get(dirname(path));
-    if (bs && file === 'control') return this.writeControl(bs, data);
+    if (bs && file === 'control') {
+      this.writeControl(bs, data);
+      // control and attrib/dev_size set the same udev->dev_size.
+      const size = bs.control.get('dev_size');
+      if (bs.enabled && bs.plugin === 'user' && size !== undefined)
+        await fsp.writeFile(`${dirname(path)}/attrib/dev_size`, `${size}\n`);
+      return;
+    }
     if (bs && file === 'enable') return this.enableBackstore(dirname(path), bs, data);
     if (bs && (file === 'info' || file === 'hba_info')) fail('EACCES', `${file} is read-only`);
     const serialOwner = this.backstores.get(dirname(dirname(path)));
@@ -502,6 +517,12 @@ export class FakeKernel implements HostFs {
     if (attribOwner?.plugin === 'user' && file === 'cmd_time_out' && parts.at(-2) === 'attrib') {
       // tcmu_cmd_time_out_store: refused while a LUN exports the device.
       if (await this.isExported(dirname(dirname(path)))) fail('EINVAL', 'cmd_time_out: device is exported');
+    }
+    if (attribOwner?.plugin === 'user' && file === 'dev_size' && parts.at(-2) === 'attrib') {
+      if (!/^\d+\s*$/.test(data)) fail('EINVAL', 'dev_size: not a number');
+      // tcmu_dev_size_store: RECONFIG over netlink first; genlmsg_multicast_allns gives ESRCH to nobody.
+      if (attribOwner.enabled && !this.netlinkListener) fail('ESRCH', 'dev_size: no netlink listener');
+      attribOwner.control.set('dev_size', data.trim());
     }
     if (attribOwner && parts.at(-2) === 'attrib') {
       if (!/^-?\d+\s*$/.test(data)) fail('EINVAL', `${file}: not a number`);
@@ -661,8 +682,26 @@ export class FakeKernel implements HostFs {
       const bytes = Number(bs.control.get('dev_size') ?? bs.control.get('fd_dev_size') ?? 0);
       await fsp.writeFile(`${block}/size`, `${bytes / 512}\n`);
       await fsp.writeFile(`${this.roots.dev}/${name}`, '');
-      this.disks.set(lunDir, { hctl, name, lunDir });
+      await fsp.writeFile(`${this.roots.sys}/bus/scsi/devices/${hctl}/rescan`, '');
+      this.disks.set(lunDir, { hctl, name, lunDir, backstore: bs });
     }
+  }
+
+  /** scsi_rescan_device: a write to a disk's `rescan` reads the capacity again (sd_revalidate_disk). */
+  private async rescan(path: string): Promise<boolean> {
+    const disk = [...this.disks.values()].find(
+      (d) => path === `${this.roots.sys}/bus/scsi/devices/${d.hctl}/rescan`,
+    );
+    if (disk === undefined) return false;
+    const bytes = Number(
+      disk.backstore.control.get('dev_size') ?? disk.backstore.control.get('fd_dev_size') ?? 0,
+    );
+    await fsp.writeFile(
+      `${this.roots.sys}/bus/scsi/devices/${disk.hctl}/block/${disk.name}/size`,
+      `${bytes / 512}\n`,
+    );
+    this.rescans.push(disk.hctl);
+    return true;
   }
 
   private removeDisksOf(lunDir: string): void {

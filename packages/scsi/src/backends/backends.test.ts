@@ -7,6 +7,27 @@ import { ReadOnlyBackend } from './read-only.js';
 const bytes = (n: number, v: number) => new Uint8Array(n).fill(v);
 
 describe('MemoryBackend', () => {
+  it('resize: new blocks read as zeros; a shrink frees the cut-off chunks, so growing back reads zeros', () => {
+    const m = new MemoryBackend({ blockSize: 512, blockCount: 8, chunkBlocks: 2 });
+    m.write(6, new Uint8Array(1024).fill(9));
+    m.resize(16);
+    expect(m.blockCount).toBe(16);
+    const block = new Uint8Array(512).fill(1);
+    m.read(15, block);
+    expect(block.every((b) => b === 0)).toBe(true);
+    m.resize(5);
+    expect(m.allocatedBytes).toBe(0);
+    expect(() => m.read(5, block)).toThrow(BackendIoError);
+    m.resize(8);
+    m.read(6, block);
+    expect(block.every((b) => b === 0)).toBe(true);
+    expect(() => m.resize(0)).toThrow(MemoryBackendConfigError);
+    expect(() => new MemoryBackend({ blockSize: 512, blockCount: 8, readOnly: true }).resize(9)).toThrow(
+      BackendIoError,
+    );
+    expect(new ReadOnlyBackend(m).resize).toBeUndefined();
+  });
+
   it('reads zeros before any write and allocates nothing', () => {
     const m = new MemoryBackend({ blockSize: 512, blockCount: 1000 });
     const out = bytes(1024, 9);

@@ -37,7 +37,7 @@ const DEFAULT_CHUNK_BYTES = 64 * 1024;
  */
 export class MemoryBackend implements BlockBackend {
   readonly blockSize: number;
-  readonly blockCount: number;
+  #blockCount: number;
   readonly readOnly: boolean;
   readonly unmappedReadsZero = true;
   readonly ignoresSignal = true;
@@ -62,7 +62,7 @@ export class MemoryBackend implements BlockBackend {
       throw new MemoryBackendConfigError(`chunkBlocks must be a positive integer, got ${chunkBlocks}`);
     }
     this.blockSize = blockSize;
-    this.blockCount = blockCount;
+    this.#blockCount = blockCount;
     this.readOnly = options.readOnly ?? false;
     this.chunkBlocks = chunkBlocks;
     this.#chunkBytes = chunkBlocks * blockSize;
@@ -71,6 +71,20 @@ export class MemoryBackend implements BlockBackend {
       this.mappingStatus = (lba, maxBlocks) => this.#mappingStatus(lba, maxBlocks);
       this.provisioningUsage = () => this.#provisioningUsage();
     }
+  }
+
+  get blockCount(): number {
+    return this.#blockCount;
+  }
+
+  /** Online resize: new blocks read as zeros; a shrink frees what was cut off (a later grow reads zeros there). */
+  resize(blockCount: number): void {
+    if (!Number.isSafeInteger(blockCount) || blockCount < 1) {
+      throw new MemoryBackendConfigError(`blockCount must be a positive integer, got ${blockCount}`);
+    }
+    if (this.readOnly) throw new BackendIoError('the backend is read-only: cannot resize', 0);
+    if (blockCount < this.#blockCount) this.#deallocate(blockCount, this.#blockCount - blockCount, 'write');
+    this.#blockCount = blockCount;
   }
 
   /** Bytes of chunk storage currently allocated. */

@@ -9,7 +9,8 @@ import { BackendWrapper } from './wrapper.js';
  */
 export class ReadOnlyBackend extends BackendWrapper {
   constructor(inner: BlockBackend) {
-    super(inner, ['writev', 'discard', 'writeZeroes']);
+    // A read-only medium keeps its capacity too (its file is open read-only).
+    super(inner, ['writev', 'discard', 'writeZeroes', 'resize']);
   }
 
   override get readOnly(): boolean {

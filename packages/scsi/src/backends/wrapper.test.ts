@@ -30,6 +30,7 @@ function everything(): BlockBackend & { calls: string[] } {
     writev: record('writev'),
     discard: record('discard'),
     writeZeroes: record('writeZeroes'),
+    resize: record('resize'),
     mappingStatus: (lba: number, maxBlocks: number) => {
       calls.push('mappingStatus:2');
       return { lba, blocks: maxBlocks, state: 'mapped' as const };
@@ -60,6 +61,7 @@ describe('BackendWrapper', () => {
     await wrapper.mappingStatus!(0, 9);
     expect(await wrapper.provisioningUsage!()).toEqual({ mappedBlocks: 5, availableBlocks: 72 });
     await wrapper.prefetch!(0, 1);
+    await wrapper.resize!(80);
     expect(inner.calls).toEqual([
       'read:3',
       'write:4',
@@ -71,6 +73,7 @@ describe('BackendWrapper', () => {
       'mappingStatus:2',
       'provisioningUsage:0',
       'prefetch:3',
+      'resize:1',
     ]);
   });
 
@@ -89,7 +92,7 @@ describe('the wrappers keep what they do not change', () => {
   const keptBy: Record<string, { make: (inner: BlockBackend) => BlockBackend; changes: string[] }> = {
     ReadOnlyBackend: {
       make: (inner) => new ReadOnlyBackend(inner),
-      changes: ['readOnly', 'writev', 'discard', 'writeZeroes'],
+      changes: ['readOnly', 'writev', 'discard', 'writeZeroes', 'resize'],
     },
     FaultInjectionBackend: {
       make: (inner) => new FaultInjectionBackend(inner),

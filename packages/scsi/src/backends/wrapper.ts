@@ -14,7 +14,8 @@ export type BackendCapability =
   | 'writeZeroes'
   | 'mappingStatus'
   | 'provisioningUsage'
-  | 'prefetch';
+  | 'prefetch'
+  | 'resize';
 
 /**
  * Every member of BlockBackend, so wrappers and their tests can check that
@@ -40,6 +41,7 @@ export const BACKEND_MEMBERS = {
     'mappingStatus',
     'provisioningUsage',
     'prefetch',
+    'resize',
   ],
 } as const satisfies {
   flags: readonly (keyof BlockBackend)[];
@@ -72,6 +74,7 @@ export class BackendWrapper implements BlockBackend {
   declare readonly mappingStatus?: (lba: number, maxBlocks: number) => LbaExtent | Promise<LbaExtent>;
   declare readonly provisioningUsage?: () => ProvisioningUsage | Promise<ProvisioningUsage>;
   declare readonly prefetch?: (lba: number, blocks: number, signal?: AbortSignal) => void | Promise<void>;
+  declare readonly resize?: (blockCount: number) => void | Promise<void>;
 
   constructor(inner: BlockBackend, withhold: readonly BackendCapability[] = []) {
     this.inner = inner;
@@ -87,6 +90,7 @@ export class BackendWrapper implements BlockBackend {
       self.mappingStatus = (lba, maxBlocks) => this.mappingStatusInner(lba, maxBlocks);
     if (offers('provisioningUsage')) self.provisioningUsage = () => this.provisioningUsageInner();
     if (offers('prefetch')) self.prefetch = (lba, blocks, signal) => this.prefetchInner(lba, blocks, signal);
+    if (offers('resize')) self.resize = (blockCount) => this.resizeInner(blockCount);
   }
 
   get blockSize(): number {
@@ -147,5 +151,9 @@ export class BackendWrapper implements BlockBackend {
 
   protected prefetchInner(lba: number, blocks: number, signal?: AbortSignal): void | Promise<void> {
     return this.inner.prefetch!(lba, blocks, signal);
+  }
+
+  protected resizeInner(blockCount: number): void | Promise<void> {
+    return this.inner.resize!(blockCount);
   }
 }

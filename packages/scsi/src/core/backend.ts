@@ -65,6 +65,12 @@ export interface BlockBackend {
   /** Mapping status of the extent starting at `lba` (GET LBA STATUS). */
   mappingStatus?(lba: number, maxBlocks: number): LbaExtent | Promise<LbaExtent>;
   /**
+   * Change `blockCount` (online resize). Absent: the capacity is fixed. Growing
+   * must make the new blocks readable (as zeros) before it resolves; whether a
+   * shrink keeps the cut-off data is the backend's to say.
+   */
+  resize?(blockCount: number): void | Promise<void>;
+  /**
    * Bring blocks into the backend's cache so later reads of them come from memory
    * (PRE-FETCH). Present: the backend has such a cache. Absent: PRE-FETCH has nowhere to
    * put them and answers GOOD instead of CONDITION MET.

@@ -18,6 +18,30 @@ afterEach(async () => {
 });
 
 describe('FileBackend', () => {
+  it('resize grows the file sparsely and serves the new blocks as zeros; a shrink keeps the bytes past the end', async () => {
+    const path = join(dir, 'grow.img');
+    const backend = await FileBackend.open(path, { blockSize: 512, create: { size: 512 * 8 } });
+    await backend.write(7, new Uint8Array(512).fill(7), { fua: false });
+    await backend.resize(32);
+    expect(backend.blockCount).toBe(32);
+    expect((await stat(path)).size).toBe(512 * 32);
+    const tail = new Uint8Array(512).fill(1);
+    await backend.read(31, tail);
+    expect(tail.every((b) => b === 0)).toBe(true);
+    await backend.resize(4);
+    expect(backend.blockCount).toBe(4);
+    expect((await stat(path)).size).toBe(512 * 32);
+    await backend.resize(8);
+    const kept = new Uint8Array(512);
+    await backend.read(7, kept);
+    expect(kept.every((b) => b === 7)).toBe(true);
+    await expect(backend.resize(0)).rejects.toBeInstanceOf(FileBackendError);
+    await backend.close();
+    const readOnly = await FileBackend.open(path, { blockSize: 512, readOnly: true });
+    await expect(readOnly.resize(64)).rejects.toBeInstanceOf(BackendIoError);
+    await readOnly.close();
+  });
+
   it('create makes a file of the given size; blocks read as zeros; writes read back', async () => {
     const path = join(dir, 'disk.img');
     const backend = await FileBackend.open(path, { blockSize: 512, create: { size: 512 * 64 } });

@@ -75,7 +75,7 @@ const CHUNK_BYTES = 1024 * 1024;
  */
 export class FileBackend implements BlockBackend {
   readonly blockSize: number;
-  readonly blockCount: number;
+  #blockCount: number;
   readonly readOnly: boolean;
   /** Discarded ranges read as zeros: punched holes, or zeroes written. */
   readonly unmappedReadsZero = true;
@@ -95,11 +95,33 @@ export class FileBackend implements BlockBackend {
     this.path = path;
     this.#handle = handle;
     this.blockSize = options.blockSize;
-    this.blockCount = blockCount;
+    this.#blockCount = blockCount;
     this.readOnly = options.readOnly ?? false;
     this.#punchHole = options.punchHole;
     this.#sync = options.io === 'sync';
     this.directFile = this.#sync ? { fd: handle.fd } : undefined;
+  }
+
+  get blockCount(): number {
+    return this.#blockCount;
+  }
+
+  /**
+   * Online resize. Growing extends the file (ftruncate: sparse, reads as zeros) when it is
+   * shorter; shrinking only serves fewer blocks: the bytes past the new end stay in the file
+   * (as when a bigger image is served in part), so a later grow gives them back.
+   */
+  async resize(blockCount: number): Promise<void> {
+    if (!Number.isSafeInteger(blockCount) || blockCount < 1) {
+      throw new FileBackendError(
+        'INVALID_OPTIONS',
+        `blockCount must be a positive integer, got ${blockCount}`,
+      );
+    }
+    if (this.readOnly) throw new BackendIoError(`${this.path} is open read-only: cannot resize`, 0);
+    const bytes = blockCount * this.blockSize;
+    if ((await this.#handle.stat()).size < bytes) await this.#handle.truncate(bytes);
+    this.#blockCount = blockCount;
   }
 
   /** How reads and writes reach the file (see FileBackendOptions.io). */
