@@ -8,14 +8,7 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import {
-  type Device,
-  openFileBackend,
-  type FileBackend,
-  type HandlerMiddleware,
-  openDevice,
-  Target,
-} from '@tcmu/device';
+import { type Device, openFileBackend, type HandlerMiddleware, openDevice, Target } from '@tcmu/device';
 import { ABI, CorruptRingError, mapFd, readUioMapSize } from '@tcmu/ring';
 import { MemoryBackend } from '@tcmu/scsi';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

@@ -1,7 +1,6 @@
 import {
   BackendWrapper,
   openFileBackend,
-  type FileBackend,
   type OpenDeviceOptions,
   openDevice,
   ReadOnlyBackend,
