@@ -456,3 +456,153 @@ describe('restart and reattach on the real kernel', { timeout: 1_800_000 }, () =
     expect(leftovers(name)).toEqual([]);
   });
 });
+
+/** One sample of a Prometheus text exposition ("name{labels} value"); 0 when absent. */
+function promSample(text: string, name: string, labels: string): number {
+  const line = text.split('\n').find((l) => l.startsWith(`${name}{${labels}}`));
+  return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(' ') + 1));
+}
+
+describe('the service features on the real kernel', { timeout: 900_000 }, () => {
+  it('serve --metrics: a scrape during fio sees the counters move, and after it they match what fio did; status --json agrees', async () => {
+    const name = 'tcmufile-kt-svc';
+    const controlDir = join(dir, 'run');
+    const url = 'http://127.0.0.1:19464/metrics';
+    const running = start([
+      'serve',
+      join(dir, 'svc.img'),
+      '--size',
+      '32M',
+      '--name',
+      name,
+      '--metrics',
+      '127.0.0.1:19464',
+      '--control-dir',
+      controlDir,
+    ]);
+    const disk = realpathSync(await firstLine(running));
+    const scrape = async () => {
+      const response = await fetch(url);
+      expect(response.status).toBe(200);
+      return response.text();
+    };
+    const labels = (group: string) => `device="${name}",group="${group}",status="good"`;
+    // The kernel's partition scan reads the disk once it appears: let it finish first.
+    await new Promise((done) => setTimeout(done, 2000));
+    const before = await scrape();
+    expect(promSample(before, 'tcmu_device_state', `device="${name}",state="ready"`)).toBe(1);
+    expect(before).toContain(`tcmu_ring_full_total{device="${name}"}`);
+
+    const fio = spawn(
+      'fio',
+      [
+        '--name=metrics',
+        `--filename=${disk}`,
+        '--rw=randrw',
+        '--bs=4k',
+        '--size=16M',
+        '--direct=1',
+        '--ioengine=libaio',
+        '--iodepth=4',
+        '--runtime=6',
+        '--time_based',
+        '--output-format=json',
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let fioOut = '';
+    fio.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+      fioOut += chunk;
+    });
+    const fioExit = new Promise<number | null>((done) => fio.once('exit', done));
+    // During the run: the read and write counts grow between two scrapes.
+    let during = before;
+    const deadline = Date.now() + 60_000;
+    while (promSample(during, 'tcmu_commands_total', labels('write')) === 0 && Date.now() < deadline) {
+      await new Promise((done) => setTimeout(done, 250));
+      during = await scrape();
+    }
+    await new Promise((done) => setTimeout(done, 1000));
+    const later = await scrape();
+    expect(fio.exitCode).toBeNull(); // both scrapes were during the I/O
+    expect(promSample(later, 'tcmu_commands_total', labels('write'))).toBeGreaterThan(
+      promSample(during, 'tcmu_commands_total', labels('write')),
+    );
+    expect(await fioExit).toBe(0);
+
+    const after = await scrape();
+    const job = (
+      JSON.parse(fioOut.slice(fioOut.indexOf('{'))) as {
+        jobs: Array<{ read: { io_bytes: number }; write: { io_bytes: number } }>;
+        disk_util?: Array<{ name: string; read_ios: number; write_ios: number }>;
+      }
+    ).jobs[0]!;
+    const delta = (metric: string, l: string) => promSample(after, metric, l) - promSample(before, metric, l);
+    // Bytes are exact: O_DIRECT, nothing else used the disk meanwhile.
+    expect(delta('tcmu_read_bytes_total', `device="${name}"`)).toBe(job.read.io_bytes);
+    expect(delta('tcmu_written_bytes_total', `device="${name}"`)).toBe(job.write.io_bytes);
+    // Commands: one per request the block layer sent (fio's disk_util counts them too).
+    const util = JSON.parse(fioOut.slice(fioOut.indexOf('{'))).disk_util?.find(
+      (d: { name: string }) => `/dev/${d.name}` === disk,
+    ) as { read_ios: number; write_ios: number } | undefined;
+    const reads = delta('tcmu_commands_total', labels('read'));
+    const writes = delta('tcmu_commands_total', labels('write'));
+    expect(reads).toBeGreaterThan(100);
+    expect(writes).toBeGreaterThan(100);
+    if (util) {
+      expect(reads).toBe(util.read_ios);
+      expect(writes).toBe(util.write_ios);
+    } else {
+      expect(reads * 4096).toBeLessThanOrEqual(job.read.io_bytes);
+    }
+    expect(promSample(after, 'tcmu_commands_in_flight', `device="${name}"`)).toBe(0);
+    expect(
+      promSample(after, 'tcmu_command_latency_seconds_count', `device="${name}"`),
+    ).toBeGreaterThanOrEqual(reads + writes);
+
+    // status --json over the control socket: the same counters.
+    const status = await runToExit(['status', name, '--json', '--control-dir', controlDir]);
+    expect(status.code, status.stderr).toBe(0);
+    const report = (JSON.parse(status.stdout) as Array<Record<string, unknown>>)[0]!;
+    expect(report).toMatchObject({ name, state: 'ready', disk });
+    expect(report.bytesWritten).toBe(promSample(after, 'tcmu_written_bytes_total', `device="${name}"`));
+    expect(Number(report.commands)).toBeGreaterThanOrEqual(reads + writes);
+    expect(report.latency).toMatchObject({ p50Ms: expect.any(Number), p99Ms: expect.any(Number) });
+
+    running.child.kill('SIGTERM');
+    expect((await running.exited).code).toBe(0);
+    await expect(fetch(url)).rejects.toThrow();
+    expect(existsSync(join(controlDir, `${name}.sock`))).toBe(false);
+    expect(leftovers(name)).toEqual([]);
+  });
+
+  it('serve --run: mkfs.ext4 and fsck on $DISK, the serve exits with the command status and leaves nothing', async () => {
+    const name = 'tcmufile-kt-run';
+    const image = join(dir, 'run.img');
+    const ok = await runToExit([
+      'serve',
+      image,
+      '--size',
+      '32M',
+      '--name',
+      name,
+      '--run',
+      'test "$NODE" = /dev/tcmufile/tcmufile-kt-run && mkfs.ext4 -F -q "$DISK" && fsck.ext4 -fn "$DISK"',
+    ]);
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(leftovers(name)).toEqual([]);
+    expect(existsSync(`/dev/tcmufile/${name}`)).toBe(false);
+    // The file system is in the image: a second serve's command sees it.
+    const again = await runToExit([
+      'serve',
+      image,
+      '--name',
+      name,
+      '--run',
+      'blkid -o value -s TYPE "$DISK"; exit 7',
+    ]);
+    expect(again.code, again.stderr).toBe(7);
+    expect(again.stdout).toContain('ext4');
+    expect(leftovers(name)).toEqual([]);
+  });
+});

@@ -17,13 +17,27 @@ const stranger = 'iqn.1994-05.com.example:stranger';
 const iqnA = 'iqn.2003-01.org.example:kt-acl';
 const iqnB = 'iqn.2003-01.org.example:kt-mutual';
 
-/** iscsi-inq's exit code and output; never rejects on a refused login. */
-function inquire(initiator: string, url: string): Promise<{ code: number; output: string }> {
+/**
+ * iscsi-inq's exit code and output; never rejects on a refused login. `target` asks for mutual
+ * CHAP: libiscsi then checks the target's CHAP_R against that secret.
+ */
+function inquire(
+  initiator: string,
+  url: string,
+  target?: { userid: string; password: string },
+): Promise<{ code: number; output: string }> {
+  const env = target
+    ? {
+        ...process.env,
+        LIBISCSI_CHAP_TARGET_USERNAME: target.userid,
+        LIBISCSI_CHAP_TARGET_PASSWORD: target.password,
+      }
+    : process.env;
   return new Promise((resolve) => {
     execFile(
       'iscsi-inq',
       ['-i', initiator, url],
-      { timeout: 120_000, encoding: 'utf8' },
+      { timeout: 120_000, encoding: 'utf8', env },
       (error, stdout, stderr) =>
         resolve({ code: error ? Number(error.code ?? 1) : 0, output: `${stdout}${stderr}` }),
     );
@@ -118,6 +132,15 @@ describe('tcmufile serve --config on the real kernel', { timeout: 1_200_000 }, (
     expect(wrongSecret.code, wrongSecret.output).not.toBe(0);
     const unlisted = await inquire(stranger, urlA('client', 'right-secret1'));
     expect(unlisted.code, unlisted.output).not.toBe(0);
+
+    // Mutual CHAP: the target proves itself with its own secret, and a wrong one is refused.
+    const urlB = `iscsi://client%right-secret2@127.0.0.1/${iqnB}/0`;
+    const mutualOk = await inquire(client, urlB, { userid: 'target', password: 'target-secret' });
+    expect(mutualOk.code, mutualOk.output).toBe(0);
+    expect(mutualOk.output).toMatch(/Peripheral Device Type/i);
+    const impostor = await inquire(client, urlB, { userid: 'target', password: 'not-the-target' });
+    expect(impostor.code, impostor.output).not.toBe(0);
+    expect(impostor.output).toMatch(/CHAP_R/);
 
     // Reload: kt-mutual goes, kt-new comes, kt-acl (unchanged) keeps its target.
     await write([

@@ -28,8 +28,17 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-/** A device on a file image; `lane` decides whether plain READ/WRITE go through the native lane. */
-async function fileDevice(name: string, content: Uint8Array, lane: boolean, readOnly = false) {
+/**
+ * A device on a file image; `lane` decides whether plain READ/WRITE go through the native lane.
+ * Unless `fresh`, it has answered one TEST UNIT READY: the unit knows the nexus, so the lane may
+ * serve from the first READ/WRITE on (a nexus's first command always goes through TypeScript).
+ */
+async function fileDevice(
+  name: string,
+  content: Uint8Array,
+  lane: boolean,
+  { readOnly = false, fresh = false }: { readOnly?: boolean; fresh?: boolean } = {},
+) {
   const path = join(dir, `${name}.img`);
   await writeFile(path, content);
   const file = await openFileBackend(path, { blockSize: BLOCK, io: 'sync', readOnly });
@@ -43,6 +52,7 @@ async function fileDevice(name: string, content: Uint8Array, lane: boolean, read
     await device.close();
     await file.close();
   });
+  if (!fresh) expect((await harness.submit(device, { cdb: new Uint8Array(6) })).status).toBe(GOOD);
   return { device, path };
 }
 
@@ -217,8 +227,9 @@ async function run(device: Device, s: Step) {
 describe('native lane: the same answers as the TypeScript path', () => {
   it('randomized command streams: status, sense, data and the image byte for byte (property)', async () => {
     const content = randomBytes(BLOCKS * BLOCK);
-    const withLane = await fileDevice('lane', content, true);
-    const withoutLane = await fileDevice('ts', content, false);
+    // Fresh: the streams' first commands also exercise a nexus the unit has not seen.
+    const withLane = await fileDevice('lane', content, true, { fresh: true });
+    const withoutLane = await fileDevice('ts', content, false, { fresh: true });
     let compared = 0;
     let goodTransfers = 0; // READ/WRITE answered GOOD: what the lane may serve
     await fc.assert(
@@ -314,7 +325,7 @@ describe('native lane: large transfers on two threads', () => {
 describe('native lane: the gate', () => {
   async function laneDevice(options: { readOnly?: boolean } = {}) {
     const content = new Uint8Array(BLOCKS * BLOCK).fill(0x11);
-    return fileDevice('gate', content, true, options.readOnly);
+    return fileDevice('gate', content, true, options);
   }
 
   it('serves plain READ/WRITE in the lane and counts them in the metrics', async () => {
@@ -338,9 +349,25 @@ describe('native lane: the gate', () => {
     });
   });
 
+  it("a nexus's first READ goes through TypeScript, so a later unit attention reaches it", async () => {
+    const content = new Uint8Array(BLOCKS * BLOCK).fill(0x11);
+    const { device } = await fileDevice('fresh', content, true, { fresh: true });
+    expect((await submit(device, rw10(0x28, 0, 1), { dataInLength: BLOCK })).status).toBe(GOOD);
+    expect(laneServed(device)).toBe(0); // it made the nexus known
+    device.unit!.raiseUnitAttention('CAPACITY_DATA_HAS_CHANGED');
+    const read = await submit(device, rw10(0x28, 0, 1), { dataInLength: BLOCK });
+    expect([read.status, read.sense[2]! & 0x0f, read.sense[12], read.sense[13]]).toEqual([
+      CHECK_CONDITION,
+      0x06,
+      0x2a,
+      0x09,
+    ]);
+    expect((await submit(device, rw10(0x28, 0, 1), { dataInLength: BLOCK })).status).toBe(GOOD);
+    expect(laneServed(device)).toBe(1);
+  });
+
   it('a pending unit attention reaches the next command, then the lane serves again', async () => {
     const { device } = await laneDevice();
-    await submit(device, new Uint8Array(6)); // the nexus is known to the unit
     device.unit!.raiseUnitAttention('CAPACITY_DATA_HAS_CHANGED');
     const first = await submit(device, rw10(0x28, 0, 1), { dataInLength: BLOCK });
     expect(first.status).toBe(CHECK_CONDITION);

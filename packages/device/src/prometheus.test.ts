@@ -67,4 +67,45 @@ describe('registerDeviceMetrics', () => {
     }
     expect(sample(await registry.metrics(), 'tcmu_device_state', 'device="vol0",state="closed"')).toBe(1);
   });
+
+  it('counts ring-full events: commands waiting in the ring while queueDepth are in flight', async () => {
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    // Reads wait until released, so the first two hold the queue.
+    class SlowBackend extends MemoryBackend {
+      override async read(lba: number, into: Uint8Array): Promise<void> {
+        await held;
+        super.read(lba, into);
+      }
+    }
+    const device = await openDevice({
+      name: 'slow',
+      backend: new SlowBackend({ blockSize: 512, blockCount: 64 }),
+      platform: harness.platform,
+      queueDepth: 2,
+    });
+    const registry = new Registry();
+    registerDeviceMetrics(registry, device);
+    try {
+      expect(sample(await registry.metrics(), 'tcmu_ring_full_total', 'device="slow"')).toBe(0);
+      const reads = Array.from({ length: 5 }, () =>
+        harness.submit(device, { cdb: rw10(0x28, 0, 1), dataInLength: 512 }),
+      );
+      while (device.stats().inFlight < 2) await new Promise((done) => setTimeout(done, 5));
+      await new Promise((done) => setTimeout(done, 50)); // the other three's kicks arrive
+      const full = sample(await registry.metrics(), 'tcmu_ring_full_total', 'device="slow"')!;
+      expect(full).toBeGreaterThanOrEqual(1);
+      expect(device.stats().inFlight).toBe(2);
+      release();
+      expect((await Promise.all(reads)).map((r) => r.status)).toEqual([0, 0, 0, 0, 0]);
+      const drained = device.ringFullEvents;
+      expect(drained).toBeGreaterThanOrEqual(full);
+      await harness.submit(device, { cdb: rw10(0x28, 0, 1), dataInLength: 512 });
+      expect(device.ringFullEvents).toBe(drained); // nothing waits with the queue empty
+    } finally {
+      await device.close();
+    }
+  });
 });

@@ -73,7 +73,7 @@ const LATENCY_BOUNDS_S = [
  * Registers the metrics of `devices` (one Device, or a function giving the current ones: they
  * are read at every scrape) on a prom-client Registry: commands by class and status, bytes,
  * commands in flight, CHECK CONDITIONs by sense key (unit attentions, medium and hardware
- * errors), a latency histogram, the device state, size and ring recoveries. Each sample has
+ * errors), a latency histogram, the device state, size, ring-full events and ring recoveries. Each sample has
  * a `device` label. Read at scrape time from Device.metrics and stats(): nothing on the data path.
  */
 export function registerDeviceMetrics(
@@ -144,6 +144,12 @@ export function registerDeviceMetrics(
   define('device_size_bytes', 'The capacity served (changes with resize()).', 'gauge', (device) => [
     { value: device.blockCount * device.blockSize, labels: {} },
   ]);
+  define(
+    'ring_full_total',
+    'Ring walks that left commands waiting, queueDepth being in flight (BUSY answers: commands_total).',
+    'counter',
+    (device) => [{ value: device.ringFullEvents, labels: {} }],
+  );
   define('ring_recoveries_total', 'Corrupt rings reset and served again.', 'counter', (device) => [
     { value: device.recoveries, labels: {} },
   ]);

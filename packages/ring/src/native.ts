@@ -80,6 +80,8 @@ export const LANE_STATS = {
   buckets: 8,
   /** commands whose data came in several iovecs (a fragmented data area) */
   scattered: 8 + 145,
+  /** the ring's, not the lane's: walks that left entries waiting, maxInFlight commands being with JS */
+  ringFull: 8 + 145 + 1,
 } as const;
 /** Lane opcodes in the order of configureLane's masks: READ/WRITE 6, 10, 12, 16. */
 export const LANE_OPCODES = [0x08, 0x0a, 0x28, 0x2a, 0xa8, 0xaa, 0x88, 0x8a] as const;

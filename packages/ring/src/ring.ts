@@ -12,7 +12,7 @@ import {
   RingUsageError,
 } from './errors.js';
 import { NativeLane } from './lane.js';
-import { callNative, loadAddon, type NativeRingEngine, RingRecord } from './native.js';
+import { callNative, LANE_STATS, loadAddon, type NativeRingEngine, RingRecord } from './native.js';
 
 /** Capabilities the kernel announced in mailbox->flags (TCMU_MAILBOX_FLAG_CAP_*). */
 export interface RingFlags {
@@ -255,6 +255,14 @@ export class TcmuRing extends EventEmitter<TcmuRingEvents> implements CommandSou
   }
 
   /** Commands handed out and not yet completed. */
+  /**
+   * Walks that left commands waiting in the ring because `maxInFlight` were in flight: the
+   * ring was full from our side, and the kernel queues what does not fit (its qfull queue).
+   */
+  get fullEvents(): number {
+    return this.lane.stats[LANE_STATS.ringFull]!;
+  }
+
   get inFlight(): number {
     return this.#inFlight;
   }

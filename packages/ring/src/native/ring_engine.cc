@@ -48,12 +48,12 @@ constexpr uint32_t kIds = 65536;
 constexpr uint64_t kSplitBytes = 256 * 1024;
 constexpr int kRewalks = 4;  // extra walks in one wakeup while the lane serves everything
 constexpr uint8_t kCheckCondition = 0x02;
-// Lane statistics (Float64Array in JS, see LANE_STATS in native.ts): counters,
-// then a latency histogram laid out as LatencyHistogram's (4 buckets per octave from 1 us).
+// Lane stats (LANE_STATS in native.ts): counters, then LatencyHistogram's layout (4 buckets/octave from 1 us).
 enum { kReads, kWrites, kBytesRead, kBytesWritten, kLatencyCount, kLatencySumUs, kLatencyMinUs, kLatencyMaxUs, kBuckets };
 constexpr int kBucketCount = 36 * 4 + 1;
 constexpr int kScattered = kBuckets + kBucketCount;  // commands whose data came in several iovecs
-constexpr int kStatsLength = kScattered + 1;
+constexpr int kRingFull = kScattered + 1;            // walks that left entries: maxInFlight with JS
+constexpr int kStatsLength = kRingFull + 1;
 
 enum CompleteResult { kCompleted = 0, kNotInFlight = 1, kClosed = 2 };
 enum InFlight : uint8_t { kIdle = 0, kWithJs = 1, kWithLane = 2 };
@@ -346,8 +346,7 @@ class RingEngine : public Napi::ObjectWrap<RingEngine> {
       // One read per wakeup: it returns the UIO event count and clears readiness.
       uint32_t events;
       ssize_t n;
-      do n = read(self->eventFd_, &events, sizeof events);
-      while (n < 0 && errno == EINTR);
+      do n = read(self->eventFd_, &events, sizeof events); while (n < 0 && errno == EINTR);
       if (n == 0) {
         Napi::Error eof = Napi::Error::New(env, "read: peer closed the event channel");
         eof.Set("code", Napi::String::New(env, "EOF"));
@@ -467,6 +466,7 @@ class RingEngine : public Napi::ObjectWrap<RingEngine> {
       }
       cursor_ = (at + length) % cmdrSize_;
     }
+    if (cursor_ != head && jsInFlight_ >= maxInFlight_) stats_[kRingFull]++;
     if (!jobs_.empty()) laneServed -= RunJobs(records);
     if (laneServed > 0) RecordLatency(laneStart, laneServed);
     AdvanceTail();

@@ -6,8 +6,12 @@ import { plainIoProfile } from './plain-io.js';
 import { LogicalUnit } from './unit.js';
 
 const backend = () => new MemoryBackend({ blockSize: 512, blockCount: 1024 });
-const unit = (options: Partial<ConstructorParameters<typeof LogicalUnit>[0]> = {}) =>
-  new LogicalUnit({ backend: backend(), powerOnUnitAttention: false, ...options });
+/** A unit that has already seen nexus 'n' (takeUnitAttention makes a nexus known). */
+const unit = (options: Partial<ConstructorParameters<typeof LogicalUnit>[0]> = {}) => {
+  const u = new LogicalUnit({ backend: backend(), powerOnUnitAttention: false, ...options });
+  u.takeUnitAttention('n');
+  return u;
+};
 
 describe('unit.plainIo: when a transport may answer plain READ/WRITE itself', () => {
   it('is open on a ready unit, and writes close on a read-only unit or with the write cache off', () => {
@@ -30,6 +34,20 @@ describe('unit.plainIo: when a transport may answer plain READ/WRITE itself', ()
     expect(u.plainIo('n')).toEqual({ reads: true, writes: true });
     // With POWER ON attention reporting, a nexus never seen still has one pending.
     expect(new LogicalUnit({ backend: backend() }).plainIo('new').reads).toBe(false);
+  });
+
+  it('stays closed for a nexus never seen, so its first command makes it known to later attentions', async () => {
+    const u = new LogicalUnit({ backend: backend(), powerOnUnitAttention: false });
+    let changes = 0;
+    u.onStateChange(() => changes++);
+    expect(u.plainIo('first').reads).toBe(false);
+    await u.execute({ cdb: new Uint8Array(6), nexus: 'first' });
+    expect(changes).toBe(1);
+    expect(u.plainIo('first')).toEqual({ reads: true, writes: true });
+    u.capacityChanged();
+    expect(u.plainIo('first').reads).toBe(false);
+    const answer = await u.execute({ cdb: new Uint8Array(6), nexus: 'first' });
+    expect([answer.status, answer.sense?.[12], answer.sense?.[13]]).toEqual([2, 0x2a, 0x09]);
   });
 
   it('closes with middleware, a stopped unit, a FORMAT, and an exclusive range lock', async () => {

@@ -275,10 +275,13 @@ export class LogicalUnit implements LogicalUnitState {
    * then FUA).
    */
   plainIo(nexus: string): { readonly reads: boolean; readonly writes: boolean } {
+    // An unknown nexus is not plain: its first command must reach the emulation
+    // so the nexus is known and later unit attentions are queued for it
+    // (raiseUnitAttention, like LIO's core_scsi3_ua_allocate per session).
     const queue = this.#attention.get(nexus);
-    const attention = queue === undefined ? this.#powerOnAttention : queue.length > 0;
     const reads =
-      !attention &&
+      queue !== undefined &&
+      queue.length === 0 &&
       this.#chain === undefined &&
       !this.#stopped &&
       !this.format.active &&
@@ -357,6 +360,7 @@ export class LogicalUnit implements LogicalUnitState {
     if (!queue) {
       queue = this.#powerOnAttention ? [SenseReasons.POWER_ON_RESET_OR_BUS_DEVICE_RESET_OCCURRED] : [];
       this.#attention.set(nexus, queue);
+      this.#changed();
     }
     return queue;
   }
