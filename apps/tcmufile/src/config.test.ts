@@ -182,6 +182,36 @@ describe('loadConfig', () => {
     ]);
   });
 
+  it('lets disks share an iSCSI target by its iqn, with one portal and access list and distinct LUNs', async () => {
+    const iqn = 'iqn.2003-01.org.example:shared';
+    const iscsi = { portal: '127.0.0.1', iqn, initiators: [client] };
+    const disks = await load({
+      disks: [
+        { name: 'a', image: 'a.img', lun: 0, iscsi },
+        { name: 'b', image: 'b.img', lun: 1, iscsi: { ...iscsi, initiators: [client] } },
+        { name: 'c', image: 'c.img', iscsi },
+      ],
+    });
+    expect(disks.map((d) => [d.iscsi?.iqn, d.lun])).toEqual([
+      [iqn, 0],
+      [iqn, 1],
+      [iqn, undefined],
+    ]);
+    expect(
+      await problemsOf({
+        disks: [
+          { name: 'a', image: 'a.img', lun: 0, iscsi },
+          { name: 'b', image: 'b.img', lun: 0, iscsi },
+          { name: 'c', image: 'c.img', iscsi: { ...iscsi, portal: '127.0.0.1:3261' } },
+          { name: 'd', image: 'd.img', lun: 0, iscsi: { ...iscsi, iqn: 'iqn.2003-01.org.example:other' } },
+        ],
+      }),
+    ).toEqual([
+      `disks[1].lun: LUN 0 of ${iqn} is disks[0]'s too`,
+      `disks[2].iscsi: shares target ${iqn} with disks[0], so its portal, initiators, chapFile and insecureDemoMode must be the same`,
+    ]);
+  });
+
   it('allows demo mode off loopback when asked', async () => {
     const [disk] = await load({
       disks: [{ name: 'a', image: 'a', iscsi: { portal: '192.0.2.1', insecureDemoMode: true } }],

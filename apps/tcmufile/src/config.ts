@@ -108,10 +108,31 @@ export async function loadConfig(
   const base = dirname(resolve(path));
   const dir = document.dir ?? defaultNodeDir;
   const firstWith = new Map<string, number>();
+  // Disks with the same iscsi.iqn share that target: one portal and one access list for all.
+  const targets = new Map<string, { first: number; access: string; luns: Map<number, number> }>();
   const disks: Array<DiskSpec | undefined> = [];
   for (const [i, disk] of document.disks.entries()) {
     const at = `disks[${i}]`;
     const problem = (where: string, message: string) => problems.push(`${at}${where}: ${message}`);
+    if (disk.iscsi?.iqn !== undefined) {
+      const { portal, initiators, chapFile, insecureDemoMode } = disk.iscsi;
+      const access = JSON.stringify([portal, [...(initiators ?? [])].sort(), chapFile, insecureDemoMode]);
+      const shared = targets.get(disk.iscsi.iqn);
+      if (shared === undefined) targets.set(disk.iscsi.iqn, { first: i, access, luns: new Map() });
+      else if (shared.access !== access) {
+        problem(
+          '.iscsi',
+          `shares target ${disk.iscsi.iqn} with disks[${shared.first}], so its portal, initiators, chapFile and insecureDemoMode must be the same`,
+        );
+      }
+      const target = targets.get(disk.iscsi.iqn)!;
+      if (disk.lun !== undefined) {
+        const taken = target.luns.get(disk.lun);
+        if (taken !== undefined)
+          problem('.lun', `LUN ${disk.lun} of ${disk.iscsi.iqn} is disks[${taken}]'s too`);
+        else target.luns.set(disk.lun, i);
+      }
+    }
     for (const [field, value] of [
       ['name', disk.name],
       ['image', resolve(base, disk.image)],

@@ -1,7 +1,7 @@
 // `tcmufile serve --config` on the real kernel (kernel-vm): iSCSI logins through the ACLs and
 // CHAP it writes (libiscsi's iscsi-inq), then a SIGHUP reload, then SIGTERM. Runs as root in the VM.
 import { type ChildProcessByStdio, execFile, spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -98,6 +98,8 @@ describe('tcmufile serve --config on the real kernel', { timeout: 1_200_000 }, (
     const write = (disks: object[]) => writeFile(config, JSON.stringify({ dir: join(dir, 'nodes'), disks }));
     await write([
       { name: 'kt-acl', image: 'acl.img', size: '16M', io: 'sync', iscsi: iscsi(iqnA, 'chap.json') },
+      // A second LUN behind the same target (the lowest free number: 1; its loopback LUN is 0).
+      { name: 'kt-acl1', image: 'acl1.img', size: '8M', iscsi: iscsi(iqnA, 'chap.json') },
       { name: 'kt-mutual', image: 'mutual.img', size: '16M', io: 'sync', iscsi: iscsi(iqnB, 'mutual.json') },
     ]);
 
@@ -111,9 +113,10 @@ describe('tcmufile serve --config on the real kernel', { timeout: 1_200_000 }, (
     );
     child.stdout.setEncoding('utf8').on('data', (chunk: string) => stdout.push(chunk));
     child.stderr.setEncoding('utf8').on('data', (chunk: string) => stderr.push(chunk));
-    await until('both disks up', () => lines().length === 2);
+    await until('the disks up', () => lines().length === 3);
     expect(lines()).toEqual([
       `kt-acl ${join(dir, 'nodes', 'kt-acl')}`,
+      `kt-acl1 ${join(dir, 'nodes', 'kt-acl1')}`,
       `kt-mutual ${join(dir, 'nodes', 'kt-mutual')}`,
     ]);
 
@@ -130,6 +133,14 @@ describe('tcmufile serve --config on the real kernel', { timeout: 1_200_000 }, (
     expect(allowed.output).toMatch(/Peripheral Device Type/i);
     const wrongSecret = await inquire(client, urlA('client', 'wrong-secret1'));
     expect(wrongSecret.code, wrongSecret.output).not.toBe(0);
+    const lun1 = await inquire(client, urlA('client', 'right-secret1').replace(/\/0$/, '/1'));
+    expect(lun1.code, lun1.output).toBe(0);
+    expect(readdirSync(`${tpgA}/lun`).sort()).toEqual(['lun_0', 'lun_1']);
+    expect(
+      readdirSync(`${tpgA}/acls/${client}`)
+        .filter((e) => e.startsWith('lun_'))
+        .sort(),
+    ).toEqual(['lun_0', 'lun_1']);
     const unlisted = await inquire(stranger, urlA('client', 'right-secret1'));
     expect(unlisted.code, unlisted.output).not.toBe(0);
 
@@ -142,7 +153,8 @@ describe('tcmufile serve --config on the real kernel', { timeout: 1_200_000 }, (
     expect(impostor.code, impostor.output).not.toBe(0);
     expect(impostor.output).toMatch(/CHAP_R/);
 
-    // Reload: kt-mutual goes, kt-new comes, kt-acl (unchanged) keeps its target.
+    // Reload: kt-mutual and kt-acl1 (LUN 1 of kt-acl's target) go, kt-new comes, kt-acl
+    // (unchanged) keeps its target and LUN 0.
     await write([
       { name: 'kt-acl', image: 'acl.img', size: '16M', io: 'sync', iscsi: iscsi(iqnA, 'chap.json') },
       { name: 'kt-new', image: 'new.img', size: '8M', io: 'sync' },
@@ -150,15 +162,19 @@ describe('tcmufile serve --config on the real kernel', { timeout: 1_200_000 }, (
     child.kill('SIGHUP');
     await until('reloaded', () => stderr.join('').includes('SIGHUP: reloaded'));
     expect(lines().at(-1)).toBe(`kt-new ${join(dir, 'nodes', 'kt-new')}`);
-    expect(stderr.join('')).toContain('1 added, 1 removed, 1 unchanged');
+    expect(stderr.join('')).toContain('1 added, 2 removed, 1 unchanged');
     expect(existsSync(`${ISCSI}/${iqnB}`)).toBe(false);
-    expect(stderr.join('')).not.toContain('removed kt-acl');
+    expect(readdirSync(`${tpgA}/lun`)).toEqual(['lun_0']);
+    expect(existsSync(`${tpgA}/acls/${client}/lun_1`)).toBe(false);
+    expect(stderr.join('')).not.toMatch(/removed kt-acl(?![\w-])/);
+    expect(stderr.join('')).toContain('removed kt-acl1');
     expect((await inquire(client, urlA('client', 'right-secret1'))).code).toBe(0);
 
     child.kill('SIGTERM');
     const code = await new Promise<number | null>((done) => child!.once('exit', done));
     expect(code, stderr.join('')).toBe(0);
     expect(existsSync(`${ISCSI}/${iqnA}`)).toBe(false);
-    for (const name of ['kt-acl', 'kt-new']) expect(existsSync(join(dir, 'nodes', name))).toBe(false);
+    for (const name of ['kt-acl', 'kt-acl1', 'kt-new'])
+      expect(existsSync(join(dir, 'nodes', name))).toBe(false);
   });
 });

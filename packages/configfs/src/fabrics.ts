@@ -10,7 +10,7 @@ import {
   NotFoundError,
 } from './errors.js';
 import type { DirEntry } from './host-fs.js';
-import type { Disk, LoopbackLun, LoopbackLunOptions, WaitOptions } from './model.js';
+import type { Disk, IscsiTargetLun, LoopbackLun, LoopbackLunOptions, WaitOptions } from './model.js';
 import type { OwnershipControl } from './ownership.js';
 import { transaction } from './transaction.js';
 import {
@@ -144,6 +144,37 @@ export class Fabrics {
     }
     if (await this.ownership.mayRemoveTarget(await this.ownership.owners.read(targetRel))) {
       await this.removeTarget('loopback', lun.wwn);
+    }
+  }
+
+  /**
+   * Caller holds the lock. One iSCSI LUN: the ACLs' mapped LUNs that point at it, then the
+   * LUN; the target goes with its last LUN when it is ours (or its owner is dead).
+   */
+  async removeIscsiLun(lun: IscsiTargetLun): Promise<void> {
+    const { ctx } = this;
+    if (await ctx.fs.exists(lun.path)) {
+      const resolved = await ctx.fs.realpath(lun.path).catch(() => lun.path);
+      for (const acl of await ctx.listDirs(`${lun.tpgPath}/acls`)) {
+        const aclPath = `${lun.tpgPath}/acls/${acl}`;
+        for (const mapped of await ctx.listDirs(aclPath)) {
+          if (!LUN_DIR.test(mapped)) continue;
+          const { resolved: to } = await this.describeLun(`${aclPath}/${mapped}`);
+          if (to === resolved) await this.removeLunDir(`${aclPath}/${mapped}`);
+        }
+      }
+      await this.removeLunDir(lun.path);
+    }
+    const targetRel = `iscsi/${lun.iqn}`;
+    if (!(await ctx.fs.exists(`${ctx.targetRoot}/${targetRel}`))) {
+      await this.ownership.dropMarker(targetRel);
+      return;
+    }
+    for (const lunDir of await this.listLunDirs(lun.tpgPath)) {
+      if ((await this.describeLun(`${lun.tpgPath}/lun/${lunDir}`)).alias !== undefined) return;
+    }
+    if (await this.ownership.mayRemoveTarget(await this.ownership.owners.read(targetRel))) {
+      await this.removeTarget('iscsi', lun.iqn);
     }
   }
 

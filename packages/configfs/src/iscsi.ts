@@ -1,13 +1,15 @@
 import { randomBytes } from 'node:crypto';
 import type { Backstores } from './backstores.js';
 import type { ConfigfsContext } from './context.js';
-import { AlreadyExistsError, InvalidOptionError } from './errors.js';
+import { AlreadyExistsError, InvalidOptionError, NotFoundError } from './errors.js';
 import type {
   ChapCredentials,
   InitiatorAclOptions,
   IscsiExportOptions,
   IscsiLun,
+  IscsiLunOptions,
   IscsiTarget,
+  IscsiTargetLun,
   MappedLunOptions,
 } from './model.js';
 import type { OwnershipControl } from './ownership.js';
@@ -122,6 +124,45 @@ export class Iscsi {
           tx.add(`disable ${tpgPath}`, () => ctx.write(`${tpgPath}/enable`, '0'));
         }
         return { kind: 'iscsi-target', iqn, tpgt, path: targetPath, tpgPath, portals, luns };
+      });
+  }
+
+  /**
+   * One more LUN on an iSCSI target of this process (several devices behind one target), mapped
+   * at its own number for every initiator ACL the TPG has, as exportIscsi maps its LUNs.
+   * Validates now; the returned step runs under the lock.
+   */
+  prepareAddLun(options: IscsiLunOptions): () => Promise<IscsiTargetLun> {
+    const iqn = validateIqn('target IQN', options.iqn);
+    const tpgt = validateInteger('tpgt', options.tpgt ?? 1, 1, MAX_ISCSI_TPGT);
+    const lun = validateInteger('lun', options.lun, 0, MAX_LUN);
+    const alias = validateObjectName('LUN alias', options.alias ?? options.backstore.name);
+    const { ctx, ownership, backstores } = this;
+    return () =>
+      transaction(`adding LUN ${lun} to iSCSI target ${iqn}`, async (tx) => {
+        const backstorePath = backstores.path(options.backstore);
+        await backstores.requireEnabled(options.backstore, backstorePath);
+        const targetRel = `iscsi/${iqn}`;
+        const tpgPath = `${ctx.targetRoot}/${targetRel}/tpgt_${tpgt}`;
+        if (!(await ctx.fs.exists(tpgPath)))
+          throw new NotFoundError(`iSCSI target ${iqn} TPG ${tpgt}`, tpgPath);
+        await ownership.requireOwnTarget(targetRel);
+        const lunPath = `${tpgPath}/lun/lun_${lun}`;
+        if (await ctx.fs.exists(lunPath)) throw new AlreadyExistsError(`LUN ${lun}`, lunPath);
+        const acls = await ctx.listDirs(`${tpgPath}/acls`);
+        for (const acl of acls) {
+          const mappedPath = `${tpgPath}/acls/${acl}/lun_${lun}`;
+          if (await ctx.fs.exists(mappedPath))
+            throw new AlreadyExistsError(`mapped LUN ${lun} of ${acl}`, mappedPath);
+        }
+        await ctx.mkdir(tx, lunPath);
+        await ctx.link(tx, backstorePath, `${lunPath}/${alias}`);
+        for (const acl of acls) {
+          const mappedPath = `${tpgPath}/acls/${acl}/lun_${lun}`;
+          await ctx.mkdir(tx, mappedPath);
+          await ctx.link(tx, lunPath, `${mappedPath}/tpg_lun_${lun}`);
+        }
+        return { kind: 'iscsi-lun', iqn, tpgt, lun, tpgPath, path: lunPath };
       });
   }
 }

@@ -419,6 +419,63 @@ describe('iSCSI', () => {
     expect(await kernel.exists(t.path)).toBe(false);
   });
 
+  it('adds and removes LUNs of an own target, mapped for every ACL; the target goes with its last LUN', async () => {
+    const first = await manager.createFileioBackstore({ name: 'f1', file: '/tmp/f1', size: MiB });
+    const second = await manager.createFileioBackstore({ name: 'f2', file: '/tmp/f2', size: MiB });
+    const clients = ['iqn.1994-05.com.example:a', 'iqn.1994-05.com.example:b'];
+    const t = await manager.exportIscsi({
+      iqn: 'iqn.2003-01.org.example:shared',
+      portals: ['127.0.0.1:3260'],
+      luns: [{ backstore: first }],
+      access: { mode: 'acl', initiators: clients.map((iqn) => ({ iqn })) },
+    });
+    const added = await manager.addIscsiLun({ iqn: t.iqn, backstore: second, lun: 1 });
+    expect(added).toMatchObject({ kind: 'iscsi-lun', lun: 1, path: `${t.tpgPath}/lun/lun_1` });
+    expect(await kernel.realpath(`${added.path}/f2`)).toBe(second.path);
+    for (const client of clients) {
+      expect(await kernel.realpath(`${t.tpgPath}/acls/${client}/lun_1/tpg_lun_1`)).toBe(added.path);
+    }
+    // Taken numbers are refused before anything is made.
+    await expect(manager.addIscsiLun({ iqn: t.iqn, backstore: second, lun: 0 })).rejects.toBeInstanceOf(
+      AlreadyExistsError,
+    );
+    await expect(
+      manager.addIscsiLun({ iqn: 'iqn.2003-01.org.example:none', backstore: second, lun: 0 }),
+    ).rejects.toBeInstanceOf(NotFoundError);
+
+    // The first LUN goes: its mappings with it, the target and the other LUN stay.
+    await manager.removeIscsiLun({
+      kind: 'iscsi-lun',
+      iqn: t.iqn,
+      tpgt: 1,
+      lun: 0,
+      tpgPath: t.tpgPath,
+      path: `${t.tpgPath}/lun/lun_0`,
+    });
+    expect(await kernel.exists(`${t.tpgPath}/lun/lun_0`)).toBe(false);
+    for (const client of clients) {
+      expect(await kernel.exists(`${t.tpgPath}/acls/${client}/lun_0`)).toBe(false);
+      expect(await kernel.exists(`${t.tpgPath}/acls/${client}/lun_1`)).toBe(true);
+    }
+    await manager.removeIscsiLun(added);
+    expect(await kernel.exists(t.path)).toBe(false);
+    await manager.removeIscsiLun(added); // idempotent
+    await manager.teardown([first, second]);
+  });
+
+  it("does not add a LUN to another process's target", async () => {
+    const bs = await manager.createFileioBackstore({ name: 'f', file: '/tmp/f', size: MiB });
+    const iqn = 'iqn.2003-01.org.example:theirs';
+    await kernel.mkdir(`${target}/iscsi`).catch(() => undefined);
+    await kernel.mkdir(`${target}/iscsi/${iqn}`);
+    await kernel.mkdir(`${target}/iscsi/${iqn}/tpgt_1`);
+    await expect(manager.addIscsiLun({ iqn, backstore: bs, lun: 0 })).rejects.toBeInstanceOf(
+      AlreadyExistsError,
+    );
+    expect(await kernel.exists(`${target}/iscsi/${iqn}/tpgt_1/lun/lun_0`)).toBe(false);
+    await manager.teardown([bs]);
+  });
+
   it('writes mutual CHAP to auth/userid_mutual and auth/password_mutual, demo mode off', async () => {
     const bs = await manager.createFileioBackstore({ name: 'f', file: '/tmp/f', size: MiB });
     const initiator = 'iqn.1994-05.com.redhat:client';

@@ -15,7 +15,9 @@ import type {
   Handle,
   Inventory,
   IscsiExportOptions,
+  IscsiLunOptions,
   IscsiTarget,
+  IscsiTargetLun,
   LoopbackLun,
   LoopbackLunOptions,
   UioDevice,
@@ -143,6 +145,19 @@ export class TargetManager {
     return this.ownership.serialized(this.iscsi.prepareExport(options));
   }
 
+  /**
+   * Adds a LUN to an iSCSI target this process exported, mapped for each of its initiator ACLs:
+   * several backstores behind one target.
+   */
+  async addIscsiLun(options: IscsiLunOptions): Promise<IscsiTargetLun> {
+    return this.ownership.serialized(this.iscsi.prepareAddLun(options));
+  }
+
+  /** Removes one iSCSI LUN and its ACL mappings; the target goes with its last LUN when ours. Idempotent. */
+  async removeIscsiLun(lun: IscsiTargetLun): Promise<void> {
+    await this.ownership.serialized(() => this.fabrics.removeIscsiLun(lun));
+  }
+
   // ---------------------------------------------------------------- teardown
 
   /**
@@ -159,6 +174,7 @@ export class TargetManager {
       try {
         if (handle.kind === 'loopback-lun') await this.removeLun(handle);
         else if (handle.kind === 'iscsi-target') await this.removeTarget('iscsi', handle.iqn);
+        else if (handle.kind === 'iscsi-lun') await this.removeIscsiLun(handle);
         else await this.removeBackstore(handle);
       } catch (error) {
         errors.push(error);

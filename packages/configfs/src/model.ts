@@ -66,8 +66,31 @@ export interface IscsiTarget {
   readonly luns: readonly IscsiLun[];
 }
 
+/** One LUN of an iSCSI target: what `addIscsiLun()` made, what `removeIscsiLun()` takes. */
+export interface IscsiTargetLun {
+  readonly kind: 'iscsi-lun';
+  readonly iqn: string;
+  readonly tpgt: number;
+  readonly lun: number;
+  /** Absolute configfs path of the TPG (`.../iscsi/<iqn>/tpgt_<n>`). */
+  readonly tpgPath: string;
+  /** Absolute configfs path of the LUN directory. */
+  readonly path: string;
+}
+
+export interface IscsiLunOptions {
+  /** An iSCSI target this process exported. */
+  readonly iqn: string;
+  /** Default 1. */
+  readonly tpgt?: number;
+  readonly backstore: BackstoreRef;
+  readonly lun: number;
+  /** Name of the LUN's symlink; default: the backstore name. */
+  readonly alias?: string;
+}
+
 /** Anything `teardown()` accepts. */
-export type Handle = Backstore | LoopbackLun | IscsiTarget;
+export type Handle = Backstore | LoopbackLun | IscsiTarget | IscsiTargetLun;
 
 export interface UserBackstoreOptions {
   /** Directory name; also the default `dev_config` (`tcmu-node/<name>`). */

@@ -863,6 +863,29 @@ describe('several devices', () => {
     expect(await leftovers()).toEqual([]);
   });
 
+  it('several devices behind one iSCSI target: each adds its LUN, mapped for the ACLs; the target goes with the last', async () => {
+    const iqn = 'iqn.2003-01.org.example:shared';
+    const client = 'iqn.1994-05.com.redhat:client';
+    const fabric = { type: 'iscsi', portal: '127.0.0.1:3260', iqn, initiators: [{ iqn: client }] } as const;
+    const tpg = `${harness.kernel.roots.configfs}/target/iscsi/${iqn}/tpgt_1`;
+    const first = await open({ name: 'shared-a', fabric });
+    const second = await open({ name: 'shared-b', fabric });
+    try {
+      expect([first.luns[0]!.lun, second.luns[0]!.lun]).toEqual([0, 1]);
+      expect(await harness.kernel.realpath(`${tpg}/acls/${client}/lun_1/tpg_lun_1`)).toBe(`${tpg}/lun/lun_1`);
+      await first.close();
+      // The second one's LUN and mapping stay, and it keeps serving.
+      expect(await harness.kernel.exists(`${tpg}/lun/lun_0`)).toBe(false);
+      expect(await harness.kernel.exists(`${tpg}/acls/${client}/lun_0`)).toBe(false);
+      expect(await harness.kernel.exists(`${tpg}/acls/${client}/lun_1`)).toBe(true);
+      expect((await harness.submit(second, { cdb: inquiry(), dataInLength: 96 })).status).toBe(GOOD);
+    } finally {
+      await first.close();
+      await second.close();
+    }
+    expect(await leftovers()).toEqual([]);
+  });
+
   it('serves no fabric at all when asked (external wiring)', async () => {
     const device = await open({ fabric: { type: 'none' } });
     try {

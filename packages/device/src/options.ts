@@ -25,6 +25,9 @@ export type FabricOptions =
   /**
    * An LIO iSCSI target on `portal` (default 127.0.0.1:3260). Without `initiators`: demo mode,
    * any initiator, no CHAP. With them: only those initiators (ACLs), each with CHAP if given.
+   * An `iqn` another device of this process already exports is joined: this device's LUN is
+   * added to that target (the lowest free number unless `lun`), mapped for the initiators it
+   * lists; the target's portal and access stay the first device's. It goes with its last LUN.
    */
   | {
       readonly type: 'iscsi';

@@ -1,8 +1,10 @@
 import * as fsp from 'node:fs/promises';
 import { dirname } from 'node:path';
 import {
+  AlreadyExistsError,
   type FoundUserBackstore,
   type HostFs,
+  type IscsiTargetLun,
   type LoopbackLun,
   type Roots,
   TargetManager,
@@ -37,6 +39,7 @@ export interface SystemPlatformOptions {
 /** The kernel's fixed TCMU queue depth (tcmu_configure_device sets hw_queue_depth = 128). */
 const TCMU_HW_QUEUE_DEPTH = 128;
 const LOOPBACK_TPGT = 1;
+const ISCSI_TPGT = 1;
 
 interface IscsiTargetHandle {
   readonly iqn: string;
@@ -62,7 +65,20 @@ export function systemPlatform(options: SystemPlatformOptions = {}): DevicePlatf
     ((uio: UioRef, ring: RingOpenOptions) =>
       TcmuRing.open({ uioPath: uio.path, mapSize: uio.mapSize, ...ring }));
 
-  const loopbackTpg = (wwn: string) => `${manager.targetRoot}/loopback/${wwn}/tpgt_${LOOPBACK_TPGT}`;
+  const tpgOf = (target: TargetRef) =>
+    `${target.path}/tpgt_${target.type === 'loopback' ? LOOPBACK_TPGT : ISCSI_TPGT}`;
+  /** What removeIscsiLun takes: LUN `lun` of the target, whether exportIscsi or addIscsiLun made it. */
+  const iscsiLun = (target: TargetRef, lun: number): IscsiTargetLun => {
+    const tpgPath = tpgOf(target);
+    return {
+      kind: 'iscsi-lun',
+      iqn: target.wwn,
+      tpgt: ISCSI_TPGT,
+      lun,
+      tpgPath,
+      path: `${tpgPath}/lun/lun_${lun}`,
+    };
+  };
 
   return {
     async createBackstore(spec) {
@@ -178,8 +194,7 @@ export function systemPlatform(options: SystemPlatformOptions = {}): DevicePlatf
     },
 
     async usedLuns(target) {
-      if (target.type !== 'loopback') return [];
-      const entries = await fs.readdir(`${loopbackTpg(target.wwn)}/lun`).catch(() => []);
+      const entries = await fs.readdir(`${tpgOf(target)}/lun`).catch(() => []);
       const used: number[] = [];
       for (const entry of entries) {
         const match = /^lun_(\d+)$/.exec(entry.name);
@@ -201,14 +216,26 @@ export function systemPlatform(options: SystemPlatformOptions = {}): DevicePlatf
         return { target, lun, handle: created };
       }
       const { iqn, portal, initiators } = target.handle as IscsiTargetHandle;
-      const created = await manager.exportIscsi({
-        iqn,
-        portals: [portal],
-        luns: [{ backstore: ref, lun }],
-        // ACLs turn demo mode off: only the listed initiators log in, with CHAP when they have it.
-        ...(initiators === undefined ? {} : { access: { mode: 'acl', initiators } }),
-      });
-      return { target, lun, handle: created };
+      // Several devices of this process behind one IQN: the first exports the target (portal,
+      // ACLs, CHAP); the others add their LUN to it, mapped for the initiators it lists.
+      const join = () => manager.addIscsiLun({ iqn, tpgt: ISCSI_TPGT, backstore: ref, lun });
+      if (await fs.exists(target.path)) return { target, lun, handle: await join() };
+      try {
+        const created = await manager.exportIscsi({
+          iqn,
+          tpgt: ISCSI_TPGT,
+          portals: [portal],
+          luns: [{ backstore: ref, lun }],
+          // ACLs turn demo mode off: only the listed initiators log in, with CHAP when they have it.
+          ...(initiators === undefined ? {} : { access: { mode: 'acl', initiators } }),
+        });
+        return { target, lun, handle: created };
+      } catch (error) {
+        // Another device of ours exported it in between.
+        if (error instanceof AlreadyExistsError && (await fs.exists(target.path)))
+          return { target, lun, handle: await join() };
+        throw error;
+      }
     },
 
     async waitForDisk(lun) {
@@ -245,14 +272,14 @@ export function systemPlatform(options: SystemPlatformOptions = {}): DevicePlatf
     removeNode,
 
     async removeLun(lun) {
-      // An iSCSI LUN goes with its target (removeTarget).
       if (lun.target.type === 'loopback') await manager.removeLun(lun.handle as LoopbackLun);
+      else await manager.removeIscsiLun(iscsiLun(lun.target, lun.lun));
     },
 
     async removeTarget(target) {
-      // A loopback target may be shared (same WWN given to several devices):
-      // it goes only with its last LUN.
-      if (target.type === 'loopback' && (await this.usedLuns(target)).length > 0) return;
+      // A target may be shared (the same WWN or IQN given to several devices): it goes only
+      // with its last LUN.
+      if ((await this.usedLuns(target)).length > 0) return;
       await manager.removeTarget(target.type, target.wwn);
     },
 
