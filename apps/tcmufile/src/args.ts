@@ -85,6 +85,8 @@ export interface StopCommand {
   /** Leave the disk for the next `serve` (SIGUSR2) instead of removing it (SIGTERM). */
   keep: boolean;
   timeoutS: number;
+  /** Where the serve's control socket is: a disk of a `serve --config` stops alone through it. */
+  controlDir: string;
 }
 
 /** `tcmufile serve --config FILE`: every disk the file lists, reloaded on SIGHUP. */
@@ -315,6 +317,7 @@ const stopOptions = {
     default: 30,
     help: 'how long to wait for the process to exit, in seconds',
   }),
+  'control-dir': controlDirOption,
   help: helpFlag,
 } satisfies OptionTable;
 
@@ -453,13 +456,15 @@ export const commands: Readonly<Record<CommandName, CommandDefinition>> = {
       'Stops the `tcmufile serve` serving NAME (found through its ownership marker) and waits for ' +
       'it to exit. Without --keep it removes the disk (SIGTERM); with --keep it leaves the disk, ' +
       'LUN and node for the next serve of the same image (SIGUSR2): an upgrade is `tcmufile stop ' +
-      'NAME --keep` and then `tcmufile serve` of the new version.',
+      'NAME --keep` and then `tcmufile serve` of the new version. A disk of a `serve --config` ' +
+      'stops alone, through its control socket, and the other disks keep being served.',
     options: stopOptions,
     build: (values, [name]) => ({
       kind: 'stop',
       name: checkVolumeName(name!),
       keep: values.keep,
       timeoutS: values.timeout,
+      controlDir: values['control-dir'],
     }),
   }),
   doctor: defineCommand({

@@ -610,3 +610,58 @@ describe('the service features on the real kernel', { timeout: 900_000 }, () => 
     expect(leftovers(name)).toEqual([]);
   });
 });
+
+describe('online resize of a mounted file system on the real kernel', { timeout: 900_000 }, () => {
+  it('tcmufile resize grows the disk under a mounted ext4; resize2fs grows it online, the data and fsck hold', async () => {
+    const name = 'tcmufile-kt-grow';
+    const controlDir = join(dir, 'run-grow');
+    const mnt = join(dir, 'mnt-grow');
+    const running = start([
+      'serve',
+      join(dir, 'grow.img'),
+      '--size',
+      '48M',
+      '--name',
+      name,
+      '--control-dir',
+      controlDir,
+    ]);
+    const node = await firstLine(running);
+    const sizeOf = () => Number(sh(`blockdev --getsize64 ${node}`).trim());
+    expect(sizeOf()).toBe(48 << 20);
+    sh(`mkfs.ext4 -q -F ${node} && mkdir -p ${mnt} && mount ${node} ${mnt}`);
+    // Checksums, not buffers, are compared: a mismatch must not make the test diff megabytes.
+    sh(`dd if=/dev/urandom of=${mnt}/before bs=1M count=8 status=none conv=fsync`);
+    const before = sh(`sha256sum ${mnt}/before`).split(' ')[0];
+    const fsBlocks = () =>
+      Number(sh(`stat -f -c %b ${mnt}`).trim()) * Number(sh(`stat -f -c %S ${mnt}`).trim());
+    const smallFs = fsBlocks();
+
+    const grown = await runToExit(['resize', name, '160M', '--control-dir', controlDir]);
+    expect(grown.code, grown.stderr).toBe(0);
+    expect(grown.stdout).toContain('resize2fs');
+    // The kernel learnt the size (CAPACITY DATA HAS CHANGED, rescan): the mounted disk grew.
+    const deadline = Date.now() + 60_000;
+    while (sizeOf() !== 160 << 20 && Date.now() < deadline)
+      await new Promise((done) => setTimeout(done, 200));
+    expect(sizeOf()).toBe(160 << 20);
+    sh(`resize2fs ${node} 2>&1`);
+    expect(fsBlocks()).toBeGreaterThan(smallFs * 2.5);
+    // Data past the old end: a file bigger than the whole old disk.
+    sh(`dd if=/dev/urandom of=${mnt}/after bs=1M count=64 status=none conv=fsync`);
+    const after = sh(`sha256sum ${mnt}/after`).split(' ')[0];
+    sh(`umount ${mnt}`);
+    sh(`fsck.ext4 -fn ${node} 2>&1`);
+    sh(`mount ${node} ${mnt}`);
+    expect(
+      sh(`sha256sum ${mnt}/before ${mnt}/after`)
+        .split('\n')
+        .map((l) => l.split(' ')[0])
+        .slice(0, 2),
+    ).toEqual([before, after]);
+    sh(`umount ${mnt}`);
+    running.child.kill('SIGTERM');
+    expect((await running.exited).code).toBe(0);
+    expect(leftovers(name)).toEqual([]);
+  });
+});

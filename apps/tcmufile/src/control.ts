@@ -6,14 +6,17 @@ import { CliError, ExitCode, exitCodeFor } from './errors.js';
 
 /**
  * The control socket of a serving process: a unix stream socket (mode 0600) named after the
- * volume, one JSON request per line, one JSON response line each. `tcmufile status` and
- * `tcmufile resize` are its clients.
+ * volume, one JSON request per line, one JSON response line each. `tcmufile status`,
+ * `tcmufile resize` and `tcmufile stop` are its clients.
  */
 export const defaultControlDir = '/run/tcmufile';
 
 export const controlSocketPath = (dir: string, name: string): string => join(dir, `${name}.sock`);
 
-export type ControlRequest = { op: 'status' } | { op: 'resize'; size: number; force: boolean };
+export type ControlRequest =
+  | { op: 'status' }
+  | { op: 'resize'; size: number; force: boolean }
+  | { op: 'stop'; keep: boolean };
 
 export type ControlResponse =
   | { ok: true; result: unknown }
@@ -22,6 +25,11 @@ export type ControlResponse =
 export interface ControlHandlers {
   status(): unknown;
   resize(sizeBytes: number, force: boolean): Promise<unknown>;
+  /**
+   * Stops this one disk of a serve of several (`tcmufile stop NAME [--keep]`); without it the
+   * answer is `{ bySignal: true }`: the whole serve stops, by signal.
+   */
+  stop?(keep: boolean): Promise<unknown>;
 }
 
 /** The control socket is unusable, or the serve behind it said no. */
@@ -84,6 +92,10 @@ async function answer(line: string, handlers: ControlHandlers): Promise<ControlR
         return { ok: false, error: 'resize needs a positive whole size in bytes' };
       }
       return { ok: true, result: await handlers.resize(size, force === true) };
+    }
+    if (op === 'stop') {
+      if (handlers.stop === undefined) return { ok: true, result: { bySignal: true } };
+      return { ok: true, result: await handlers.stop((request as { keep?: unknown }).keep === true) };
     }
     return { ok: false, error: `unknown op ${JSON.stringify(op)}` };
   } catch (error) {

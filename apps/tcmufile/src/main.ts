@@ -23,7 +23,7 @@ import { processSecrets } from './iscsi-access.js';
 import { serveConfig } from './multi-serve.js';
 import { openImageDevice } from './open-device.js';
 import { resizeServe, statusOfServes } from './control-commands.js';
-import { controlSocketPath, startControlServer } from './control.js';
+import { controlSocketPath, defaultControlDir, startControlServer } from './control.js';
 import { startMetricsServer } from './metrics.js';
 import { systemdNotifier } from './notify.js';
 import { runShell } from './run.js';
@@ -158,6 +158,14 @@ async function run(
         logger,
         readConfig: (path) => readFile(path, 'utf8'),
         secrets: processSecrets,
+        now: () => performance.now(),
+        notifier: systemdNotifier({
+          onError: (error) =>
+            logger.warn({ err: error }, `systemd-notify failed: ${(error as Error).message}`),
+        }),
+        // One socket per disk, NAME.sock, as a single serve has.
+        startControl: (name, handlers) =>
+          startControlServer(controlSocketPath(defaultControlDir, name), handlers),
         onReload: (listener) => {
           process.on('SIGHUP', listener);
           return () => process.off('SIGHUP', listener);

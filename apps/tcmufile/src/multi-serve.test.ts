@@ -1,5 +1,6 @@
 import { describe, expect, it, vi } from 'vitest';
 import { ConfigError } from './config.js';
+import type { ControlHandlers } from './control.js';
 import type { Logger } from './log.js';
 import { type ServeConfigDependencies, serveConfig } from './multi-serve.js';
 import type { DeviceRequest, ServedDevice } from './serve.js';
@@ -29,6 +30,7 @@ function harness(initial: unknown) {
   const messages: string[] = [];
   const requests: DeviceRequest[] = [];
   const failOpen = new Set<string>();
+  const controls = new Map<string, ControlHandlers>();
   let reload: (() => void) | undefined;
   let stop!: (signal: string) => void;
   const stopped = new Promise<string>((resolve) => {
@@ -54,6 +56,16 @@ function harness(initial: unknown) {
     waitForStop: () => stopped,
     writeOut: (text) => out.push(text),
     logger,
+    now: () => 0,
+    startControl: async (name, handlers) => {
+      controls.set(name, handlers);
+      return {
+        path: `/run/tcmufile/${name}.sock`,
+        close: async () => {
+          if (controls.delete(name)) events.push(`control closed ${name}`);
+        },
+      };
+    },
     readConfig: async () => config,
     secrets: { env: {}, readFile: async () => ({ text: '{"userid":"u","password":"p"}', mode: 0o100600 }) },
     onReload: (listener) => {
@@ -66,6 +78,7 @@ function harness(initial: unknown) {
   return {
     deps,
     events,
+    controls,
     out,
     messages,
     requests,
@@ -116,6 +129,56 @@ describe('serve --config', () => {
     expect(await done).toBe(0);
     expect(h.events).toEqual(['open a', 'open b', 'close a', 'close b']);
     expect(h.subscribed()).toBe(false);
+  });
+
+  it('each disk has its control socket: status of that disk, and stop (or --keep) of it alone', async () => {
+    const h = harness({ disks: [disk('a'), disk('b'), disk('c')] });
+    const done = serveConfig({ kind: 'serve-config', config: configPath }, h.deps);
+    await vi.waitFor(() => expect(h.out).toHaveLength(3));
+    expect([...h.controls.keys()]).toEqual(['a', 'b', 'c']);
+    expect(h.controls.get('b')!.status()).toMatchObject({
+      name: 'b',
+      image: '/srv/b.img',
+      node: '/dev/tcmufile/b',
+    });
+    expect(await h.controls.get('b')!.stop?.(false)).toEqual({ name: 'b', kept: false });
+    expect(await h.controls.get('c')!.stop?.(true)).toEqual({ name: 'c', kept: true });
+    expect(h.events).toEqual([
+      'open a',
+      'open b',
+      'open c',
+      'control closed b',
+      'close b',
+      'control closed c',
+      'detach c',
+    ]);
+    h.stop('SIGTERM');
+    expect(await done).toBe(0);
+    expect(h.events.slice(7)).toEqual(['control closed a', 'close a']);
+  });
+
+  it('tells systemd READY once every disk is served, and STOPPING on the stop signal', async () => {
+    const h = harness({ disks: [disk('a'), disk('b')] });
+    const sent: Array<Record<string, string>> = [];
+    let watchdog = 'off';
+    h.deps.notifier = {
+      send: async (assignments) => void sent.push({ ...assignments }),
+      startWatchdog: () => {
+        watchdog = 'on';
+        return () => {
+          watchdog = 'stopped';
+        };
+      },
+    };
+    const done = serveConfig({ kind: 'serve-config', config: configPath }, h.deps);
+    await vi.waitFor(() => expect(sent).toHaveLength(1));
+    expect(sent[0]).toEqual({ READY: '1', STATUS: `serving 2 disks of ${configPath}` });
+    expect(h.out).toHaveLength(2);
+    expect(watchdog).toBe('on');
+    h.stop('SIGTERM');
+    expect(await done).toBe(0);
+    expect(sent[1]).toEqual({ STOPPING: '1', STATUS: 'SIGTERM: stopping 2 disks' });
+    expect(watchdog).toBe('stopped');
   });
 
   it('a bad config creates nothing: every problem, exit 64, before the environment is even checked', async () => {

@@ -1,7 +1,9 @@
 import type { ServeConfigCommand } from './args.js';
 import { ConfigError, type DiskSpec, loadConfig } from './config.js';
+import type { ControlServer } from './control.js';
 import type { SecretSource } from './iscsi-access.js';
 import {
+  controlHandlers,
   type DeviceRequest,
   drainTimeoutMs,
   prepareServedImage,
@@ -12,7 +14,14 @@ import {
 export interface ServeConfigDependencies
   extends Pick<
     ServeDependencies,
-    'checkEnvironment' | 'prepareImage' | 'openDevice' | 'waitForStop' | 'logger'
+    | 'checkEnvironment'
+    | 'prepareImage'
+    | 'openDevice'
+    | 'waitForStop'
+    | 'logger'
+    | 'now'
+    | 'startControl'
+    | 'notifier'
   > {
   readConfig(path: string): Promise<string>;
   secrets: SecretSource;
@@ -25,7 +34,12 @@ export interface ServeConfigDependencies
 interface Running {
   readonly spec: DiskSpec;
   readonly device: ServedDevice;
+  /** Its control socket NAME.sock: status, resize, and stop of this disk alone. */
+  readonly control: ControlServer | undefined;
 }
+
+/** Stops one disk of the serve (`tcmufile stop NAME [--keep]` over its control socket). */
+type StopOne = (name: string, keep: boolean) => Promise<unknown>;
 
 /**
  * `tcmufile serve --config FILE`: serves every disk FILE lists; SIGHUP re-reads it. A bad file
@@ -42,8 +56,23 @@ export async function serveConfig(
   const specs = await load();
   await deps.checkEnvironment();
   const running = new Map<string, Running>();
+  // Until the next reload, which serves it again if the file still lists it.
+  const stopOne: StopOne = async (name, keep) => {
+    const disk = running.get(name);
+    if (disk === undefined) throw new Error(`${name} is no longer served`);
+    running.delete(name);
+    // The socket closes once this answer is out: the client hangs up after reading it.
+    void disk.control?.close();
+    if (keep) await disk.device.detach({ drainTimeoutMs });
+    else await disk.device.close({ drainTimeoutMs });
+    logger.info(
+      { volume: name, keep },
+      keep ? `left ${name} for the next serve (tcmufile stop --keep)` : `stopped ${name} (tcmufile stop)`,
+    );
+    return { name, kept: keep };
+  };
   try {
-    for (const spec of specs) running.set(spec.name, await start(spec, deps));
+    for (const spec of specs) running.set(spec.name, await start(spec, deps, stopOne));
   } catch (error) {
     await closeAll(running, deps);
     throw error;
@@ -52,23 +81,31 @@ export async function serveConfig(
     { config: command.config, disks: running.size },
     `serving ${running.size} disks of ${command.config}`,
   );
+  // systemd Type=notify: ready once every disk of the file is served.
+  await deps.notifier?.send({ READY: '1', STATUS: `serving ${running.size} disks of ${command.config}` });
+  const stopWatchdog = deps.notifier?.startWatchdog();
 
   // One reload at a time; a stop waits for the one under way.
   let reloading: Promise<void> = Promise.resolve();
   const unsubscribe = deps.onReload(() => {
-    reloading = reloading.then(() => reload(command.config, load, running, deps));
+    reloading = reloading.then(() => reload(command.config, load, running, deps, stopOne));
   });
   let signal: string;
   try {
     signal = await deps.waitForStop();
   } finally {
     unsubscribe();
+    stopWatchdog?.();
   }
   await reloading;
+  await deps.notifier?.send({ STOPPING: '1', STATUS: `${signal}: stopping ${running.size} disks` });
   if (signal === 'SIGUSR2') {
     logger.info({ signal }, `${signal}: leaving ${running.size} disks for the next tcmufile serve --config`);
     await settleAll(
-      [...running.values()].map(({ device }) => device.detach({ drainTimeoutMs })),
+      [...running.values()].map(async ({ device, control }) => {
+        await control?.close();
+        return device.detach({ drainTimeoutMs });
+      }),
       deps,
     );
     return 0;
@@ -83,6 +120,7 @@ async function reload(
   load: () => Promise<DiskSpec[]>,
   running: Map<string, Running>,
   deps: ServeConfigDependencies,
+  stopOne: StopOne,
 ): Promise<void> {
   const { logger } = deps;
   let specs: DiskSpec[];
@@ -96,9 +134,10 @@ async function reload(
   const wanted = new Map(specs.map((spec) => [spec.name, spec]));
   const removed = [...running.values()].filter(({ spec }) => wanted.get(spec.name)?.key !== spec.key);
   const added = specs.filter((spec) => running.get(spec.name)?.spec.key !== spec.key);
-  for (const { spec, device } of removed) {
+  for (const { spec, device, control } of removed) {
     running.delete(spec.name);
     try {
+      await control?.close();
       await device.close({ drainTimeoutMs });
       logger.info({ volume: spec.name }, `removed ${spec.name}`);
     } catch (error) {
@@ -111,7 +150,7 @@ async function reload(
   let failed = 0;
   for (const spec of added) {
     try {
-      running.set(spec.name, await start(spec, deps));
+      running.set(spec.name, await start(spec, deps, stopOne));
     } catch (error) {
       failed++;
       logger.error(
@@ -126,7 +165,7 @@ async function reload(
   );
 }
 
-async function start(spec: DiskSpec, deps: ServeConfigDependencies): Promise<Running> {
+async function start(spec: DiskSpec, deps: ServeConfigDependencies, stopOne: StopOne): Promise<Running> {
   const { logger } = deps;
   const image = await prepareServedImage(deps, {
     path: spec.image,
@@ -161,16 +200,29 @@ async function start(spec: DiskSpec, deps: ServeConfigDependencies): Promise<Run
       `device ${spec.name} opened without a disk: is tcm_loop working? (run \`tcmufile doctor\`)`,
     );
   }
+  let control: ControlServer | undefined;
+  try {
+    control = await deps.startControl?.(spec.name, {
+      ...controlHandlers(spec, image, device, deps),
+      stop: (keep) => stopOne(spec.name, keep),
+    });
+  } catch (error) {
+    await device.close({ drainTimeoutMs });
+    throw error;
+  }
   deps.writeOut(`${spec.name} ${path}\n`);
   logger.info(
     { volume: spec.name, disk: device.diskPath, node: device.nodePath, image: image.path, size: image.size },
     `serving ${image.path} as ${path}`,
   );
-  return { spec, device };
+  return { spec, device, control };
 }
 
 async function closeAll(running: Map<string, Running>, deps: ServeConfigDependencies): Promise<void> {
-  const devices = [...running.values()].map(({ device }) => device.close({ drainTimeoutMs }));
+  const devices = [...running.values()].map(async ({ device, control }) => {
+    await control?.close();
+    return device.close({ drainTimeoutMs });
+  });
   running.clear();
   await settleAll(devices, deps);
 }

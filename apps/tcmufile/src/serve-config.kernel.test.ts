@@ -44,6 +44,19 @@ function inquire(
   });
 }
 
+/** A tcmufile command run to completion: its exit code and stdout. */
+function cliRun(args: string[]): Promise<{ code: number; output: string }> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      ['--conditions=@tcmu/source', '--import', 'tsx', cli, ...args],
+      { cwd: appDir, timeout: 300_000, encoding: 'utf8' },
+      (error, stdout, stderr) =>
+        resolve({ code: error ? Number(error.code ?? 1) : 0, output: error ? `${stdout}${stderr}` : stdout }),
+    );
+  });
+}
+
 let dir: string;
 let child: ChildProcessByStdio<null, Readable, Readable> | undefined;
 const stdout: string[] = [];
@@ -168,6 +181,17 @@ describe('tcmufile serve --config on the real kernel', { timeout: 1_200_000 }, (
     expect(existsSync(`${tpgA}/acls/${client}/lun_1`)).toBe(false);
     expect(stderr.join('')).not.toMatch(/removed kt-acl(?![\w-])/);
     expect(stderr.join('')).toContain('removed kt-acl1');
+    expect((await inquire(client, urlA('client', 'right-secret1'))).code).toBe(0);
+
+    // Each disk has its control socket: status of one, and `tcmufile stop` of one alone.
+    const status = await cliRun(['status', 'kt-acl', '--json']);
+    expect(status.code, status.output).toBe(0);
+    expect(JSON.parse(status.output)[0]).toMatchObject({ name: 'kt-acl', state: 'ready' });
+    const stopped = await cliRun(['stop', 'kt-new']);
+    expect(stopped.code, stopped.output).toBe(0);
+    expect(stopped.output).toContain('kt-new stopped');
+    expect(existsSync(join(dir, 'nodes', 'kt-new'))).toBe(false);
+    expect(child.exitCode).toBeNull();
     expect((await inquire(client, urlA('client', 'right-secret1'))).code).toBe(0);
 
     child.kill('SIGTERM');

@@ -242,11 +242,11 @@ function startRun(
 }
 
 /** What the control socket answers: status, and online resize of the disk. */
-function controlHandlers(
-  command: ServeCommand,
+export function controlHandlers(
+  command: Pick<ServeCommand, 'name' | 'blockSize' | 'readOnly'>,
   image: PreparedImage,
   device: ServedDevice,
-  deps: ServeDependencies,
+  deps: Pick<ServeDependencies, 'logger' | 'now'>,
 ): ControlHandlers {
   const { logger } = deps;
   const startedAt = deps.now();

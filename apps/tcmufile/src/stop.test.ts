@@ -1,6 +1,10 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { TargetManager } from '@tcmu/configfs';
 import { FakeKernel } from '@tcmu/configfs/testing';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { type ControlHandlers, controlSocketPath, requestControl, startControlServer } from './control.js';
 import { CliError, ExitCode } from './errors.js';
 import type { Logger } from './log.js';
 import { stopServe } from './stop.js';
@@ -10,7 +14,9 @@ const SERVE_PID = 5151;
 
 let kernel: FakeKernel;
 let manager: TargetManager;
+let controlDir: string;
 beforeEach(async () => {
+  controlDir = await mkdtemp(join(tmpdir(), 'tcmufile-stop-'));
   kernel = await FakeKernel.create();
   manager = new TargetManager({ fs: kernel, roots: kernel.roots });
   await kernel.spawnProcess(SERVE_PID);
@@ -19,6 +25,7 @@ beforeEach(async () => {
 });
 afterEach(async () => {
   await kernel.dispose();
+  await rm(controlDir, { recursive: true, force: true });
 });
 
 /** A serve process that exits `afterMs` after its signal (the fake /proc entry goes). */
@@ -38,6 +45,7 @@ function fakeProcess(afterMs: number) {
           setTimeout(resolve, 1);
         }),
       now: () => now,
+      request: requestControl,
     },
   };
 }
@@ -47,7 +55,7 @@ describe('tcmufile stop', () => {
     const out: string[] = [];
     const proc = fakeProcess(20);
     const code = await stopServe(
-      { kind: 'stop', name: 'vol0', keep: true, timeoutS: 5 },
+      { kind: 'stop', name: 'vol0', keep: true, timeoutS: 5, controlDir },
       manager,
       { writeOut: (text) => out.push(text) },
       quiet,
@@ -61,7 +69,7 @@ describe('tcmufile stop', () => {
   it('without --keep sends SIGTERM', async () => {
     const proc = fakeProcess(1);
     await stopServe(
-      { kind: 'stop', name: 'vol0', keep: false, timeoutS: 5 },
+      { kind: 'stop', name: 'vol0', keep: false, timeoutS: 5, controlDir },
       manager,
       { writeOut() {} },
       quiet,
@@ -70,11 +78,63 @@ describe('tcmufile stop', () => {
     expect(proc.sent).toEqual([[SERVE_PID, 'SIGTERM']]);
   });
 
+  it('a disk of a serve --config stops alone through its control socket: no signal', async () => {
+    const asked: boolean[] = [];
+    const handlers: ControlHandlers = {
+      status: () => ({}),
+      resize: async () => ({}),
+      stop: async (keep) => {
+        asked.push(keep);
+        return { name: 'vol0', kept: keep };
+      },
+    };
+    const control = await startControlServer(controlSocketPath(controlDir, 'vol0'), handlers);
+    try {
+      const out: string[] = [];
+      const proc = fakeProcess(1);
+      for (const keep of [true, false]) {
+        const code = await stopServe(
+          { kind: 'stop', name: 'vol0', keep, timeoutS: 5, controlDir },
+          manager,
+          { writeOut: (text) => out.push(text) },
+          quiet,
+          proc.deps,
+        );
+        expect(code).toBe(ExitCode.ok);
+      }
+      expect(asked).toEqual([true, false]);
+      expect(proc.sent).toEqual([]);
+      expect(out).toEqual(['vol0 left in place\n', 'vol0 stopped\n']);
+    } finally {
+      await control.close();
+    }
+  });
+
+  it('a single serve answers "by signal" on its socket, and gets the signal', async () => {
+    const control = await startControlServer(controlSocketPath(controlDir, 'vol0'), {
+      status: () => ({}),
+      resize: async () => ({}),
+    });
+    try {
+      const proc = fakeProcess(1);
+      await stopServe(
+        { kind: 'stop', name: 'vol0', keep: false, timeoutS: 5, controlDir },
+        manager,
+        { writeOut() {} },
+        quiet,
+        proc.deps,
+      );
+      expect(proc.sent).toEqual([[SERVE_PID, 'SIGTERM']]);
+    } finally {
+      await control.close();
+    }
+  });
+
   it('says what to do for an unknown name, a dead owner, and an owner that does not exit', async () => {
     const proc = fakeProcess(60_000);
     const attempt = (name: string) =>
       stopServe(
-        { kind: 'stop', name, keep: true, timeoutS: 1 },
+        { kind: 'stop', name, keep: true, timeoutS: 1, controlDir },
         manager,
         { writeOut() {} },
         quiet,

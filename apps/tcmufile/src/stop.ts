@@ -1,5 +1,6 @@
 import type { TargetManager } from '@tcmu/configfs';
 import type { StopCommand } from './args.js';
+import { ControlError, requestControl } from './control.js';
 import { CliError, ExitCode } from './errors.js';
 import type { Logger } from './log.js';
 import type { ProcessIo } from './main.js';
@@ -8,12 +9,20 @@ export interface StopDependencies {
   kill(pid: number, signal: NodeJS.Signals): void;
   sleep(ms: number): Promise<void>;
   now(): number;
+  /** One request to NAME's control socket (requestControl). */
+  request(
+    dir: string,
+    name: string,
+    request: { op: 'stop'; keep: boolean },
+    timeoutMs: number,
+  ): Promise<unknown>;
 }
 
 const processDeps: StopDependencies = {
   kill: (pid, signal) => process.kill(pid, signal),
   sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
   now: () => Date.now(),
+  request: requestControl,
 };
 
 /**
@@ -39,6 +48,22 @@ export async function stopServe(
     throw new CliError(`${command.name} is not being served (its process is gone)`, ExitCode.unavailable, {
       fix: '`tcmufile serve` of its image takes it over again; `tcmufile cleanup` removes it.',
     });
+  }
+  // A disk of a serve of several stops alone, through its control socket; a single serve (or
+  // one without a socket) stops by signal.
+  try {
+    const result = (await deps.request(
+      command.controlDir,
+      command.name,
+      { op: 'stop', keep: command.keep },
+      command.timeoutS * 1000,
+    )) as { bySignal?: boolean };
+    if (result.bySignal !== true) {
+      io.writeOut(command.keep ? `${command.name} left in place\n` : `${command.name} stopped\n`);
+      return ExitCode.ok;
+    }
+  } catch (error) {
+    if (!(error instanceof ControlError) || error.exitCode !== ExitCode.unavailable) throw error;
   }
   const signal: NodeJS.Signals = command.keep ? 'SIGUSR2' : 'SIGTERM';
   deps.kill(owner.pid, signal);
