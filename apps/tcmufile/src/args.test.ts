@@ -238,12 +238,14 @@ describe('parseCommandLine', () => {
       name: 'vol0',
       keep: false,
       timeoutS: 30,
+      controlDir: '/run/tcmufile',
     });
     expect(parseCommandLine(['stop', 'vol0', '--keep', '--timeout', '5'])).toEqual({
       kind: 'stop',
       name: 'vol0',
       keep: true,
       timeoutS: 5,
+      controlDir: '/run/tcmufile',
     });
   });
 

@@ -456,8 +456,8 @@ export const commands: Readonly<Record<CommandName, CommandDefinition>> = {
       'Stops the `tcmufile serve` serving NAME (found through its ownership marker) and waits for ' +
       'it to exit. Without --keep it removes the disk (SIGTERM); with --keep it leaves the disk, ' +
       'LUN and node for the next serve of the same image (SIGUSR2): an upgrade is `tcmufile stop ' +
-      'NAME --keep` and then `tcmufile serve` of the new version. A disk of a `serve --config` ' +
-      'stops alone, through its control socket, and the other disks keep being served.',
+      'NAME --keep` and then `tcmufile serve` of the new version. A disk of a serve from a config ' +
+      'file stops alone, through its control socket, and the other disks keep being served.',
     options: stopOptions,
     build: (values, [name]) => ({
       kind: 'stop',
