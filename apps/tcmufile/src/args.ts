@@ -196,7 +196,8 @@ const serveOptions = {
     default: undefined,
     defaultHelp: 'none',
     help:
-      'serve every disk FILE lists instead of IMAGE (JSON, see docs/config.md); SIGHUP reloads it: ' +
+      'serve every disk FILE lists instead of IMAGE (JSON, or TOML if FILE ends in .toml; see ' +
+      'docs/config.md); SIGHUP reloads it: ' +
       'new disks are added, removed or changed ones removed (and the changed ones added again)',
   }),
   'queue-depth': option<number | undefined>({

@@ -223,6 +223,41 @@ describe('loadConfig', () => {
     });
   });
 
+  it('reads FILE.toml as TOML, against the same schema', async () => {
+    const toml = [
+      'dir = "/run/disks"',
+      '[[disks]]',
+      'name = "a"',
+      'image = "a.img"',
+      'size = "1M"',
+      '[[disks]]',
+      'name = "b"',
+      'image = "/srv/b.img"',
+      'readOnly = true',
+      '[disks.iscsi]',
+      'portal = "127.0.0.1:3260"',
+      `initiators = ["${client}"]`,
+    ].join('\n');
+    const disks = await loadConfig('/etc/tcmufile/disks.toml', io({ '/etc/tcmufile/disks.toml': toml }));
+    expect(disks.map((d) => [d.name, d.image, d.size, d.readOnly, d.dir])).toEqual([
+      ['a', '/etc/tcmufile/a.img', 1 << 20, false, '/run/disks'],
+      ['b', '/srv/b.img', undefined, true, '/run/disks'],
+    ]);
+    expect(disks[1]!.iscsi).toMatchObject({
+      portal: { host: '127.0.0.1', port: 3260 },
+      initiators: [{ iqn: client }],
+    });
+    const bad = await loadConfig('/x.toml', io({ '/x.toml': '[[disks]]\nname = "a"\ncolour = 1' })).catch(
+      (e: unknown) => e,
+    );
+    expect((bad as ConfigError).problems).toEqual([
+      'disks[0].image: is required',
+      'disks[0]: unknown property "colour"',
+    ]);
+    const broken = await loadConfig('/y.toml', io({ '/y.toml': 'disks = [' })).catch((e: unknown) => e);
+    expect((broken as ConfigError).problems[0]).toMatch(/^is not TOML: /);
+  });
+
   it('tells a missing file (66) and a file that is not JSON (64) in one line', async () => {
     const missing = await loadConfig('/nope.json', io({})).catch((e: unknown) => e);
     expect(missing).toMatchObject({

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import type { IscsiInitiator } from '@tcmu/device';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import { parse as parseToml } from 'smol-toml';
 import { defaultNodeDir, type IoMode, type IscsiPortal, parsePortal } from './args.js';
 import { CliError, ExitCode } from './errors.js';
 import { ChapError, readChapFile, refusesDemoMode, type SecretSource } from './iscsi-access.js';
@@ -97,11 +98,14 @@ export async function loadConfig(
   } catch (error) {
     throw new ConfigError(path, [`cannot be read: ${(error as Error).message}`], ExitCode.noImage);
   }
+  // FILE.toml is TOML (the same keys, as tables); anything else is JSON. One schema for both.
+  const toml = path.endsWith('.toml');
   let document: unknown;
   try {
-    document = JSON.parse(text);
+    document = toml ? parseToml(text) : JSON.parse(text);
   } catch (error) {
-    throw new ConfigError(path, [`is not JSON: ${(error as Error).message}`]);
+    const message = (error as Error).message.split('\n')[0];
+    throw new ConfigError(path, [`is not ${toml ? 'TOML' : 'JSON'}: ${message}`]);
   }
   if (!validate(document)) throw new ConfigError(path, (validator?.errors ?? []).map(describeSchemaError));
   const problems: string[] = [];
