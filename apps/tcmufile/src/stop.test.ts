@@ -66,16 +66,30 @@ describe('tcmufile stop', () => {
     expect(out).toEqual(['vol0 left in place\n']);
   });
 
-  it('without --keep sends SIGTERM', async () => {
-    const proc = fakeProcess(1);
-    await stopServe(
-      { kind: 'stop', name: 'vol0', keep: false, timeoutS: 5, controlDir },
-      manager,
-      { writeOut() {} },
-      quiet,
-      proc.deps,
-    );
-    expect(proc.sent).toEqual([[SERVE_PID, 'SIGTERM']]);
+  it('without --keep sends SIGTERM, also when the socket of a single serve answers "by signal"', async () => {
+    for (const withSocket of [false, true]) {
+      // A single serve's socket has no stop: the whole process stops, by signal.
+      const control = withSocket
+        ? await startControlServer(controlSocketPath(controlDir, 'vol0'), {
+            status: () => ({}),
+            resize: async () => ({}),
+          })
+        : undefined;
+      try {
+        const proc = fakeProcess(1);
+        await stopServe(
+          { kind: 'stop', name: 'vol0', keep: false, timeoutS: 5, controlDir },
+          manager,
+          { writeOut() {} },
+          quiet,
+          proc.deps,
+        );
+        expect(proc.sent).toEqual([[SERVE_PID, 'SIGTERM']]);
+      } finally {
+        await control?.close();
+      }
+      await kernel.spawnProcess(SERVE_PID);
+    }
   });
 
   it('a disk of a serve --config stops alone through its control socket: no signal', async () => {
@@ -105,26 +119,6 @@ describe('tcmufile stop', () => {
       expect(asked).toEqual([true, false]);
       expect(proc.sent).toEqual([]);
       expect(out).toEqual(['vol0 left in place\n', 'vol0 stopped\n']);
-    } finally {
-      await control.close();
-    }
-  });
-
-  it('a single serve answers "by signal" on its socket, and gets the signal', async () => {
-    const control = await startControlServer(controlSocketPath(controlDir, 'vol0'), {
-      status: () => ({}),
-      resize: async () => ({}),
-    });
-    try {
-      const proc = fakeProcess(1);
-      await stopServe(
-        { kind: 'stop', name: 'vol0', keep: false, timeoutS: 5, controlDir },
-        manager,
-        { writeOut() {} },
-        quiet,
-        proc.deps,
-      );
-      expect(proc.sent).toEqual([[SERVE_PID, 'SIGTERM']]);
     } finally {
       await control.close();
     }

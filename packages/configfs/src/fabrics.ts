@@ -132,18 +132,22 @@ export class Fabrics {
   /** Caller holds the lock. */
   async removeLun(lun: LoopbackLun): Promise<void> {
     await this.removeLunDir(lun.path);
-    const targetRel = `loopback/${lun.wwn}`;
-    const targetPath = `${this.ctx.targetRoot}/${targetRel}`;
-    if (!(await this.ctx.fs.exists(targetPath))) {
+    await this.removeTargetWithoutLuns('loopback', lun.wwn, lun.tpgPath);
+  }
+
+  /** After a LUN went: its target too when no LUN is left and it is ours (or its owner is dead). */
+  private async removeTargetWithoutLuns(fabric: string, wwn: string, tpgPath: string): Promise<void> {
+    const targetRel = `${fabric}/${wwn}`;
+    if (!(await this.ctx.fs.exists(`${this.ctx.targetRoot}/${targetRel}`))) {
       await this.ownership.dropMarker(targetRel);
       return;
     }
     // LUN dirs without a link are leftovers of a crash, not LUNs in use.
-    for (const lunDir of await this.listLunDirs(lun.tpgPath)) {
-      if ((await this.describeLun(`${lun.tpgPath}/lun/${lunDir}`)).alias !== undefined) return;
+    for (const lunDir of await this.listLunDirs(tpgPath)) {
+      if ((await this.describeLun(`${tpgPath}/lun/${lunDir}`)).alias !== undefined) return;
     }
     if (await this.ownership.mayRemoveTarget(await this.ownership.owners.read(targetRel))) {
-      await this.removeTarget('loopback', lun.wwn);
+      await this.removeTarget(fabric, wwn);
     }
   }
 
@@ -165,17 +169,7 @@ export class Fabrics {
       }
       await this.removeLunDir(lun.path);
     }
-    const targetRel = `iscsi/${lun.iqn}`;
-    if (!(await ctx.fs.exists(`${ctx.targetRoot}/${targetRel}`))) {
-      await this.ownership.dropMarker(targetRel);
-      return;
-    }
-    for (const lunDir of await this.listLunDirs(lun.tpgPath)) {
-      if ((await this.describeLun(`${lun.tpgPath}/lun/${lunDir}`)).alias !== undefined) return;
-    }
-    if (await this.ownership.mayRemoveTarget(await this.ownership.owners.read(targetRel))) {
-      await this.removeTarget('iscsi', lun.iqn);
-    }
+    await this.removeTargetWithoutLuns('iscsi', lun.iqn, lun.tpgPath);
   }
 
   /** Caller holds the lock. */
