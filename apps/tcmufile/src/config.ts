@@ -3,7 +3,6 @@ import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import type { IscsiInitiator } from '@tcmu/device';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
-import { parse as parseToml } from 'smol-toml';
 import { defaultNodeDir, type IoMode, type IscsiPortal, parsePortal } from './args.js';
 import { CliError, ExitCode } from './errors.js';
 import { ChapError, readChapFile, refusesDemoMode, type SecretSource } from './iscsi-access.js';
@@ -102,7 +101,8 @@ export async function loadConfig(
   const toml = path.endsWith('.toml');
   let document: unknown;
   try {
-    document = toml ? parseToml(text) : JSON.parse(text);
+    // Loaded only for a .toml file: every other command starts without it.
+    document = toml ? (await import('smol-toml')).parse(text) : JSON.parse(text);
   } catch (error) {
     const message = (error as Error).message.split('\n')[0];
     throw new ConfigError(path, [`is not ${toml ? 'TOML' : 'JSON'}: ${message}`]);
@@ -121,15 +121,16 @@ export async function loadConfig(
     if (disk.iscsi?.iqn !== undefined) {
       const { portal, initiators, chapFile, insecureDemoMode } = disk.iscsi;
       const access = JSON.stringify([portal, [...(initiators ?? [])].sort(), chapFile, insecureDemoMode]);
-      const shared = targets.get(disk.iscsi.iqn);
-      if (shared === undefined) targets.set(disk.iscsi.iqn, { first: i, access, luns: new Map() });
-      else if (shared.access !== access) {
+      let target = targets.get(disk.iscsi.iqn);
+      if (target === undefined) {
+        target = { first: i, access, luns: new Map() };
+        targets.set(disk.iscsi.iqn, target);
+      } else if (target.access !== access) {
         problem(
           '.iscsi',
-          `shares target ${disk.iscsi.iqn} with disks[${shared.first}], so its portal, initiators, chapFile and insecureDemoMode must be the same`,
+          `shares target ${disk.iscsi.iqn} with disks[${target.first}], so its portal, initiators, chapFile and insecureDemoMode must be the same`,
         );
       }
-      const target = targets.get(disk.iscsi.iqn)!;
       if (disk.lun !== undefined) {
         const taken = target.luns.get(disk.lun);
         if (taken !== undefined)

@@ -102,10 +102,7 @@ export async function serveConfig(
   if (signal === 'SIGUSR2') {
     logger.info({ signal }, `${signal}: leaving ${running.size} disks for the next tcmufile serve --config`);
     await settleAll(
-      [...running.values()].map(async ({ device, control }) => {
-        await control?.close();
-        return device.detach({ drainTimeoutMs });
-      }),
+      [...running.values()].map((disk) => closeDisk(disk, true)),
       deps,
     );
     return 0;
@@ -134,11 +131,11 @@ async function reload(
   const wanted = new Map(specs.map((spec) => [spec.name, spec]));
   const removed = [...running.values()].filter(({ spec }) => wanted.get(spec.name)?.key !== spec.key);
   const added = specs.filter((spec) => running.get(spec.name)?.spec.key !== spec.key);
-  for (const { spec, device, control } of removed) {
+  for (const disk of removed) {
+    const { spec } = disk;
     running.delete(spec.name);
     try {
-      await control?.close();
-      await device.close({ drainTimeoutMs });
+      await closeDisk(disk, false);
       logger.info({ volume: spec.name }, `removed ${spec.name}`);
     } catch (error) {
       logger.error(
@@ -218,11 +215,14 @@ async function start(spec: DiskSpec, deps: ServeConfigDependencies, stopOne: Sto
   return { spec, device, control };
 }
 
+/** Its control socket first, then the disk: removed, or with `keep` left for the next serve. */
+async function closeDisk({ device, control }: Running, keep: boolean): Promise<unknown> {
+  await control?.close();
+  return keep ? device.detach({ drainTimeoutMs }) : device.close({ drainTimeoutMs });
+}
+
 async function closeAll(running: Map<string, Running>, deps: ServeConfigDependencies): Promise<void> {
-  const devices = [...running.values()].map(async ({ device, control }) => {
-    await control?.close();
-    return device.close({ drainTimeoutMs });
-  });
+  const devices = [...running.values()].map((disk) => closeDisk(disk, false));
   running.clear();
   await settleAll(devices, deps);
 }

@@ -9,13 +9,8 @@ export interface StopDependencies {
   kill(pid: number, signal: NodeJS.Signals): void;
   sleep(ms: number): Promise<void>;
   now(): number;
-  /** One request to NAME's control socket (requestControl). */
-  request(
-    dir: string,
-    name: string,
-    request: { op: 'stop'; keep: boolean },
-    timeoutMs: number,
-  ): Promise<unknown>;
+  /** One request to NAME's control socket. */
+  request: typeof requestControl;
 }
 
 const processDeps: StopDependencies = {

@@ -168,8 +168,6 @@ export class Device extends EventEmitter<DeviceEvents> {
   /** The earlier process's backstore this device took over (reattach). */
   #adopted: FoundBackstore | undefined;
   #recoveries = 0;
-  /** The ring opened last, kept after close for its counters. */
-  #lastRing: TcmuRing | undefined;
   #opening: Promise<void> | undefined;
   #closing: Promise<void> | undefined;
   #drainWaiters: Array<() => void> = [];
@@ -397,7 +395,6 @@ export class Device extends EventEmitter<DeviceEvents> {
         freeKeptBuffer: (id) => platform.freeKeptBuffer(backstore, id),
       });
       this.#ring = ring;
-      this.#lastRing = ring;
       this.#completions = ring;
       ring.on('error', (error) => this.#onRingError(error));
       ring.on('command', this.#onCommand);
@@ -939,7 +936,7 @@ export class Device extends EventEmitter<DeviceEvents> {
    * (the kernel queues what no longer fits): a sign the backend is slower than the initiators.
    */
   get ringFullEvents(): number {
-    return this.#lastRing?.fullEvents ?? 0;
+    return this.#completions?.fullEvents ?? 0;
   }
 
   /** 'error' without listeners would throw from inside the data path: log only then. */
