@@ -20,6 +20,9 @@ mount -t tmpfs -o mode=755 rw /rw && mkdir -p /rw/u /rw/w
 mount -t overlay -o lowerdir=/host,upperdir=/rw/u,workdir=/rw/w root /newroot ||
   die "cannot mount the overlay root"
 R=/newroot
+# LIO's kernel threads resolve its db_root (/var/target) from this root, not the
+# chroot's: without pr/ here PERSISTENT RESERVE OUT with APTPL fails (08/00).
+mkdir -p /var/target/pr /var/target/alua
 # request_module() runs /sbin/modprobe in the initramfs, not in the chroot.
 mkdir -p /sbin; printf '#!/bin/sh\nexec chroot /newroot /sbin/modprobe "$@"\n' > /sbin/modprobe
 chmod 755 /sbin/modprobe
