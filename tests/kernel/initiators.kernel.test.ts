@@ -104,10 +104,11 @@ const ProutAction = { Register: 0, Reserve: 1, Release: 2, Clear: 3, Preempt: 4 
 type ProutAction = (typeof ProutAction)[keyof typeof ProutAction];
 const WRITE_EXCLUSIVE = 1;
 /** PERSISTENT RESERVE OUT with its 24-byte basic parameter list (SPC-5 6.17.3). */
-function prout(action: ProutAction, type: number, key: bigint, serviceActionKey: bigint) {
+function prout(action: ProutAction, type: number, key: bigint, serviceActionKey: bigint, aptpl = false) {
   const parameters = Buffer.alloc(24);
   parameters.writeBigUInt64BE(key, 0);
   parameters.writeBigUInt64BE(serviceActionKey, 8);
+  parameters[20] = aptpl ? 0x01 : 0x00; // APTPL: LIO writes the state under /var/target/pr
   return { cdb: [0x5f, action, type, 0, 0, 0, 0, 0, 24, 0], out: parameters };
 }
 const PRIN_READ_KEYS = [0x5e, 0x00, 0, 0, 0, 0, 0, 0x01, 0x00, 0];
@@ -195,7 +196,7 @@ describe('two initiators on one TCMU LUN', () => {
     const write = async (session: string, fill: number) =>
       statusOf(await initiators.cdb(session, WRITE_10, { out: Buffer.alloc(512, fill) }));
 
-    expect(await send('A', prout(ProutAction.Register, 0, 0n, keyA))).toEqual(good);
+    expect(await send('A', prout(ProutAction.Register, 0, 0n, keyA, true))).toEqual(good);
     expect(await send('B', prout(ProutAction.Register, 0, 0n, keyB))).toEqual(good);
     const keys = Buffer.from((await initiators.cdb('A', PRIN_READ_KEYS, { in: 256 })).data, 'hex');
     expect(keys.readUInt32BE(4)).toBe(16); // ADDITIONAL LENGTH: two keys
