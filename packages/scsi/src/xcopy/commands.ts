@@ -139,12 +139,15 @@ const extendedCopy = async (ctx: CommandContext<ExtendedCopyFields>): Promise<un
   if (parameters === undefined) return undefined; // SPC-4 6.4.1: zero length is not an error
   const held = statusMap(unit);
   const key = `${ctx.nexus}\u0000${parameters.listIdentifier}`;
-  const holds = parameters.listIdUsage === 'hold';
-  // SPC-4 6.4.3.2: a list identifier still in use on this I_T nexus.
-  if (holds && held.get(key)?.state === 'running') throw new ScsiCheckCondition('OPERATION_IN_PROGRESS');
+  // SPC-4 6.4.3.2: with LIST ID USAGE 00b and 10b the LIST IDENTIFIER is valid, so COPY STATUS
+  // reports the copy (10b only frees the manager from holding RECEIVE DATA, which it never
+  // holds); 11b has no identifier to report under.
+  const tracked = parameters.listIdUsage !== 'none';
+  // A list identifier still in use on this I_T nexus.
+  if (tracked && held.get(key)?.state === 'running') throw new ScsiCheckCondition('OPERATION_IN_PROGRESS');
   const plan = planCopy(unit, parameters);
   const status: CopyStatus = { state: 'running', segmentsProcessed: 0, bytesTransferred: 0 };
-  if (holds) {
+  if (tracked) {
     held.delete(key);
     held.set(key, status);
     if (held.size > MAX_HELD_STATUSES) held.delete(held.keys().next().value!);
@@ -206,7 +209,7 @@ const encodeReceiveCopyResults = (f: ReceiveCopyResultsFields): Uint8Array => {
 /** SPC-4 6.18.3 COPY STATUS: 12 bytes; transfer count in bytes, or KiB when it does not fit. */
 const copyStatus = (ctx: CommandContext<ReceiveCopyResultsFields>): Uint8Array => {
   const status = statusMap(ctx.unit).get(`${ctx.nexus}\u0000${ctx.fields.listIdentifier}`);
-  if (status === undefined) throw invalidCdbField(2); // no held copy with this list identifier
+  if (status === undefined) throw invalidCdbField(2); // no copy with this list identifier on this nexus
   const out = new Uint8Array(12);
   putBe32(out, 0, out.length - 4); // AVAILABLE DATA
   out[4] = status.state === 'running' ? 0x00 : status.state === 'done' ? 0x01 : 0x02; // COPY MANAGER STATUS

@@ -341,7 +341,7 @@ describe('EXTENDED COPY (LID1)', () => {
     expect(status.data[4]).toBe(0x02); // completed with errors
   });
 
-  it('COPY STATUS reports a held list identifier per I_T nexus', async () => {
+  it('COPY STATUS reports a copy by list identifier per I_T nexus (LIST ID USAGE 00b and 10b, not 11b)', async () => {
     const { unit } = copyUnit();
     const list = listFor(
       [unit],
@@ -362,6 +362,7 @@ describe('EXTENDED COPY (LID1)', () => {
     expectCheck(await run(unit, rcr(0, 7, 12), { dataInLength: 12, nexus: 'n2' }), 'INVALID_FIELD_IN_CDB', {
       byte: 2,
     });
+    // LIST ID USAGE 10b (sg_xcopy's default when no data is held): the identifier is still valid.
     const noHold = listFor(
       [unit],
       [{ source: 0, destination: 0, blocks: 1, sourceLba: 0, destinationLba: 10 }],
@@ -371,7 +372,18 @@ describe('EXTENDED COPY (LID1)', () => {
       },
     );
     expectGood(await copy(unit, noHold, 'n1'));
-    expectCheck(await run(unit, rcr(0, 8, 12), { dataInLength: 12, nexus: 'n1' }), 'INVALID_FIELD_IN_CDB', {
+    const noHoldStatus = await run(unit, rcr(0, 8, 12), { dataInLength: 12, nexus: 'n1' });
+    expectGood(noHoldStatus);
+    expect(noHoldStatus.data[4]).toBe(0x01);
+    expect(be32(noHoldStatus.data, 8)).toBe(512);
+    // 11b: no identifier, nothing to report.
+    const none = listFor(
+      [unit],
+      [{ source: 0, destination: 0, blocks: 1, sourceLba: 0, destinationLba: 10 }],
+      { listIdUsage: 'none', listIdentifier: 0 },
+    );
+    expectGood(await copy(unit, none, 'n3'));
+    expectCheck(await run(unit, rcr(0, 0, 12), { dataInLength: 12, nexus: 'n3' }), 'INVALID_FIELD_IN_CDB', {
       byte: 2,
     });
   });
