@@ -9,6 +9,8 @@ export default defineConfig([
     clean: ['!index.*'],
     sourcemap: true,
     target: 'node20',
+    // Optional (it needs librbd): loaded with import() only for rbd: images.
+    external: ['@tcmu/rbd'],
   },
   {
     // The library (`import` and `require`), with .d.ts and .d.cts.
@@ -19,5 +21,6 @@ export default defineConfig([
     target: 'node20',
     // import.meta.url finds package.json (the version) in the CJS output too.
     shims: true,
+    external: ['@tcmu/rbd'],
   },
 ]);

@@ -312,8 +312,16 @@ function flagsMentioned(
 
 describe('one option table per command drives its parser and its help', () => {
   /** A valid command line's operands: the operand names lowered (an image path, a volume name), a size. */
-  const operandsOf = (name: CommandName) =>
-    commands[name].operands.map((operand) => (operand.name === 'SIZE' ? '1G' : operand.name.toLowerCase()));
+  const operandsOf = (name: CommandName, option?: string) =>
+    commands[name].operands.map((operand) =>
+      operand.name === 'SIZE'
+        ? '1G'
+        : operand.name === 'IMAGE' && (name === 'doctor' || rbdOnly.has(option ?? ''))
+          ? 'rbd:pool/image'
+          : operand.name.toLowerCase(),
+    );
+  /** Options for an rbd: IMAGE only (doctor's IMAGE is always one). */
+  const rbdOnly = new Set(['ceph-conf', 'id', 'keyring']);
   const labelOf = (operand: Operand) => (operand.optional ? `[${operand.name}]` : operand.name);
 
   /** Options that need another: given with it (which alone parses to `plain`'s shape plus it). */
@@ -347,7 +355,7 @@ describe('one option table per command drives its parser and its help', () => {
         });
         continue;
       }
-      const base = [name, ...operands, ...(companions[option] ?? [])];
+      const base = [name, ...operandsOf(name, option), ...(companions[option] ?? [])];
       const parsed = parseCommandLine([...base, `--${option}`, ...value]);
       // The example reaches the command: an option the build step ignored would fail here.
       expect(parsed, `--${option}`).not.toEqual(parseCommandLine(base));

@@ -1,6 +1,7 @@
 import { basename } from 'node:path';
 import { validateIqn } from '@tcmu/configfs';
 import { UsageError } from './errors.js';
+import { isRbdImage, parseRbdImage, type RbdImageRequest } from './rbd-image.js';
 import { chapEnvironment as chapEnv, type IscsiAccessRequest, refusesDemoMode } from './iscsi-access.js';
 import {
   asksForHelp,
@@ -28,7 +29,10 @@ export interface IscsiPortal {
 
 export interface ServeCommand {
   kind: 'serve';
+  /** A file, or `rbd:POOL/IMAGE` (then `rbd` is set). */
   image: string;
+  /** The Ceph RBD image and client when IMAGE is `rbd:...`. */
+  rbd?: RbdImageRequest;
   /** Bytes; when absent the image's own size is used. */
   size: number | undefined;
   name: string;
@@ -98,7 +102,7 @@ export interface ServeConfigCommand {
 export type Command =
   | ServeCommand
   | ServeConfigCommand
-  | { kind: 'doctor' }
+  | { kind: 'doctor'; rbd?: RbdImageRequest }
   | { kind: 'list'; json: boolean }
   | { kind: 'cleanup'; dryRun: boolean }
   | StopCommand
@@ -112,6 +116,34 @@ export type CommandName = (typeof commandNames)[number];
 
 export const defaultNodeDir = '/dev/tcmufile';
 export const defaultIscsiPort = 3260;
+
+/** How an rbd: image's cluster is reached (serve and doctor). */
+const cephOptions = {
+  'ceph-conf': option<string | undefined>({
+    value: 'FILE',
+    example: '/etc/ceph/ceph.conf',
+    parse: (text) => text,
+    default: undefined,
+    defaultHelp: "librados's search: $CEPH_CONF, /etc/ceph/ceph.conf",
+    help: 'rbd: images only: the Ceph configuration (mon_host, auth) of the cluster holding IMAGE',
+  }),
+  id: option<string | undefined>({
+    value: 'NAME',
+    example: 'tcmu',
+    parse: (text) => checkCephUser(text),
+    default: undefined,
+    defaultHelp: 'admin',
+    help: 'rbd: images only: the cephx user, without "client."',
+  }),
+  keyring: option<string | undefined>({
+    value: 'FILE',
+    example: '/etc/ceph/ceph.client.tcmu.keyring',
+    parse: (text) => text,
+    default: undefined,
+    defaultHelp: "the conf's keyring, /etc/ceph/ceph.client.NAME.keyring",
+    help: "rbd: images only: the keyring with the user's key",
+  }),
+};
 
 const serveOptions = {
   size: option<number | undefined>({
@@ -242,6 +274,7 @@ const serveOptions = {
       "serve IMAGE's bytes even when it starts like a qcow2, VMDK, VHD(X) or VDI image; without it " +
       'such an image is refused (65) with the qemu-img convert command (its header would be the disk)',
   }),
+  ...cephOptions,
   'no-third-party-copy': flag({
     help:
       'leave EXTENDED COPY and RECEIVE COPY RESULTS out; by default an initiator may copy between ' +
@@ -370,7 +403,7 @@ export const commands: Readonly<Record<CommandName, CommandDefinition>> = {
     summary: 'serve IMAGE as a disk until SIGINT/SIGTERM (SIGUSR2: leave it for the next serve)',
     operands: [{ name: 'IMAGE', example: 'tcmufile serve disk.img --size 1G', optional: true }],
     description:
-      'Serves IMAGE (a regular file) as a SCSI disk on the loopback fabric. Once the disk is ready ' +
+      'Serves IMAGE (a regular file, or an RBD image) as a SCSI disk on the loopback fabric. Once the disk is ready ' +
       `it prints its device node DIR/NAME (${defaultNodeDir}/NAME by default: a block node with the ` +
       "disk's major:minor; the kernel's own /dev/sdX is in the log) on its own line on stdout, then " +
       'runs until SIGINT or SIGTERM and removes everything it created.\n\n' +
@@ -378,6 +411,9 @@ export const commands: Readonly<Record<CommandName, CommandDefinition>> = {
       'the disk in place: the next serve of the same IMAGE and NAME takes it over (the same ' +
       '/dev/sdX; a mounted filesystem stays mounted), as it does after a crash. Initiators wait ' +
       'through the gap for up to --command-timeout seconds.\n\n' +
+      'IMAGE may be a Ceph RBD image, rbd:POOL/IMAGE (rbd:POOL/NAMESPACE/IMAGE, @SNAPSHOT for a ' +
+      'read-only snapshot), reached with --ceph-conf, --id and --keyring (`tcmufile doctor ' +
+      "rbd:POOL/IMAGE` checks them); the disk follows the image's size when `rbd resize` changes it.\n\n" +
       'With --config FILE instead of IMAGE it serves every disk FILE lists (docs/config.md) and ' +
       're-reads FILE on SIGHUP.',
     options: serveOptions,
@@ -391,13 +427,16 @@ export const commands: Readonly<Record<CommandName, CommandDefinition>> = {
       const access = iscsiAccess(values, values.iscsi);
       const blockSize = values['block-size'];
       if (values.size !== undefined) checkDeviceSize(values.size, blockSize, '--size');
+      const rbd = rbdRequest(values, image);
       return {
         kind: 'serve',
         image: image!,
+        ...(rbd === undefined ? {} : { rbd }),
         size: values.size,
         name: values.name ?? nameFromImage(image!),
         blockSize,
-        readOnly: values['read-only'],
+        // A snapshot cannot be written.
+        readOnly: values['read-only'] || rbd?.snapshot !== undefined,
         dir: values.dir,
         iscsi: values.iscsi,
         ...(access === undefined ? {} : { iscsiAccess: access }),
@@ -469,15 +508,34 @@ export const commands: Readonly<Record<CommandName, CommandDefinition>> = {
     }),
   }),
   doctor: defineCommand({
-    summary: 'check that this machine can host a TCMU device, and say how to fix it',
-    operands: [],
+    summary: 'check that this machine can host a TCMU device (and reach an RBD image), and say how to fix it',
+    operands: [
+      {
+        name: 'IMAGE',
+        example: 'tcmufile doctor rbd:rbd/vol0 --ceph-conf /etc/ceph/ceph.conf',
+        optional: true,
+      },
+    ],
     description:
       "Checks root, the kernel's loadable modules, the target_core_user and tcm_loop modules, UIO " +
       'and configfs, and prints the command that fixes each failed check.\n\n' +
       'Exits 0 when this machine can serve, else with the code of the first failure in the order ' +
-      'to fix them: 77 not root; 69 no loadable modules, or a module missing; 78 configfs not mounted.',
-    options: { help: helpFlag },
-    build: () => ({ kind: 'doctor' }),
+      'to fix them: 77 not root; 69 no loadable modules, or a module missing; 78 configfs not mounted.\n\n' +
+      'With an rbd:POOL/IMAGE it then checks the Ceph client side the same way: @tcmu/rbd and librbd ' +
+      'load, --ceph-conf and --keyring are readable, a monitor answers and accepts --id, the pool and ' +
+      'the image exist (69 librbd or the cluster unreachable, 77 the user refused, 66 a file, pool or ' +
+      'image missing).',
+    options: { ...cephOptions, help: helpFlag },
+    build: (values, [image]) => {
+      if (image !== undefined && !isRbdImage(image)) {
+        throw new UsageError(`doctor checks an rbd: image only, not ${image}`, {
+          fix: 'e.g. tcmufile doctor rbd:rbd/vol0',
+        });
+      }
+      const rbd = image === undefined ? undefined : cephRequest(values, image);
+      if (image === undefined) cephRequest(values, undefined);
+      return { kind: 'doctor', ...(rbd === undefined ? {} : { rbd }) };
+    },
   }),
   list: defineCommand({
     summary: 'list the TCMU devices and targets in configfs (ours are marked)',
@@ -498,6 +556,55 @@ export const commands: Readonly<Record<CommandName, CommandDefinition>> = {
     build: (values) => ({ kind: 'cleanup', dryRun: values['dry-run'] }),
   }),
 };
+
+/** An rbd: IMAGE with its Ceph client options; the Ceph options without one, and file-only options with one, are refused. */
+function rbdRequest(values: OptionValues<typeof serveOptions>, image: string): RbdImageRequest | undefined {
+  const rbd = cephRequest(values, image);
+  if (rbd === undefined) return undefined;
+  const fileOnly = [
+    values.size !== undefined && [
+      '--size',
+      'an RBD image has its own size: grow it with `rbd resize` and the disk follows',
+    ],
+    values['follow-symlinks'] && ['--follow-symlinks', 'an RBD image is not a file'],
+    values.raw && ['--raw', 'an RBD image is served as the raw blocks it holds'],
+  ].find((entry): entry is [string, string] => entry !== false);
+  if (fileOnly) throw new UsageError(`${fileOnly[0]} does not apply to rbd: images`, { fix: fileOnly[1] });
+  return rbd;
+}
+
+/** The rbd: image and its --ceph-conf/--id/--keyring; those options without an rbd: image are refused. */
+function cephRequest(
+  values: OptionValues<typeof cephOptions>,
+  image: string | undefined,
+): RbdImageRequest | undefined {
+  const ceph = { 'ceph-conf': values['ceph-conf'], id: values.id, keyring: values.keyring };
+  if (image === undefined || !isRbdImage(image)) {
+    const given = Object.entries(ceph).find(([, value]) => value !== undefined);
+    if (given)
+      throw new UsageError(`--${given[0]} is for rbd: images only`, {
+        fix: 'e.g. tcmufile serve rbd:POOL/IMAGE --ceph-conf /etc/ceph/ceph.conf',
+      });
+    return undefined;
+  }
+  return {
+    ...parseRbdImage(image),
+    ...(ceph['ceph-conf'] === undefined ? {} : { conf: ceph['ceph-conf'] }),
+    ...(ceph.id === undefined ? {} : { clientId: ceph.id }),
+    ...(ceph.keyring === undefined ? {} : { keyring: ceph.keyring }),
+  };
+}
+
+/** A cephx user name as `ceph auth` takes it, without the "client." prefix. */
+function checkCephUser(text: string): string {
+  if (text.startsWith('client.')) {
+    throw new UsageError(`--id takes the user without "client." (got ${text})`, {
+      fix: `--id ${text.slice(7)}`,
+    });
+  }
+  if (!/^[A-Za-z0-9_.-]+$/.test(text)) throw new UsageError(`--id ${text} is not a cephx user name`);
+  return text;
+}
 
 /** --iscsi's access options, checked before anything is created. */
 function iscsiAccess(

@@ -1,3 +1,4 @@
+import { isRbdImage } from './rbd-image.js';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
@@ -137,6 +138,12 @@ export async function loadConfig(
           problem('.lun', `LUN ${disk.lun} of ${disk.iscsi.iqn} is disks[${taken}]'s too`);
         else target.luns.set(disk.lun, i);
       }
+    }
+    if (isRbdImage(disk.image)) {
+      problem(
+        '.image',
+        `rbd: images are served by \`tcmufile serve ${disk.image}\`; a config file lists image files only`,
+      );
     }
     for (const [field, value] of [
       ['name', disk.name],

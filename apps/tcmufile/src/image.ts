@@ -1,3 +1,4 @@
+import type { RbdBackend } from '@tcmu/rbd';
 import { constants } from 'node:fs';
 import { access, lstat, open, realpath, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
@@ -24,6 +25,8 @@ export interface PreparedImage {
   created: boolean;
   /** The file is bigger than the disk: only its first `size` bytes are served. */
   fileSize: number;
+  /** An rbd: image, already open (rbd-image.ts prepareRbdImage). */
+  rbd?: RbdBackend;
 }
 
 /**

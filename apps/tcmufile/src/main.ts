@@ -18,6 +18,7 @@ import {
 import { type Command, parseCommandLine, usage } from './args.js';
 import { describeError, ExitCode, exitCodeFor } from './errors.js';
 import { prepareImage } from './image.js';
+import { prepareRbdImage } from './rbd-image.js';
 import { createHumanLogger, createJsonLogger, type Logger } from './log.js';
 import { processSecrets } from './iscsi-access.js';
 import { serveConfig } from './multi-serve.js';
@@ -89,7 +90,7 @@ async function run(
       io.writeOut(`${readVersion()}\n`);
       return ExitCode.ok;
     case 'doctor': {
-      const { text, exitCode } = await doctor();
+      const { text, exitCode } = await doctor(undefined, command.rbd);
       io.writeOut(text);
       return exitCode;
     }
@@ -124,6 +125,7 @@ async function run(
       return serve(command, {
         checkEnvironment: () => requireEnvironment(logger, 'serve'),
         prepareImage,
+        prepareRbdImage,
         openDevice: openImageDevice,
         waitForStop: () => stop!.signal,
         writeOut: io.writeOut,

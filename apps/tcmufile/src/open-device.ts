@@ -1,5 +1,7 @@
+import type { RbdBackend } from '@tcmu/rbd';
 import {
   BackendWrapper,
+  type Device,
   openFileBackend,
   type OpenDeviceOptions,
   openDevice,
@@ -7,6 +9,7 @@ import {
   registerDeviceMetrics,
 } from '@tcmu/device';
 import { realpath } from 'node:fs/promises';
+import { loadRbd } from './rbd-image.js';
 import type { DeviceRequest, ServedDevice } from './serve.js';
 
 type Backend = NonNullable<OpenDeviceOptions['backend']>;
@@ -51,6 +54,7 @@ export function prefixView(inner: Backend, blockCount: number): Backend {
 
 /** `tcmufile serve`'s device: the image through the file backend, on loopback (plus iSCSI). */
 export async function openImageDevice(request: DeviceRequest): Promise<ServedDevice> {
+  if (request.image.rbd) return openRbdImageDevice(request, request.image.rbd);
   const file = await openFileBackend(request.image.path, {
     blockSize: request.blockSize,
     readOnly: request.readOnly,
@@ -58,66 +62,139 @@ export async function openImageDevice(request: DeviceRequest): Promise<ServedDev
   });
   try {
     const sized = prefixView(file, request.image.size / request.blockSize);
-    const backend = request.readOnly ? new ReadOnlyBackend(sized) : sized;
-    const fabric: OpenDeviceOptions['fabric'] = request.iscsi
-      ? [
-          { type: 'loopback' },
-          {
-            type: 'iscsi',
-            portal: formatPortal(request.iscsi),
-            ...(request.iscsiInitiators ? { initiators: request.iscsiInitiators } : {}),
-            ...(request.iscsiIqn === undefined ? {} : { iqn: request.iscsiIqn }),
-          },
-        ]
-      : { type: 'loopback' };
-    const device = await openDevice({
-      name: request.name,
-      backend,
-      nodeDir: request.nodeDir,
-      fabric,
-      logger: request.logger,
+    return await serveBackend(request, {
+      backend: request.readOnly ? new ReadOnlyBackend(sized) : sized,
       nativeLane: request.io === 'native',
-      unit: { thirdPartyCopy: request.thirdPartyCopy },
       // A restarted serve of the same image adopts the disk; another image under this name is refused.
       source: await realpath(request.image.path),
-      ...(request.queueDepth === undefined ? {} : { queueDepth: request.queueDepth }),
-      ...(request.lun === undefined ? {} : { lun: request.lun }),
-      ...(request.commandTimeoutS === undefined ? {} : { commandTimeoutS: request.commandTimeoutS }),
+      closeBackend: () => file.close(),
     });
-    return {
-      get diskPath() {
-        return device.diskPath;
-      },
-      get nodePath() {
-        return device.nodePath;
-      },
-      reattached: device.reattached,
-      stats: () => device.stats(),
-      close: async (options) => {
-        try {
-          await device.close(options);
-        } finally {
-          await file.close();
-        }
-      },
-      detach: async (options) => {
-        try {
-          return await device.detach(options);
-        } finally {
-          await file.close();
-        }
-      },
-      on: (event, listener) => device.on(event, listener),
-      get state() {
-        return device.state;
-      },
-      resize: (blocks, force) => device.resize(blocks, { force }),
-      registerMetrics: (registry) => registerDeviceMetrics(registry, device),
-    };
   } catch (error) {
     await file.close();
     throw error;
   }
+}
+
+/**
+ * An RBD image (opened by prepareRbdImage): COMPARE AND WRITE goes to the OSD, and when another
+ * client resizes the image the kernel's size, READ CAPACITY and /dev/sdX follow.
+ */
+export async function openRbdImageDevice(
+  request: DeviceRequest,
+  rbd: RbdBackend,
+  extra: Partial<OpenDeviceOptions> = {},
+): Promise<ServedDevice> {
+  const { installRbdCommands } = await loadRbd();
+  let stopFollowing = () => {};
+  try {
+    return await serveBackend(
+      request,
+      {
+        backend: rbd,
+        nativeLane: false,
+        source: request.image.path,
+        closeBackend: async () => {
+          stopFollowing();
+          await rbd.close();
+        },
+        serving: (device) => {
+          const uninstall = installRbdCommands(device.unit!, rbd);
+          const unfollow = rbd.onResize((blocks) => {
+            device
+              .resize(blocks, { force: true })
+              .catch((error: unknown) =>
+                request.logger.warn(
+                  { err: error, blocks },
+                  'the RBD image was resized but the disk did not follow',
+                ),
+              );
+          });
+          stopFollowing = () => {
+            unfollow();
+            uninstall();
+          };
+        },
+      },
+      extra,
+    );
+  } catch (error) {
+    await rbd.close();
+    throw error;
+  }
+}
+
+interface ServedBackend {
+  readonly backend: Backend;
+  readonly nativeLane: boolean;
+  /** What the ownership marker records: a reattach must serve the same source. */
+  readonly source: string;
+  readonly closeBackend: () => Promise<void>;
+  /** Runs once the device is open. */
+  readonly serving?: (device: Device) => void;
+}
+
+async function serveBackend(
+  request: DeviceRequest,
+  served: ServedBackend,
+  extra: Partial<OpenDeviceOptions> = {},
+): Promise<ServedDevice> {
+  const fabric: OpenDeviceOptions['fabric'] = request.iscsi
+    ? [
+        { type: 'loopback' },
+        {
+          type: 'iscsi',
+          portal: formatPortal(request.iscsi),
+          ...(request.iscsiInitiators ? { initiators: request.iscsiInitiators } : {}),
+          ...(request.iscsiIqn === undefined ? {} : { iqn: request.iscsiIqn }),
+        },
+      ]
+    : { type: 'loopback' };
+  const device = await openDevice({
+    name: request.name,
+    backend: served.backend,
+    nodeDir: request.nodeDir,
+    fabric,
+    logger: request.logger,
+    nativeLane: served.nativeLane,
+    unit: { thirdPartyCopy: request.thirdPartyCopy },
+    source: served.source,
+    ...(request.queueDepth === undefined ? {} : { queueDepth: request.queueDepth }),
+    ...(request.lun === undefined ? {} : { lun: request.lun }),
+    ...(request.commandTimeoutS === undefined ? {} : { commandTimeoutS: request.commandTimeoutS }),
+    ...extra,
+  });
+  served.serving?.(device);
+  return {
+    device,
+    get diskPath() {
+      return device.diskPath;
+    },
+    get nodePath() {
+      return device.nodePath;
+    },
+    reattached: device.reattached,
+    stats: () => device.stats(),
+    close: async (options) => {
+      try {
+        await device.close(options);
+      } finally {
+        await served.closeBackend();
+      }
+    },
+    detach: async (options) => {
+      try {
+        return await device.detach(options);
+      } finally {
+        await served.closeBackend();
+      }
+    },
+    on: (event, listener) => device.on(event, listener),
+    get state() {
+      return device.state;
+    },
+    resize: (blocks, force) => device.resize(blocks, { force }),
+    registerMetrics: (registry) => registerDeviceMetrics(registry, device),
+  };
 }
 
 function formatPortal(portal: { host: string; port: number }): string {

@@ -1,6 +1,7 @@
 import type { IoMode, IscsiPortal, ServeCommand } from './args.js';
-import type { IscsiInitiator } from '@tcmu/device';
+import type { Device, IscsiInitiator } from '@tcmu/device';
 import type { ImageRequest, PreparedImage } from './image.js';
+import type { RbdImageRequest, RbdOpenRequest } from './rbd-image.js';
 import { processSecrets, resolveInitiators, type SecretSource } from './iscsi-access.js';
 import type { Logger } from './log.js';
 import type { Notifier } from './notify.js';
@@ -20,6 +21,8 @@ import {
 
 /** What serve needs from an open device (a subset of @tcmu/device's Device). */
 export interface ServedDevice {
+  /** The @tcmu/device Device underneath (absent in serve's own test fakes). */
+  readonly device?: Device;
   readonly diskPath: string | undefined;
   readonly nodePath: string | undefined;
   /** open adopted the disk an earlier serve left (after a crash or `stop --keep`). */
@@ -70,6 +73,8 @@ export interface ServeDependencies {
   /** Throws an EnvironmentError naming the first thing missing (root, configfs, modules). */
   checkEnvironment(): Promise<void>;
   prepareImage(request: ImageRequest): Promise<PreparedImage>;
+  /** Opens an rbd: IMAGE (the PreparedImage carries the open backend to openDevice). */
+  prepareRbdImage?(request: RbdImageRequest, how: RbdOpenRequest): Promise<PreparedImage>;
   openDevice(request: DeviceRequest): Promise<ServedDevice>;
   /** Resolves with the first SIGINT/SIGTERM (remove the disk) or SIGUSR2 (leave it). */
   waitForStop(): Promise<string>;
@@ -112,14 +117,16 @@ export async function serve(command: ServeCommand, deps: ServeDependencies): Pro
   const iscsiInitiators =
     command.iscsiAccess && (await resolveInitiators(command.iscsiAccess, deps.secrets ?? processSecrets));
   await deps.checkEnvironment();
-  const image = await prepareServedImage(deps, {
-    path: command.image,
-    size: command.size,
-    blockSize: command.blockSize,
-    readOnly: command.readOnly,
-    followSymlinks: command.followSymlinks,
-    raw: command.raw,
-  });
+  const image = command.rbd
+    ? await deps.prepareRbdImage!(command.rbd, { blockSize: command.blockSize, readOnly: command.readOnly })
+    : await prepareServedImage(deps, {
+        path: command.image,
+        size: command.size,
+        blockSize: command.blockSize,
+        readOnly: command.readOnly,
+        followSymlinks: command.followSymlinks,
+        raw: command.raw,
+      });
   const device = await deps.openDevice({
     name: command.name,
     image,

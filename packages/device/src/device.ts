@@ -212,8 +212,9 @@ export class Device extends EventEmitter<DeviceEvents> {
   /**
    * Online resize to `blockCount` blocks: the backend (its `resize` capability), then the
    * kernel's record of the size, then READ CAPACITY answers the new size and every I_T nexus
-   * gets CAPACITY DATA HAS CHANGED; a loopback disk is rescanned so /dev/sdX follows. Resizes
-   * run one at a time. Throws DeviceResizeError (a shrink without `force`, no resizable backend).
+   * gets CAPACITY DATA HAS CHANGED; a loopback disk is rescanned so /dev/sdX follows. A backend
+   * whose size already is `blockCount` (it changed underneath) is left alone: the rest follows
+   * it. Resizes run one at a time. Throws DeviceResizeError (a shrink without `force`, no resizable backend).
    */
   resize(blockCount: number, options: DeviceResizeOptions = {}): Promise<void> {
     const previous = this.#resizing ?? Promise.resolve();
@@ -241,7 +242,10 @@ export class Device extends EventEmitter<DeviceEvents> {
       );
     }
     const unit = this.unit;
-    const resizeBackend = unit?.backend.resize?.bind(unit.backend);
+    // A backend that already has the size changed underneath (an RBD image another client
+    // resized): only the kernel's record and the initiators have to follow.
+    const followed = unit !== undefined && unit.backend.blockCount === blockCount;
+    const resizeBackend = followed ? () => {} : unit?.backend.resize?.bind(unit.backend);
     const resizeBackstore = this.#platform.resizeBackstore;
     if (unit === undefined || resizeBackend === undefined || resizeBackstore === undefined) {
       throw new DeviceResizeError(

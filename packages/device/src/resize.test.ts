@@ -96,6 +96,28 @@ describe('Device.resize', () => {
     }
   });
 
+  it('follows a backend resized underneath (an RBD image another client grew): the kernel and READ CAPACITY follow', async () => {
+    // No resize() of its own: the size changes from outside, as librbd's header watch reports it.
+    const inner = new MemoryBackend({ blockSize: 512, blockCount: 2048 });
+    const external = new BackendWrapper(inner, ['resize']);
+    const device = await open({ backend: external });
+    try {
+      expect(await capacity(device)).toBe(2048);
+      await inner.resize(3072);
+      await device.resize(3072);
+      expect(device.blockCount).toBe(3072);
+      const attention = await harness.submit(device, { cdb: readCapacity16, dataInLength: 32 });
+      expect(decodeSense(attention.sense)).toMatchObject({ key: 0x06, asc: 0x2a, ascq: 0x09 });
+      expect(await capacity(device)).toBe(3072);
+      const attrib = await readFile(`${device.backstorePath}/attrib/dev_size`, 'utf8');
+      expect(attrib.trim()).toBe(String(3072 * 512));
+      // A size the backend does not have is still refused without resize().
+      await expect(device.resize(4096)).rejects.toMatchObject({ reason: 'unsupported' });
+    } finally {
+      await device.close();
+    }
+  });
+
   it('refuses a backend without resize(), bad sizes and a closed device', async () => {
     const fixed = new BackendWrapper(new MemoryBackend({ blockSize: 512, blockCount: 64 }), ['resize']);
     const device = await open({ backend: fixed });
