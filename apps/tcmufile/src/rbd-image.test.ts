@@ -142,6 +142,7 @@ describe('RbdBackend.open failures, told the CLI way', () => {
       /tcmu\/disk0 does not exist/,
       /rbd create tcmu\/disk0 --size 1G/,
     ],
+    ['EROFS', 'rbd_lock_acquire', ImageError, ExitCode.inUse, /served by another gateway/, /blocklists it/],
   ] as const)('%s from %s', (code, syscall, Kind, exitCode, message, fix) => {
     const told = rbdOpenError(native(code, syscall), request) as CliError;
     expect(told).toBeInstanceOf(Kind);

@@ -136,6 +136,14 @@ export function rbdOpenError(error: unknown, request: RbdImageRequest): Error {
       );
     }
   }
+  if (syscall === 'rbd_lock_acquire' && code === 'EROFS') {
+    return fail(
+      `RBD image ${name} is served by another gateway (a live client holds its exclusive lock)`,
+      ExitCode.inUse,
+      'Serve an image from one gateway at a time. This one can take over once the other stops, or within ' +
+        "the OSDs' watch timeout (about 30 s) after it dies: librbd then breaks its lock and blocklists it.",
+    );
+  }
   if (syscall === 'rados_ioctx_create' && code === 'ENOENT') {
     return fail(
       `pool '${request.pool}' does not exist`,
@@ -177,6 +185,9 @@ export async function openRbdImage(request: RbdImageRequest, how: RbdOpenRequest
       ...(how.timeoutSeconds === undefined ? {} : { timeoutSeconds: how.timeoutSeconds }),
       blockSize: how.blockSize,
       readOnly: how.readOnly || request.snapshot !== undefined,
+      // One writing gateway per image (docs/rbd.md "Several gateways"): the lock is taken at open
+      // and kept, so a second gateway fails to start instead of sharing the image.
+      exclusive: !how.readOnly && request.snapshot === undefined,
     });
   } catch (error) {
     throw rbdOpenError(error, request);
