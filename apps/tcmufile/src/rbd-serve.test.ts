@@ -93,7 +93,7 @@ describe('tcmufile doctor rbd:POOL/IMAGE', () => {
 });
 
 describe('tcmufile serve rbd:POOL/IMAGE', () => {
-  it('serves the image through the ring; COMPARE AND WRITE is librbd’s; an rbd resize reaches the kernel and the initiator', async () => {
+  it('serves the image through the ring; COMPARE AND WRITE is librbd’s; an rbd resize reaches the kernel and the initiator; a second gateway exits 75', async () => {
     const command = parseCommandLine(argv(`rbd:${cluster.pool}/${cluster.image}`)) as ServeCommand;
     let served: ServedDevice | undefined;
     let stop!: (signal: string) => void;
@@ -153,6 +153,37 @@ describe('tcmufile serve rbd:POOL/IMAGE', () => {
       expect(decodeSense(attention.sense)).toMatchObject({ key: 0x06, asc: 0x2a, ascq: 0x09 });
       const capacity = await harness.submit(device, { cdb: readCapacity16, dataInLength: 32 });
       expect(Buffer.from(capacity.dataIn).readBigUInt64BE(0)).toBe(BigInt((96 << 20) / 512 - 1));
+
+      // A second gateway for the same image is refused while this one holds its lock.
+      const second = parseCommandLine([
+        ...argv(`rbd:${cluster.pool}/${cluster.image}`),
+        '--name',
+        'rbd-two',
+      ]) as ServeCommand;
+      const opened: unknown[] = [];
+      await expect(
+        serve(second, {
+          checkEnvironment: async () => {},
+          prepareImage,
+          prepareRbdImage,
+          openDevice: async (request) => {
+            opened.push(request);
+            return openImageDevice(request);
+          },
+          waitForStop: () => new Promise(() => {}),
+          writeOut: () => {},
+          writeStatus: undefined,
+          logger: silent,
+          statusIntervalMs: 10_000,
+          now: () => 0,
+          setInterval: () => ({}),
+          clearInterval: () => {},
+        }),
+      ).rejects.toMatchObject({
+        exitCode: ExitCode.inUse,
+        message: `RBD image ${cluster.pool}/${cluster.image} is served by another gateway (a live client holds its exclusive lock)`,
+      });
+      expect(opened).toEqual([]);
     } finally {
       stop('SIGTERM');
       expect(await exit).toBe(ExitCode.ok);
