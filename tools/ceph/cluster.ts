@@ -48,11 +48,16 @@ async function freePort(): Promise<number> {
 const lastLine = (text: string) => text.trim().split('\n').filter(Boolean).at(-1) ?? '';
 
 /**
- * Makes and starts cluster `name` (in .vm-artifacts/ceph-<name>, made afresh). Fails with
+ * Makes and starts cluster `name` (in .vm-artifacts/ceph-<name> or `options.dir`, made afresh). Fails with
  * the script's last line, which names the fix (the apt-get line, or "run as root").
  */
-export async function startCluster(name: string, timeoutSeconds = 10): Promise<TestCluster> {
-  const dir = join(repo, '.vm-artifacts', `ceph-${name}`);
+export async function startCluster(
+  name: string,
+  timeoutSeconds = 10,
+  options: { dir?: string } = {},
+): Promise<TestCluster> {
+  // In the VM: a directory on the guest's tmpfs, not on the 9p share (the mon's store syncs a lot).
+  const dir = options.dir ?? join(repo, '.vm-artifacts', `ceph-${name}`);
   const env = {
     ...process.env,
     CEPH_DIR: dir,
