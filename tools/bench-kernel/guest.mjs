@@ -146,6 +146,59 @@ async function setUpTcmuRunner() {
   };
 }
 
+const RBD_BYTES = 128 << 20;
+
+/**
+ * A one-node Ceph cluster on the guest's loopback (tools/ceph/one-node.sh, data on tmpfs) with
+ * an image `tcmu/bench` holding the same random bytes as the file backstores' image (its first
+ * RBD_BYTES): reads must reach the OSD, not librbd's "no object yet" zeros.
+ */
+function startCeph() {
+  const env = { ...process.env, CEPH_DIR: '/tmp/ceph-bench', CEPH_TIMEOUT: '60' };
+  const script = join(repo, 'tools/ceph/one-node.sh');
+  const started = spawnSync('bash', [script, 'start'], { env, encoding: 'utf8', maxBuffer: 16 << 20 });
+  if (started.status !== 0) throw new Error(`one-node.sh start failed: ${started.stderr.slice(-2000)}`);
+  const value = (key) => new RegExp(`^${key}=(.*)$`, 'm').exec(started.stdout)?.[1];
+  const cluster = { conf: value('CEPH_CONF'), keyring: value('CEPH_KEYRING'), pool: value('CEPH_POOL') };
+  run('truncate', ['-s', String(RBD_BYTES), IMAGE]);
+  run('rbd', ['-c', cluster.conf, 'import', IMAGE, `${cluster.pool}/${NAME}`]);
+  const ceph = run('ceph', ['--version']).trim();
+  return {
+    ...cluster,
+    image: `${cluster.pool}/${NAME}`,
+    ceph,
+    stop: () => spawnSync('bash', [script, 'wipe'], { env, stdio: 'ignore' }),
+  };
+}
+
+/** Debian's tcmu-runner with its rbd handler (handler_rbd.so) on the guest's cluster. */
+async function setUpTcmuRunnerRbd() {
+  const ceph = startCeph();
+  const dir = join(CFS, 'core', 'user_1', NAME);
+  mkdirSync(dir, { recursive: true });
+  write(
+    join(dir, 'control'),
+    `dev_config=rbd/${ceph.image};conf=${ceph.conf},dev_size=${RBD_BYTES},hw_block_size=512`,
+  );
+  write(join(dir, 'enable'), '1');
+  const runner = spawn('tcmu-runner', ['--tcmu-log-dir', '/tmp'], { stdio: ['ignore', 'ignore', 'inherit'] });
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: dpkg-query's own format syntax
+  const version = run('dpkg-query', ['-W', '-f=${Version}', 'tcmu-runner']);
+  await sleep(5000); // it opens the image (a cluster connection) before it serves the ring
+  const disk = await waitForDisk(loopbackLun(dir));
+  return {
+    disk,
+    details: { tcmuRunnerVersion: version, handler: 'rbd', ceph: ceph.ceph, imageBytes: RBD_BYTES },
+    async tearDown() {
+      removeLoopbackLun();
+      runner.kill('SIGTERM');
+      await new Promise((done) => runner.once('exit', done));
+      rmdirSync(dir);
+      ceph.stop();
+    },
+  };
+}
+
 /**
  * The limit row: ./minimal-consumer.c (single thread, serves each command in place with
  * preadv/pwritev on the ring's iovecs), compiled in the guest with the host's cc.
@@ -190,12 +243,23 @@ async function setUpCMinimal() {
   };
 }
 
-/** `tcmufile serve`; `io` adds `--io <io>`, without it the CLI's default is measured. */
-async function setUpTcmufile(io) {
+/** `tcmufile serve`; `io` adds `--io <io>`, without it the CLI's default is measured; `rbd` serves the guest cluster's image. */
+async function setUpTcmufile(io, rbd) {
   const fromDist = values.tcmufile === 'dist';
   const cli = join(repo, 'apps/tcmufile', fromDist ? 'dist/cli.js' : 'src/cli.ts');
   const nodeArgs = fromDist ? [cli] : ['--conditions=@tcmu/source', '--import', 'tsx', cli];
-  const args = [...nodeArgs, 'serve', IMAGE, '--name', NAME, '--block-size', '512', '--dir', '/dev/tcmufile'];
+  const source = rbd ? [`rbd:${rbd.image}`, '--ceph-conf', rbd.conf, '--keyring', rbd.keyring] : [IMAGE];
+  const args = [
+    ...nodeArgs,
+    'serve',
+    ...source,
+    '--name',
+    NAME,
+    '--block-size',
+    '512',
+    '--dir',
+    '/dev/tcmufile',
+  ];
   if (io) args.push('--io', io);
   const child = spawn(process.execPath, args, { cwd: repo, stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
@@ -222,7 +286,9 @@ async function setUpTcmufile(io) {
     details: {
       tcmufile: fromDist ? 'dist (tsup build)' : 'source (tsx)',
       node: process.version,
-      io: io ? `--io ${io}` : 'no --io (CLI default)',
+      ...(rbd
+        ? { ceph: rbd.ceph, imageBytes: RBD_BYTES }
+        : { io: io ? `--io ${io}` : 'no --io (CLI default)' }),
     },
     async tearDown() {
       child.kill('SIGTERM');
@@ -230,6 +296,7 @@ async function setUpTcmufile(io) {
       if (code !== 0) throw new Error(`tcmufile exited ${code ?? signal} on SIGTERM:\n${stderr}`);
       const leftovers = readdirSync(join(CFS, 'core')).filter((hba) => hba.startsWith('user_'));
       if (leftovers.length > 0) throw new Error(`tcmufile left ${leftovers.join(', ')} in configfs`);
+      rbd?.stop();
     },
   };
 }
@@ -269,6 +336,8 @@ const setUp = {
   'c-minimal': setUpCMinimal,
   tcmufile: () => setUpTcmufile(),
   'tcmufile-sync': () => setUpTcmufile('sync'),
+  'tcmu-runner-rbd': setUpTcmuRunnerRbd,
+  'tcmufile-rbd': () => setUpTcmufile(undefined, startCeph()),
 }[backstore];
 log(`preparing a ${size >> 20} MiB image on tmpfs`);
 makeImage();

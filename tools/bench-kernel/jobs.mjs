@@ -11,6 +11,18 @@ export const jobs = [
 /**
  * Backstores in table order: the references first (the kernel's fileio, tcmu-runner, and
  * c-minimal, the least a TCMU consumer can do: ./minimal-consumer.c), then tcmufile with the
- * CLI's default I/O mode and with `--io sync`.
+ * CLI's default I/O mode and with `--io sync`; then the RBD pair on a one-node Ceph cluster in
+ * the guest (issue 13): tcmu-runner's rbd handler and `tcmufile serve rbd:`.
  */
-export const backstores = ['fileio', 'tcmu-runner', 'c-minimal', 'tcmufile', 'tcmufile-sync'];
+export const backstores = [
+  'fileio',
+  'tcmu-runner',
+  'c-minimal',
+  'tcmufile',
+  'tcmufile-sync',
+  'tcmu-runner-rbd',
+  'tcmufile-rbd',
+];
+
+/** The backstores of the RBD section (`pnpm bench:kernel --only tcmu-runner-rbd,tcmufile-rbd`). */
+export const rbdBackstores = ['tcmu-runner-rbd', 'tcmufile-rbd'];

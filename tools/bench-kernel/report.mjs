@@ -1,6 +1,6 @@
 // Report half of `pnpm bench:kernel`: medians over rounds, the table (IOPS, MB/s, ratios) and
 // the docs section.
-import { backstores, jobs } from './jobs.mjs';
+import { backstores, jobs, rbdBackstores } from './jobs.mjs';
 
 export const sectionTitle = '## Kernel benchmark';
 
@@ -19,6 +19,7 @@ const comparisons = [
   ['tcmufile', 'tcmu-runner', 'versusRunner'],
   ['tcmufile', 'c-minimal', 'versusCMinimal'],
   ['tcmufile-sync', 'tcmu-runner', 'syncVersusRunner'],
+  ['tcmufile-rbd', 'tcmu-runner-rbd', 'rbdVersusRunner'],
 ];
 
 /**
@@ -90,6 +91,9 @@ export function buildRows(reports) {
     const versusRunner = ratio(results.tcmufile, results['tcmu-runner']);
     const versusCMinimal = ratio(results.tcmufile, results['c-minimal']);
     const syncVersusRunner = ratio(results['tcmufile-sync'], results['tcmu-runner']);
+    // Issue 13: tcmufile on an RBD image at least 1.0x tcmu-runner's rbd handler (its own goal).
+    const rbdVersusRunner = ratio(results['tcmufile-rbd'], results['tcmu-runner-rbd']);
+    const rbdGoalMet = rbdVersusRunner === undefined ? undefined : rbdVersusRunner >= goals.versusTcmuRunner;
     const needsCMinimal = goals.cMinimalRows.includes(job.name);
     const misses = [];
     if (versusRunner !== undefined && versusRunner < goals.versusTcmuRunner) misses.push('tcmu-runner');
@@ -98,7 +102,17 @@ export function buildRows(reports) {
     const assessable = versusRunner !== undefined && (!needsCMinimal || versusCMinimal !== undefined);
     // A miss is a miss even when the other reference is missing; a pass needs both.
     const goalMet = misses.length > 0 ? false : assessable ? true : undefined;
-    return { job, results, versusRunner, versusCMinimal, syncVersusRunner, goalMet, misses };
+    return {
+      job,
+      results,
+      versusRunner,
+      versusCMinimal,
+      syncVersusRunner,
+      rbdVersusRunner,
+      goalMet,
+      rbdGoalMet,
+      misses,
+    };
   });
 }
 
@@ -139,6 +153,7 @@ function formatSpread(report) {
 /** One line per backstore: when it ran, with what, how many rounds and how far they spread. */
 export function formatProvenance(reports) {
   return backstores
+    .filter((name) => reports[name] || !rbdBackstores.includes(name)) // the RBD pair only when run
     .map((name) => {
       const report = reports[name];
       if (!report) return `- ${name}: no result`;
@@ -148,6 +163,7 @@ export function formatProvenance(reports) {
         report.fileioMode && `mode ${report.fileioMode}`,
         report.tcmuRunnerVersion && `tcmu-runner ${report.tcmuRunnerVersion}`,
         report.handler && `handler ${report.handler}`,
+        report.ceph,
         report.consumer && `consumer ${report.consumer}`,
         report.tcmufile && `tcmufile from ${report.tcmufile}`,
         report.io,
@@ -170,8 +186,25 @@ function range(values) {
   return `${formatRatio(Math.min(...defined))} to ${formatRatio(Math.max(...defined))}`;
 }
 
+/** The RBD pair's sentence: rows at 1.0x tcmu-runner's rbd handler or better, and the range. */
+export function formatRbdVerdict(rows) {
+  const judged = rows.filter((row) => row.rbdGoalMet !== undefined);
+  if (judged.length === 0) return undefined;
+  const missed = judged
+    .filter((row) => !row.rbdGoalMet)
+    .map((row) => `${row.job.name} (${formatRatio(row.rbdVersusRunner)})`);
+  const summary = `RBD: ${judged.length - missed.length} of ${judged.length} rows at ${goals.versusTcmuRunner.toFixed(1)}x tcmu-runner's rbd handler or better (${range(rows.map((row) => row.rbdVersusRunner))})`;
+  return missed.length === 0 ? `${summary}.` : `${summary}; not met: ${missed.join(', ')}.`;
+}
+
 /** Where tcmufile stands against the goals, in one or two sentences; names the rows that miss. */
 export function formatVerdict(rows) {
+  const rbd = formatRbdVerdict(rows);
+  const file = formatFileVerdict(rows);
+  return rbd === undefined ? file : rows.some((row) => row.results.tcmufile) ? `${file} ${rbd}` : rbd;
+}
+
+function formatFileVerdict(rows) {
   if (!rows.some((row) => row.results.tcmufile))
     return 'tcmufile has no result yet: the goals cannot be assessed.';
   const versusRunner = range(rows.map((row) => row.versusRunner));

@@ -210,6 +210,28 @@ describe('formatting', () => {
     expect(formatVerdict(none)).toMatch(/cannot be assessed: tcmu-runner or c-minimal has no result/);
   });
 
+  it('compares tcmufile-rbd to tcmu-runner-rbd on its own, with its own sentence', () => {
+    const rbdRows = buildRows({
+      'tcmu-runner-rbd': report('tcmu-runner-rbd', flat(50)),
+      'tcmufile-rbd': report('tcmufile-rbd', (job) => (job.name === '4k-randread-qd1' ? 40 : 75)),
+    });
+    expect(byName(rbdRows, '4k-randwrite-qd1').rbdVersusRunner).toBe(1.5);
+    expect(byName(rbdRows, '4k-randread-qd1').rbdGoalMet).toBe(false);
+    expect(byName(rbdRows, '4k-randwrite-qd1').goalMet).toBeUndefined(); // the file goals need the file rows
+    expect(formatTable(rbdRows).split('\n')[0]).toBe(
+      '| job | tcmu-runner-rbd IOPS | tcmu-runner-rbd MB/s | tcmufile-rbd IOPS | tcmufile-rbd MB/s | tcmufile-rbd vs tcmu-runner-rbd | goal |',
+    );
+    expect(formatVerdict(rbdRows)).toBe(
+      "RBD: 5 of 6 rows at 1.0x tcmu-runner's rbd handler or better (0.80x to 1.50x); not met: 4k-randread-qd1 (0.80x).",
+    );
+    const lines = formatProvenance({
+      'tcmufile-rbd': { ...report('tcmufile-rbd', flat(1)), ceph: 'ceph version 16.2.15' },
+    });
+    expect(lines.split('\n').at(-1)).toContain('- tcmufile-rbd: ');
+    expect(lines).toContain('ceph version 16.2.15');
+    expect(lines).not.toContain('tcmu-runner-rbd');
+  });
+
   it('tells per backstore how many rounds, their spread per row and the host load', () => {
     const lines = formatProvenance(all).split('\n');
     expect(lines).toHaveLength(5);
