@@ -137,7 +137,8 @@ export function formatTable(rows) {
       row.job.name,
       ...names.flatMap((name) => [iops(row.results[name]), mbps(row.results[name])]),
       ...ratios.map(([, , field]) => formatRatio(row[field])),
-      row.goalMet === undefined ? 'n/a' : row.goalMet ? 'met' : 'not met',
+      // The file goals when the file rows ran, else the RBD pair's.
+      ...[row.goalMet ?? row.rbdGoalMet].map((met) => (met === undefined ? 'n/a' : met ? 'met' : 'not met')),
     ]);
   }
   return lines.map((cells) => `| ${cells.join(' | ')} |`).join('\n');

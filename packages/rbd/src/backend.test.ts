@@ -236,6 +236,81 @@ describe('RbdBackend', () => {
     }
   });
 
+  it('mappingStatus: allocation from the object map, a whole object at a time; discard frees it', async () => {
+    await cluster.rbd(['create', '--size', '16M', `${cluster.pool}/sparse`]);
+    const sparse = await open({ image: 'sparse' });
+    const perObject = (4 << 20) / BLOCK; // 8192 blocks per 4 MiB object
+    try {
+      expect(await sparse.mappingStatus(0, 1 << 20)).toEqual({
+        lba: 0,
+        blocks: 4 * perObject,
+        state: 'deallocated',
+      });
+      await sparse.write(perObject + 5, pattern(BLOCK, 3), { fua: true });
+      expect(await sparse.mappingStatus(0, 1 << 20)).toEqual({
+        lba: 0,
+        blocks: perObject,
+        state: 'deallocated',
+      });
+      expect(await sparse.mappingStatus(100, 1 << 20)).toEqual({
+        lba: 100,
+        blocks: perObject - 100,
+        state: 'deallocated',
+      });
+      // The object holding the block counts as mapped from its first block to its last.
+      expect(await sparse.mappingStatus(perObject, 1 << 20)).toEqual({
+        lba: perObject,
+        blocks: perObject,
+        state: 'mapped',
+      });
+      expect(await sparse.mappingStatus(perObject + 7, 10)).toEqual({
+        lba: perObject + 7,
+        blocks: 10,
+        state: 'mapped',
+      });
+      expect(await sparse.mappingStatus(2 * perObject, 1 << 20)).toEqual({
+        lba: 2 * perObject,
+        blocks: 2 * perObject,
+        state: 'deallocated',
+      });
+      // Two neighbouring objects are one mapped extent.
+      await sparse.write(2 * perObject, pattern(BLOCK, 4), { fua: true });
+      expect(await sparse.mappingStatus(perObject, 1 << 20)).toEqual({
+        lba: perObject,
+        blocks: 2 * perObject,
+        state: 'mapped',
+      });
+      // Discarding a whole object removes it: deallocated again, and it reads zeros (LBPRZ).
+      await sparse.discard!(perObject, perObject);
+      expect(await sparse.mappingStatus(perObject, 1 << 20)).toEqual({
+        lba: perObject,
+        blocks: perObject,
+        state: 'deallocated',
+      });
+      expect(await readBack(sparse, perObject + 5, 1)).toEqual(new Uint8Array(BLOCK));
+
+      // GET LBA STATUS(16) through the unit answers the same descriptors.
+      const unit = new LogicalUnit({ backend: sparse, powerOnUnitAttention: false });
+      const status = await exec(
+        unit,
+        table.get(0x9e, 0x12)!.encode!({ lba: 0, allocationLength: 64, control: 0 } as never),
+        undefined,
+        64,
+      );
+      expectGood(status);
+      const data = status.dataIn!;
+      const view = new DataView(data.buffer, data.byteOffset);
+      expect(Number(view.getBigUint64(8))).toBe(0); // first descriptor: LBA 0
+      expect(view.getUint32(16)).toBe(2 * perObject); // deallocated through object 1
+      expect(data[20]! & 0x0f).toBe(1); // PROVISIONING STATUS 1h: deallocated
+      expect(Number(view.getBigUint64(24))).toBe(2 * perObject);
+      expect(view.getUint32(32)).toBe(perObject);
+      expect(data[36]! & 0x0f).toBe(0); // mapped
+    } finally {
+      await sparse.close();
+    }
+  });
+
   it('close waits for the calls in flight, is idempotent, and later calls fail', async () => {
     const extra = await open();
     const inFlight = extra.write(4000, pattern(BLOCK, 4), { fua: false });

@@ -46,6 +46,8 @@ export interface NativeImage {
   writeSame(id: number, offset: number, length: number, pattern: Uint8Array): void;
   compareAndWrite(id: number, offset: number, compare: Uint8Array, data: Uint8Array, fua: boolean): void;
   flush(id: number): void;
+  /** rbd_diff_iterate2 over the object map: (offset, length, exists) triples. */
+  allocation(offset: number, length: number, callback: NativeCallback<Float64Array>): void;
 }
 
 export type CompletionCallback = (results: Float64Array, updated: boolean) => void;
