@@ -290,10 +290,13 @@ describe('RbdBackend', () => {
       expect(await readBack(sparse, perObject + 5, 1)).toEqual(new Uint8Array(BLOCK));
 
       // GET LBA STATUS(16) through the unit answers the same descriptors.
+      const entry = table.get(0x9e, 0x12) as { name: string; encode(fields: never): Uint8Array };
+      expect(entry.name).toBe('GET LBA STATUS');
+      const getLbaStatus = (fields: never) => entry.encode(fields);
       const unit = new LogicalUnit({ backend: sparse, powerOnUnitAttention: false });
       const status = await exec(
         unit,
-        table.get(0x9e, 0x12)!.encode!({ lba: 0, allocationLength: 64, control: 0 } as never),
+        getLbaStatus({ lba: 0, allocationLength: 64, control: 0 } as never),
         undefined,
         64,
       );
