@@ -125,7 +125,14 @@ describe('RbdBackend.open failures, told the CLI way', () => {
       /refused client.tcmu \(EACCES\)/,
       /ceph auth get/,
     ],
-    ['EIO', 'rados_connect', EnvironmentError, ExitCode.noPermission, /refused client.tcmu \(EIO\)/, /--id/],
+    [
+      'EIO',
+      'rados_connect',
+      EnvironmentError,
+      ExitCode.noPermission,
+      /keyring for client.tcmu cannot be parsed/,
+      /ceph auth get client.tcmu/,
+    ],
     [
       'ENOENT',
       'rados_ioctx_create',

@@ -126,12 +126,20 @@ export function rbdOpenError(error: unknown, request: RbdImageRequest): Error {
         EnvironmentError,
       );
     }
-    // EACCES: no such user; EIO: a wrong key (cephx's answer, seen with librados 16).
-    if (code === 'EACCES' || code === 'EPERM' || code === 'EIO') {
+    // EACCES: no such user, or a wrong key; EIO: a keyring librados cannot parse.
+    if (code === 'EACCES' || code === 'EPERM') {
       return fail(
         `the cluster refused ${who} (${code})`,
         ExitCode.noPermission,
         'Check --id and --keyring: the key must be the one `ceph auth get` shows.',
+        EnvironmentError,
+      );
+    }
+    if (code === 'EIO') {
+      return fail(
+        `the keyring for ${who} cannot be parsed (EIO)`,
+        ExitCode.noPermission,
+        `Give a keyring as \`ceph auth get ${who}\` prints it with --keyring FILE.`,
         EnvironmentError,
       );
     }

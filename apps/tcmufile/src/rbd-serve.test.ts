@@ -4,7 +4,9 @@
  * tools/bootstrap.sh installs). serve() runs as main() runs it, with @tcmu/device's fake kernel
  * (the ring simulator) in place of the VM's: the kernel run is tests/kernel's.
  */
+import { execFile } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
+import { promisify } from 'node:util';
 import type { Device } from '@tcmu/device';
 import { createHarness, type Harness, rw10 } from '@tcmu/device/testing';
 import { decodeSense } from '@tcmu/scsi';
@@ -70,16 +72,15 @@ describe('tcmufile doctor rbd:POOL/IMAGE', () => {
 
   it('a wrong key fails the cluster check; an unreadable keyring fails before any connection', async () => {
     const wrongKey = `${cluster.dir}/wrong.keyring`;
-    await writeFile(
-      wrongKey,
-      `[client.${cluster.clientId}]\n\tkey = AQBbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb==\n`,
-    );
+    // A well-formed key that is not the user's (ceph-authtool makes a fresh one): cephx says EACCES.
+    const key = (await promisify(execFile)('ceph-authtool', ['--gen-print-key'])).stdout.trim();
+    await writeFile(wrongKey, `[client.${cluster.clientId}]\n\tkey = ${key}\n`);
     const refused = await checkRbdClient(
       { pool: cluster.pool, image: cluster.image, ...client(), keyring: wrongKey },
       3,
     );
     expect(refused.at(-1)).toMatchObject({ id: 'rbd:cluster', ok: false });
-    expect(refused.at(-1)!.detail).toMatch(/the cluster refused client\.admin/);
+    expect(refused.at(-1)!.detail).toBe('the cluster refused client.admin (EACCES)');
     const missing = await checkRbdClient(
       { pool: cluster.pool, image: cluster.image, ...client(), keyring: '/nonexistent' },
       3,
