@@ -250,7 +250,7 @@ describe('two initiators on one TCMU LUN', () => {
     ]);
   });
 
-  it('libiscsi’s two-initiator suites (iscsi-test-cu) give what they give on LIO’s own fileio backstore', async () => {
+  it('libiscsi’s two-initiator suites (iscsi-test-cu) pass as on LIO’s own fileio backstore', async () => {
     await initiators.close();
     const suites = [
       'ALL.ProutRegister',
@@ -306,12 +306,24 @@ describe('two initiators on one TCMU LUN', () => {
     }
     for (const suite of suites)
       console.log(
-        `${suite}: ran ${ours[suite]!.ran}, passed ${ours[suite]!.passed} (fileio: ${lio[suite]!.passed})`,
+        `${suite}: ran ${ours[suite]!.ran}, passed ${ours[suite]!.passed} (fileio: ${lio[suite]!.passed}); ` +
+          `failed ${ours[suite]!.failed.join(', ') || 'none'} (fileio: ${lio[suite]!.failed.join(', ') || 'none'})`,
       );
-    expect(ours).toEqual(lio);
-    for (const suite of suites) expect(ours[suite]!.ran).toBeGreaterThan(0);
-    // Every persistent-reservation test passes; SPC-2 RESERVE fails only where LIO's core does.
-    const prTests = suites.filter((s) => /Pro?ut|Prin/.test(s)).reduce((n, s) => n + ours[s]!.passed, 0);
-    expect(prTests).toBe(suites.filter((s) => /Pro?ut|Prin/.test(s)).reduce((n, s) => n + ours[s]!.ran, 0));
+    // These two end the reserving session and race LIO's own session teardown: they pass or fail
+    // by timing, on fileio as on ours (seen both ways in the same VM).
+    const racy = new Set(['Reserve6.Logout', 'Reserve6.ITNexusLoss']);
+    for (const suite of suites) {
+      expect(ours[suite]!.ran, suite).toBeGreaterThan(0);
+      expect(ours[suite]!.ran, suite).toBe(lio[suite]!.ran);
+      // Everything else passes, on our LUN and on LIO's own backstore alike.
+      expect(
+        ours[suite]!.failed.filter((test) => !racy.has(test)),
+        suite,
+      ).toEqual([]);
+      expect(
+        lio[suite]!.failed.filter((test) => !racy.has(test)),
+        `${suite} on fileio`,
+      ).toEqual([]);
+    }
   });
 });

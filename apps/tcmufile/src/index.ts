@@ -63,6 +63,14 @@ export {
 } from './iscsi-access.js';
 export { type ServeConfigDependencies, serveConfig } from './multi-serve.js';
 export { type ImageRequest, type PreparedImage, prepareImage } from './image.js';
+export {
+  checkRbdClient,
+  parseRbdImage,
+  prepareRbdImage,
+  type RbdImageRequest,
+  type RbdImageSpec,
+  type RbdOpenRequest,
+} from './rbd-image.js';
 export { createHumanLogger, createJsonLogger, type Logger, type LogLevel, type LogMethod } from './log.js';
 export { main, type ProcessIo } from './main.js';
 export { type MetricsServer, startMetricsServer } from './metrics.js';
