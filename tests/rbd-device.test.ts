@@ -57,11 +57,7 @@ beforeAll(async () => {
   cluster = await startCluster('rbd-device');
   console.log(`one-node Ceph cluster up in ${(cluster.startMs / 1000).toFixed(1)} s`);
   backend = await RbdBackend.open({
-    conf: cluster.conf,
-    keyring: cluster.keyring,
-    clientId: cluster.clientId,
-    pool: cluster.pool,
-    image: cluster.image,
+    ...cluster.openOptions,
     timeoutSeconds: 3,
   });
   harness = await createHarness();

@@ -20,11 +20,7 @@ beforeAll(async () => {
   cluster = await startCluster('vm-rbd', 30, { dir: '/tmp/ceph-vm-rbd' });
   console.log(`one-node Ceph cluster up in the VM in ${(cluster.startMs / 1000).toFixed(1)} s`);
   backend = await RbdBackend.open({
-    conf: cluster.conf,
-    keyring: cluster.keyring,
-    clientId: cluster.clientId,
-    pool: cluster.pool,
-    image: cluster.image,
+    ...cluster.openOptions,
     exclusive: true,
   });
   device = await openDevice({ name: 'e2e-rbd', backend, nodeDir: '/dev/tcmu-e2e' });

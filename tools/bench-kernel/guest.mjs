@@ -122,26 +122,29 @@ async function setUpFileio() {
   };
 }
 
-async function setUpTcmuRunner() {
+/**
+ * Debian's tcmu-runner serving one user backstore: `devConfig` picks its handler. It opens the
+ * device at start-up; `settleMs` is how long it gets to hold the uio node before the LUN is linked.
+ */
+async function setUpTcmuRunner({ devConfig, devSize, settleMs, details, stopped = () => {} }) {
   const dir = join(CFS, 'core', 'user_1', NAME);
   mkdirSync(dir, { recursive: true });
-  // Debian's tcmu-runner has no file handler; qcow serves a non-qcow image raw, 512-byte blocks only.
-  write(join(dir, 'control'), `dev_config=qcow/${IMAGE},dev_size=${size},hw_block_size=512`);
+  write(join(dir, 'control'), `dev_config=${devConfig},dev_size=${devSize},hw_block_size=512`);
   write(join(dir, 'enable'), '1');
   const runner = spawn('tcmu-runner', ['--tcmu-log-dir', '/tmp'], { stdio: ['ignore', 'ignore', 'inherit'] });
   // biome-ignore lint/suspicious/noTemplateCurlyInString: dpkg-query's own format syntax
   const version = run('dpkg-query', ['-W', '-f=${Version}', 'tcmu-runner']);
-  // The runner opens the existing device at start-up; wait until it holds the uio node.
-  await sleep(2000);
+  await sleep(settleMs);
   const disk = await waitForDisk(loopbackLun(dir));
   return {
     disk,
-    details: { tcmuRunnerVersion: version, handler: 'qcow (raw image)' },
+    details: { tcmuRunnerVersion: version, ...details },
     async tearDown() {
       removeLoopbackLun();
       runner.kill('SIGTERM');
       await new Promise((done) => runner.once('exit', done));
       rmdirSync(dir);
+      stopped();
     },
   };
 }
@@ -171,32 +174,16 @@ function startCeph() {
   };
 }
 
-/** Debian's tcmu-runner with its rbd handler (handler_rbd.so) on the guest's cluster. */
-async function setUpTcmuRunnerRbd() {
+/** tcmu-runner with its rbd handler (handler_rbd.so) on the guest's cluster. */
+function setUpTcmuRunnerRbd() {
   const ceph = startCeph();
-  const dir = join(CFS, 'core', 'user_1', NAME);
-  mkdirSync(dir, { recursive: true });
-  write(
-    join(dir, 'control'),
-    `dev_config=rbd/${ceph.image};conf=${ceph.conf},dev_size=${RBD_BYTES},hw_block_size=512`,
-  );
-  write(join(dir, 'enable'), '1');
-  const runner = spawn('tcmu-runner', ['--tcmu-log-dir', '/tmp'], { stdio: ['ignore', 'ignore', 'inherit'] });
-  // biome-ignore lint/suspicious/noTemplateCurlyInString: dpkg-query's own format syntax
-  const version = run('dpkg-query', ['-W', '-f=${Version}', 'tcmu-runner']);
-  await sleep(5000); // it opens the image (a cluster connection) before it serves the ring
-  const disk = await waitForDisk(loopbackLun(dir));
-  return {
-    disk,
-    details: { tcmuRunnerVersion: version, handler: 'rbd', ceph: ceph.ceph, imageBytes: RBD_BYTES },
-    async tearDown() {
-      removeLoopbackLun();
-      runner.kill('SIGTERM');
-      await new Promise((done) => runner.once('exit', done));
-      rmdirSync(dir);
-      ceph.stop();
-    },
-  };
+  return setUpTcmuRunner({
+    devConfig: `rbd/${ceph.image};conf=${ceph.conf}`,
+    devSize: RBD_BYTES,
+    settleMs: 5000, // it connects to the cluster and opens the image first
+    details: { handler: 'rbd', ceph: ceph.ceph, imageBytes: RBD_BYTES },
+    stopped: ceph.stop,
+  });
 }
 
 /**
@@ -332,7 +319,14 @@ function fio(disk, job) {
 
 const setUp = {
   fileio: setUpFileio,
-  'tcmu-runner': setUpTcmuRunner,
+  // Debian's tcmu-runner has no file handler; qcow serves a non-qcow image raw, 512-byte blocks only.
+  'tcmu-runner': () =>
+    setUpTcmuRunner({
+      devConfig: `qcow/${IMAGE}`,
+      devSize: size,
+      settleMs: 2000,
+      details: { handler: 'qcow (raw image)' },
+    }),
   'c-minimal': setUpCMinimal,
   tcmufile: () => setUpTcmufile(),
   'tcmufile-sync': () => setUpTcmufile('sync'),

@@ -138,11 +138,13 @@ export function formatTable(rows) {
       ...names.flatMap((name) => [iops(row.results[name]), mbps(row.results[name])]),
       ...ratios.map(([, , field]) => formatRatio(row[field])),
       // The file goals when the file rows ran, else the RBD pair's.
-      ...[row.goalMet ?? row.rbdGoalMet].map((met) => (met === undefined ? 'n/a' : met ? 'met' : 'not met')),
+      goalCell(row.goalMet ?? row.rbdGoalMet),
     ]);
   }
   return lines.map((cells) => `| ${cells.join(' | ')} |`).join('\n');
 }
+
+const goalCell = (met) => (met === undefined ? 'n/a' : met ? 'met' : 'not met');
 
 /** "701-760 / 6100-6400 / ...": each row's IOPS over the rounds, in row order. */
 function formatSpread(report) {

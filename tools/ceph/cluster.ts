@@ -23,6 +23,14 @@ export interface TestCluster {
   readonly clientId: string;
   readonly pool: string;
   readonly image: string;
+  /** RbdBackend.open()'s options for the cluster's image (conf, keyring, user, pool, image). */
+  readonly openOptions: {
+    readonly conf: string;
+    readonly keyring: string;
+    readonly clientId: string;
+    readonly pool: string;
+    readonly image: string;
+  };
   /** How long `start()` took the first time, in ms. */
   readonly startMs: number;
   /** one-node.sh start: starts what is not running (idempotent); resolves when the image answers. */
@@ -85,14 +93,18 @@ export async function startCluster(
     if (found === undefined) throw new Error(`one-node.sh start printed no ${key}=:\n${printed}`);
     return found;
   };
-  const conf = value('CEPH_CONF');
-  return {
-    dir,
-    conf,
+  const openOptions = {
+    conf: value('CEPH_CONF'),
     keyring: value('CEPH_KEYRING'),
     clientId: value('CEPH_CLIENT_ID'),
     pool: value('CEPH_POOL'),
     image: value('CEPH_IMAGE'),
+  };
+  const { conf } = openOptions;
+  return {
+    dir,
+    ...openOptions,
+    openOptions,
     startMs,
     start: async () => void (await oneNode('start')),
     stop: async () => void (await oneNode('stop')),

@@ -11,7 +11,7 @@ import {
   type TargetManager,
 } from '@tcmu/configfs';
 import { EnvironmentError, ExitCode } from './errors.js';
-import { checkRbdClient, type RbdImageRequest, rbdImageName } from './rbd-image.js';
+import { checkRbdClient, type RbdClientCheck, type RbdImageRequest, rbdImageName } from './rbd-image.js';
 import { formatBytes } from './size.js';
 
 /** Exit code for the first failed required check: the most basic problem wins. */
@@ -82,7 +82,7 @@ export async function doctor(
 /** `tcmufile doctor`: one line per check, the fix under each failure; exit 0 only if all required pass. */
 export function formatDoctor(
   report: EnvironmentReport,
-  rbd?: { image: RbdImageRequest; checks: readonly EnvironmentCheck[] },
+  rbd?: { image: RbdImageRequest; checks: readonly RbdClientCheck[] },
 ): { text: string; exitCode: ExitCode } {
   const describe = (check: EnvironmentCheck) => {
     const mark = check.ok ? 'ok  ' : check.required ? 'FAIL' : 'warn';
@@ -92,29 +92,24 @@ export function formatDoctor(
   const lines = report.checks.map(describe);
   if (rbd) lines.push('', `Ceph client for rbd:${rbdImageName(rbd.image)}:`, ...rbd.checks.map(describe));
   const error = environmentError(report);
-  const rbdFailed = rbd?.checks.some((check) => !check.ok) === true;
+  const rbdFailure = rbd?.checks.find((check) => !check.ok);
   lines.push(
     '',
     error
       ? 'This machine cannot serve TCMU devices yet: apply the fixes above, then run `tcmufile doctor` again.'
-      : rbdFailed
+      : rbdFailure
         ? 'This machine can serve TCMU devices, but not this RBD image yet: apply the fixes above.'
         : rbd
           ? `Ready: \`tcmufile serve rbd:${rbdImageName(rbd.image)}\` will work here.`
           : 'Ready: `tcmufile serve IMAGE --size 1G` will work here.',
   );
   // The machine's failures first (the order to fix them in), then the client's.
-  const exitCode = error ? error.exitCode : rbdFailed ? rbdExitCode(rbd!.checks) : ExitCode.ok;
+  const exitCode = error
+    ? error.exitCode
+    : rbdFailure
+      ? (rbdFailure.exitCode ?? ExitCode.internal)
+      : ExitCode.ok;
   return { text: `${lines.join('\n')}\n`, exitCode };
-}
-
-/** 69 when librbd or the cluster is missing, 77 for a refused user, 66 for a missing pool or image. */
-function rbdExitCode(checks: readonly EnvironmentCheck[]): ExitCode {
-  const failed = checks.find((check) => !check.ok)!;
-  if (failed.id === 'rbd:image') return ExitCode.noImage;
-  if (failed.id === 'rbd:conf' || failed.id === 'rbd:keyring') return ExitCode.noImage;
-  if (/refused|keyring/.test(failed.detail)) return ExitCode.noPermission;
-  return ExitCode.unavailable;
 }
 
 function ownershipOf(entry: { owned: boolean; ownerPid: number | undefined; stale: boolean }): string {

@@ -532,8 +532,7 @@ export const commands: Readonly<Record<CommandName, CommandDefinition>> = {
           fix: 'e.g. tcmufile doctor rbd:rbd/vol0',
         });
       }
-      const rbd = image === undefined ? undefined : cephRequest(values, image);
-      if (image === undefined) cephRequest(values, undefined);
+      const rbd = cephRequest(values, image);
       return { kind: 'doctor', ...(rbd === undefined ? {} : { rbd }) };
     },
   }),

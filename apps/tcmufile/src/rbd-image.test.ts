@@ -208,7 +208,8 @@ describe('doctor with an rbd: image', () => {
   ])('%s failing: %s → exit %i, with its fix', (id, detail, exitCode) => {
     const result = formatDoctor(machine as never, {
       image,
-      checks: [{ id, ok: false, required: true, detail, fix: 'do this' }],
+      // The exit code travels with the failed check, from the error that failed it.
+      checks: [{ id, ok: false, required: true, detail, fix: 'do this', exitCode }],
     });
     expect(result.exitCode).toBe(exitCode);
     expect(result.text).toContain(`FAIL  ${detail}\n      fix: do this`);

@@ -202,6 +202,11 @@ export async function openRbdImage(request: RbdImageRequest, how: RbdOpenRequest
   }
 }
 
+/** One check of the Ceph client side; a failed one carries the exit code its error has. */
+export interface RbdClientCheck extends EnvironmentCheck {
+  readonly exitCode?: ExitCode;
+}
+
 /**
  * `tcmufile doctor rbd:POOL/IMAGE`: the Ceph client side, one check after the other (each
  * needs the one before): @tcmu/rbd and librbd load, the conf and keyring are readable, a
@@ -210,19 +215,26 @@ export async function openRbdImage(request: RbdImageRequest, how: RbdOpenRequest
 export async function checkRbdClient(
   request: RbdImageRequest,
   timeoutSeconds = 10,
-): Promise<EnvironmentCheck[]> {
-  const checks: EnvironmentCheck[] = [];
-  const add = (id: string, ok: boolean, detail: string, fix?: string) => {
-    checks.push({ id, ok, required: true, detail, fix: ok ? undefined : fix });
-    return ok;
-  };
+): Promise<RbdClientCheck[]> {
+  const checks: RbdClientCheck[] = [];
+  const pass = (id: string, detail: string) =>
+    checks.push({ id, ok: true, required: true, detail, fix: undefined });
+  const failWith = (id: string, error: CliError) =>
+    checks.push({
+      id,
+      ok: false,
+      required: true,
+      detail: error.message,
+      fix: error.fix,
+      exitCode: error.exitCode,
+    });
+  const accepted = `the cluster answers and accepts client.${request.clientId ?? 'admin'}`;
   let rbd: RbdModule;
   try {
     rbd = await loadRbd();
-    add('rbd:librbd', true, `librbd ${rbd.librbdVersion()} loads (@tcmu/rbd)`);
+    pass('rbd:librbd', `librbd ${rbd.librbdVersion()} loads (@tcmu/rbd)`);
   } catch (error) {
-    const told = error instanceof CliError ? error : rbdOpenError(error, request);
-    add('rbd:librbd', false, told.message, (told as CliError).fix);
+    failWith('rbd:librbd', toCliError(rbdOpenError(error, request)));
     return checks;
   }
   for (const [id, path, what] of [
@@ -230,36 +242,39 @@ export async function checkRbdClient(
     ['rbd:keyring', request.keyring, 'keyring'],
   ] as const) {
     if (path === undefined) continue;
-    const readable = await access(path, constants.R_OK).then(
-      () => true,
-      () => false,
-    );
-    if (
-      !add(
+    try {
+      await access(path, constants.R_OK);
+      pass(id, `${what} ${path} is readable`);
+    } catch {
+      failWith(
         id,
-        readable,
-        `${what} ${path} ${readable ? 'is readable' : 'cannot be read'}`,
-        `Check the path and its permissions (ls -l ${path}).`,
-      )
-    )
+        new ImageError(`${what} ${path} cannot be read`, ExitCode.noImage, {
+          fix: `Check the path and its permissions (ls -l ${path}).`,
+        }),
+      );
       return checks;
+    }
   }
-  const name = rbdImageName(request);
   try {
     const backend = await openRbdImage(request, { blockSize: 512, readOnly: true, timeoutSeconds });
     const size = backend.size;
     await backend.close();
-    add('rbd:cluster', true, `the cluster answers and accepts client.${request.clientId ?? 'admin'}`);
-    add('rbd:image', true, `RBD image ${name} exists (${formatBytes(size)})`);
+    pass('rbd:cluster', accepted);
+    pass('rbd:image', `RBD image ${rbdImageName(request)} exists (${formatBytes(size)})`);
   } catch (error) {
-    const told = error instanceof CliError ? error : new CliError(String(error), ExitCode.osError);
-    const reached = /does not exist/.test(told.message);
-    if (reached)
-      add('rbd:cluster', true, `the cluster answers and accepts client.${request.clientId ?? 'admin'}`);
-    add(reached ? 'rbd:image' : 'rbd:cluster', false, told.message, told.fix);
+    const told = toCliError(error);
+    // The pool and image lookups come after the connection: failing there, the cluster answered.
+    const syscall = (told.cause as { syscall?: unknown } | undefined)?.syscall;
+    const reached =
+      syscall === 'rados_ioctx_create' || (typeof syscall === 'string' && syscall.startsWith('rbd_open'));
+    if (reached) pass('rbd:cluster', accepted);
+    failWith(reached ? 'rbd:image' : 'rbd:cluster', told);
   }
   return checks;
 }
+
+const toCliError = (error: unknown): CliError =>
+  error instanceof CliError ? error : new CliError(String(error), ExitCode.osError, { cause: error });
 
 /** serve's prepareImage for an rbd: IMAGE: the image opened, its size in whole blocks. */
 export async function prepareRbdImage(request: RbdImageRequest, how: RbdOpenRequest): Promise<PreparedImage> {

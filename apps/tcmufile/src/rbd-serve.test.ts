@@ -34,7 +34,6 @@ afterAll(async () => {
   await cluster?.wipe();
 }, 60_000);
 
-const client = () => ({ conf: cluster.conf, keyring: cluster.keyring, clientId: cluster.clientId });
 const argv = (image: string) => [
   'serve',
   image,
@@ -77,7 +76,7 @@ async function refusedServe(command: ServeCommand): Promise<unknown> {
 
 describe('tcmufile doctor rbd:POOL/IMAGE', () => {
   it('passes every client check for the cluster’s image', async () => {
-    const checks = await checkRbdClient({ pool: cluster.pool, image: cluster.image, ...client() }, 3);
+    const checks = await checkRbdClient(cluster.openOptions, 3);
     expect(checks.map((c) => [c.id, c.ok])).toEqual([
       ['rbd:librbd', true],
       ['rbd:conf', true],
@@ -89,7 +88,7 @@ describe('tcmufile doctor rbd:POOL/IMAGE', () => {
   });
 
   it('a missing image fails the image check with the rbd create line; the cluster check passes', async () => {
-    const checks = await checkRbdClient({ pool: cluster.pool, image: 'missing', ...client() }, 3);
+    const checks = await checkRbdClient({ ...cluster.openOptions, image: 'missing' }, 3);
     expect(checks.slice(-2).map((c) => [c.id, c.ok])).toEqual([
       ['rbd:cluster', true],
       ['rbd:image', false],
@@ -102,16 +101,10 @@ describe('tcmufile doctor rbd:POOL/IMAGE', () => {
     // A well-formed key that is not the user's (ceph-authtool makes a fresh one): cephx says EACCES.
     const key = (await promisify(execFile)('ceph-authtool', ['--gen-print-key'])).stdout.trim();
     await writeFile(wrongKey, `[client.${cluster.clientId}]\n\tkey = ${key}\n`);
-    const refused = await checkRbdClient(
-      { pool: cluster.pool, image: cluster.image, ...client(), keyring: wrongKey },
-      3,
-    );
+    const refused = await checkRbdClient({ ...cluster.openOptions, keyring: wrongKey }, 3);
     expect(refused.at(-1)).toMatchObject({ id: 'rbd:cluster', ok: false });
     expect(refused.at(-1)!.detail).toBe('the cluster refused client.admin (EACCES)');
-    const missing = await checkRbdClient(
-      { pool: cluster.pool, image: cluster.image, ...client(), keyring: '/nonexistent' },
-      3,
-    );
+    const missing = await checkRbdClient({ ...cluster.openOptions, keyring: '/nonexistent' }, 3);
     expect(missing.at(-1)).toMatchObject({
       id: 'rbd:keyring',
       ok: false,

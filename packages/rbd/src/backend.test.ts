@@ -24,9 +24,8 @@ let backend: RbdBackend;
 
 const pattern = (length: number, seed: number) =>
   Uint8Array.from({ length }, (_, i) => (i * 31 + seed) & 0xff);
-const connection = () => ({ conf: cluster.conf, keyring: cluster.keyring, clientId: cluster.clientId });
 const open = (options: { image?: string; [key: string]: unknown } = {}) =>
-  RbdBackend.open({ ...connection(), pool: cluster.pool, image: cluster.image, ...options });
+  RbdBackend.open({ ...cluster.openOptions, ...options });
 const readBack = async (b: RbdBackend, lba: number, blocks: number) => {
   const into = new Uint8Array(blocks * b.blockSize);
   await b.read(lba, into);

@@ -327,23 +327,22 @@ export class RbdBackend implements BlockBackend {
     } finally {
       this.#queries.delete(query);
     }
-    // Allocated extents, in order and clipped to the query; runs of them merge.
-    let mappedFrom = -1;
+    // Allocated extents come in offset order, clipped here to the query. Either one covers
+    // `start` (mapped, through the run of extents that touch it) or the first one ends the
+    // deallocated extent.
     let mappedTo = -1;
-    let nextMapped = end;
     for (let i = 0; i < triples.length; i += 3) {
       if (triples[i + 2] !== 1) continue;
       const from = Math.max(start, triples[i]!);
       const to = Math.min(end, triples[i]! + triples[i + 1]!);
       if (to <= from) continue;
-      if (mappedFrom < 0 && from <= start) [mappedFrom, mappedTo] = [from, to];
-      else if (mappedFrom >= 0 && from <= mappedTo) mappedTo = Math.max(mappedTo, to);
-      else if (mappedFrom < 0) {
-        nextMapped = Math.min(nextMapped, from);
-      } else break;
+      if (mappedTo < 0 && from > start)
+        return { lba, blocks: Math.max(1, Math.floor(from / blockSize) - lba), state: 'deallocated' };
+      if (mappedTo >= 0 && from > mappedTo) break;
+      mappedTo = Math.max(mappedTo, to);
     }
-    if (mappedFrom >= 0) return { lba, blocks: Math.ceil(mappedTo / blockSize) - lba, state: 'mapped' };
-    return { lba, blocks: Math.max(1, Math.floor(nextMapped / blockSize) - lba), state: 'deallocated' };
+    if (mappedTo >= 0) return { lba, blocks: Math.ceil(mappedTo / blockSize) - lba, state: 'mapped' };
+    return { lba, blocks, state: 'deallocated' };
   }
 
   /** Waits for the calls in flight, then closes the image and the cluster connection. Idempotent. */

@@ -23,10 +23,7 @@ afterAll(async () => {
 }, 60_000);
 
 const options = (image: string) => ({
-  conf: cluster.conf,
-  keyring: cluster.keyring,
-  clientId: cluster.clientId,
-  pool: cluster.pool,
+  ...cluster.openOptions,
   image,
   timeoutSeconds: 5,
 });
