@@ -67,6 +67,7 @@ export {
   checkRbdClient,
   parseRbdImage,
   prepareRbdImage,
+  type RbdClientCheck,
   type RbdImageRequest,
   type RbdImageSpec,
   type RbdOpenRequest,
