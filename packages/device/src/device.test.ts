@@ -213,6 +213,23 @@ describe('data path', () => {
     }
   });
 
+  it('a transient backend failure reaches the ring as status BUSY with no sense; the retry succeeds', async () => {
+    let down = true;
+    const backend = new FaultInjectionBackend(memory(), { failReads: () => down, transient: true });
+    const device = await open({ backend });
+    try {
+      const result = await harness.submit(device, { cdb: rw10(0x28, 40, 4), dataInLength: 2048 });
+      expect(result.status).toBe(0x08);
+      expect(result.sense.length).toBe(0);
+      down = false;
+      expect((await harness.submit(device, { cdb: rw10(0x28, 40, 4), dataInLength: 2048 })).status).toBe(
+        GOOD,
+      );
+    } finally {
+      await device.close();
+    }
+  });
+
   it('runs many commands concurrently over an async backend, bounded by queueDepth', async () => {
     const inner = memory();
     let running = 0;

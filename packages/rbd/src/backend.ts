@@ -433,6 +433,9 @@ export class RbdBackend implements BlockBackend {
       {
         cause,
         spaceExhausted: code === 'ENOSPC' || code === 'EDQUOT',
+        // rados_osd_op_timeout expired: no OSD (or mon) answered, and the next try may (the
+        // unit answers BUSY). ESHUTDOWN, blocklisted, is not: this client is fenced for good.
+        transient: code === 'ETIMEDOUT',
       },
     );
   }

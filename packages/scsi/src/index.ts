@@ -87,6 +87,7 @@ export {
   type LbaExtent,
   type ProvisioningUsage,
   type WriteOptions,
+  isTransientBackendFailure,
   writeFailureReason,
 } from './core/backend.js';
 export { type BackendCapability, BackendWrapper } from './backends/wrapper.js';

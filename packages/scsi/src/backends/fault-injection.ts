@@ -17,6 +17,11 @@ export interface FaultInjectionOptions {
   readonly failWrites?: LbaSelector;
   /** Flushes fail. */
   readonly failFlush?: boolean;
+  /**
+   * The injected failures are transient (BackendIoError.transient: storage out of reach,
+   * answered BUSY for the initiator to retry) instead of medium errors.
+   */
+  readonly transient?: boolean;
   /** Delay before every operation, in milliseconds (makes concurrency observable). */
   readonly latencyMs?: number;
 }
@@ -45,7 +50,8 @@ const delay = (ms: number, signal?: AbortSignal): Promise<void> =>
 /**
  * Wraps a backend and makes chosen blocks fail, or every call slow: for
  * testing how filesystems, databases and initiators cope with bad sectors
- * (the SCSI layer reports MEDIUM ERROR with the failing LBA). Every call is
+ * (the SCSI layer reports MEDIUM ERROR with the failing LBA), or a store out of reach
+ * (`transient`: BUSY). Every call is
  * asynchronous, and the file underneath is never offered for direct I/O.
  */
 export class FaultInjectionBackend extends BackendWrapper {
@@ -53,11 +59,13 @@ export class FaultInjectionBackend extends BackendWrapper {
   readonly #failWrite: ((lba: number) => boolean) | undefined;
   readonly #latencyMs: number;
   readonly #failFlush: boolean;
+  readonly #transient: boolean;
 
   constructor(inner: BlockBackend, options: FaultInjectionOptions = {}) {
     super(inner);
     this.#failRead = toPredicate(options.failReads);
     this.#failWrite = toPredicate(options.failWrites);
+    this.#transient = options.transient === true;
     this.#latencyMs = options.latencyMs ?? 0;
     this.#failFlush = options.failFlush ?? false;
   }
@@ -108,7 +116,9 @@ export class FaultInjectionBackend extends BackendWrapper {
 
   override async flush(signal?: AbortSignal): Promise<void> {
     await this.#enter(signal);
-    if (this.#failFlush) throw new BackendIoError('injected flush failure');
+    if (this.#failFlush) {
+      throw new BackendIoError('injected flush failure', undefined, { transient: this.#transient });
+    }
     await this.inner.flush(signal);
   }
 
@@ -148,7 +158,9 @@ export class FaultInjectionBackend extends BackendWrapper {
   #check(fails: ((lba: number) => boolean) | undefined, lba: number, blocks: number, op: string): void {
     if (fails === undefined) return;
     for (let at = lba; at < lba + blocks; at++) {
-      if (fails(at)) throw new BackendIoError(`injected ${op} failure at LBA ${at}`, at);
+      if (fails(at)) {
+        throw new BackendIoError(`injected ${op} failure at LBA ${at}`, at, { transient: this.#transient });
+      }
     }
   }
 }

@@ -113,19 +113,37 @@ export interface LbaExtent {
  * An I/O failure a backend reports; `lba` lands in the sense INFORMATION field.
  * `spaceExhausted`: the write failed for lack of space (ENOSPC, EDQUOT under a sparse
  * image), answered DATA PROTECT / SPACE ALLOCATION FAILED WRITE PROTECT, not WRITE ERROR.
+ * `transient`: the storage could not be reached for now (a network store's timeout or lost
+ * connection) and the same command may succeed later: answered BUSY, not a medium error.
  */
 export class BackendIoError extends ScsiError {
   static override readonly brand: string = '@tcmu/scsi.BackendIoError';
   override readonly name = 'BackendIoError';
   readonly spaceExhausted: boolean;
+  readonly transient: boolean;
   constructor(
     message: string,
     readonly lba?: number,
-    options?: ErrorOptions & { readonly spaceExhausted?: boolean },
+    options?: ErrorOptions & { readonly spaceExhausted?: boolean; readonly transient?: boolean },
   ) {
     super(message, options);
     this.spaceExhausted = options?.spaceExhausted ?? false;
+    this.transient = options?.transient ?? false;
   }
+}
+
+/**
+ * True when a command failed because its backend's storage was out of reach for now: a
+ * transient BackendIoError, or a CHECK CONDITION a handler raised for one (its `cause`).
+ * LogicalUnit answers such a command with status BUSY and no sense (SAM-5 5.3.1), which
+ * initiators retry (Linux: scsi_decide_disposition requeues it until the request's deadline),
+ * as LIO answers TCM_LUN_BUSY (transport_generic_request_failure). A MEDIUM ERROR would tell
+ * the initiator the blocks are bad; a file system would stop on it.
+ */
+export function isTransientBackendFailure(error: unknown): boolean {
+  if (BackendIoError.isInstance(error)) return error.transient;
+  const cause = (error as { cause?: unknown } | null)?.cause;
+  return ScsiError.isInstance(error) && BackendIoError.isInstance(cause) && cause.transient;
 }
 
 /** The sense reason for a failed write (every write path uses it): no space to map, or WRITE ERROR. */

@@ -591,7 +591,79 @@ describe('sense format for LBAs beyond 32 bits', () => {
     });
     expect(sense.format).toBe('fixed');
   });
+
+  describe('a backend whose storage is out of reach for now (BackendIoError.transient)', () => {
+    const unitOver = (options: ConstructorParameters<typeof FaultInjectionBackend>[1]) => {
+      const inner = new MemoryBackend({ blockSize: 512, blockCount: 64 });
+      return makeUnit({ backend: new FaultInjectionBackend(inner, { ...options, transient: true }) }).unit;
+    };
+    const expectBusy = (result: Awaited<ReturnType<typeof run>>, residual: number) => {
+      expect(result.status).toBe(ScsiStatus.BUSY);
+      expect(result.sense).toBeUndefined();
+      expect(result.dataIn).toBeUndefined();
+      expect(result.residual).toBe(residual);
+    };
+
+    it('READ, WRITE, WRITE SAME, VERIFY and SYNCHRONIZE CACHE answer BUSY, no sense, no data', async () => {
+      const unit = unitOver({ failReads: [7], failWrites: [9], failFlush: true });
+      expectBusy(await run(unit, [0x28, 0, 0, 0, 0, 7, 0, 0, 1, 0], { dataInLength: 512 }), 512); // READ(10)
+      expectBusy(await run(unit, [0x2a, 0, 0, 0, 0, 9, 0, 0, 1, 0], { dataOut: new Uint8Array(512) }), 0); // WRITE(10)
+      expectBusy(await run(unit, [0x41, 0, 0, 0, 0, 8, 0, 0, 2, 0], { dataOut: new Uint8Array(512) }), 0); // WRITE SAME(10)
+      expectBusy(await run(unit, [0x2f, 0, 0, 0, 0, 7, 0, 0, 1, 0]), 0); // VERIFY(10), BYTCHK 0
+      expectBusy(await run(unit, [0x35, 0, 0, 0, 0, 0, 0, 0, 0, 0]), 0); // SYNCHRONIZE CACHE(10)
+      // Everything else on the unit still works.
+      expectGood(await run(unit, [0x28, 0, 0, 0, 0, 8, 0, 0, 1, 0]));
+    });
+
+    it('the same failures without `transient` stay medium errors at their LBA', async () => {
+      const inner = new MemoryBackend({ blockSize: 512, blockCount: 64 });
+      const backend = new FaultInjectionBackend(inner, { failReads: [7], failWrites: [9] });
+      const { unit } = makeUnit({ backend });
+      expectCheck(await run(unit, [0x28, 0, 0, 0, 0, 7, 0, 0, 1, 0]), 'UNRECOVERED_READ_ERROR', {
+        information: 7,
+      });
+      expectCheck(
+        await run(unit, [0x2a, 0, 0, 0, 0, 9, 0, 0, 1, 0], { dataOut: new Uint8Array(512) }),
+        'WRITE_ERROR',
+        {
+          information: 9,
+        },
+      );
+    });
+
+    it('a handler that wraps the failure in a CHECK CONDITION still answers BUSY; an abort wins', async () => {
+      const { unit } = makeUnit();
+      const transient = new BackendIoError('timed out', 3, { transient: true });
+      unit.override({
+        ...vendorLike,
+        handler: () => {
+          throw new ScsiCheckCondition('WRITE_ERROR', { information: 3, cause: transient });
+        },
+      });
+      expectBusy(await run(unit, [0xc6, 0, 0, 0, 0, 0]), 0);
+      const controller = new AbortController();
+      unit.override({
+        ...vendorLike,
+        handler: () => {
+          controller.abort();
+          throw transient;
+        },
+      });
+      const result = await run(unit, [0xc6, 0, 0, 0, 0, 0], { signal: controller.signal });
+      expect(result.status).toBe(ScsiStatus.TASK_ABORTED);
+    });
+  });
 });
+
+const vendorLike: OpcodeEntry<undefined> = {
+  opcode: 0xc6,
+  name: 'VENDOR FAIL',
+  cdbLength: 6,
+  direction: 'none',
+  usage: [0xc6, 0, 0, 0, 0, 0],
+  decode: () => undefined,
+  handler: () => undefined,
+};
 
 describe('extending the command set', () => {
   const vendorEcho: OpcodeEntry<{ length: number }> = {

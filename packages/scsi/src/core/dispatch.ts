@@ -1,7 +1,7 @@
 import { allowedDuringSanitize, OpcodeSlot } from '../opcodes/table.js';
 import { type SenseReason, SenseReasons } from '../sense/reasons.js';
 import { senseFor } from '../sense/sense.js';
-import { BackendIoError, writeFailureReason } from './backend.js';
+import { BackendIoError, isTransientBackendFailure, writeFailureReason } from './backend.js';
 import type {
   CommandContext,
   CommandRequest,
@@ -232,6 +232,9 @@ function failure(
 ): CommandResult {
   const direction = entry.direction;
   if (isAborted(request)) return aborted(request, direction);
+  if (isTransientBackendFailure(error)) {
+    return { status: ScsiStatus.BUSY, residual: residualOf(request, direction), direction };
+  }
   if (ScsiCheckCondition.isInstance(error)) {
     // Data-In sent before the CHECK CONDITION (SBC-4 5.19: a defect list in another format).
     const sent = error.details.dataIn;
