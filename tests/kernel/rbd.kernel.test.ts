@@ -67,7 +67,7 @@ describe('an RBD image as /dev/sdX', () => {
     const disk = device.diskPath!;
     await ok('mkfs.ext4', ['-q', '-F', disk], 300_000);
     await ok('fsck.ext4', ['-n', '-f', disk], 300_000);
-    // SYNCHRONIZE CACHE: librbd's write-around cache has every acknowledged write on the OSDs after it.
+    // SYNCHRONIZE CACHE: every acknowledged write is on the OSDs after it (whatever the cache setting).
     await ok('sg_sync', [disk]);
     await sh(`dd if=${disk} of=/tmp/rbd-disk.img bs=1M iflag=direct status=none`);
     await cluster.rbd(['export', `${cluster.pool}/${cluster.image}`, '/tmp/rbd-export.img']);

@@ -502,8 +502,8 @@ describe('the cluster going away and coming back', () => {
       expectGood(await write10(unit, 100, pattern(BLOCK, 1)));
       await cluster.stop(); // the OSD first, then the mon, by pid
       // All in object 0, which exists: a write allocating an object would wait a second
-      // timeout for the object map (docs/rbd.md). FUA: librbd's write-around cache may
-      // acknowledge a plain write before the OSD has it (the failure is then SYNCHRONIZE CACHE's).
+      // timeout for the object map (docs/rbd.md). FUA: were librbd's cache on (`config`), a
+      // plain write could be acknowledged before the OSD had it.
       let started = performance.now();
       const [written, read, direct] = await Promise.all([
         write10(unit, 100, pattern(BLOCK, 2), true),
@@ -532,4 +532,39 @@ describe('the cluster going away and coming back', () => {
       await image.close();
     }
   }, 90_000);
+
+  it('no librbd cache by default: with the OSD frozen a plain write is not acknowledged; with config rbd_cache it is', async () => {
+    // Two images: two writers of one image would pass its exclusive lock to and fro.
+    await cluster.rbd(['create', '--size', '8M', `${cluster.pool}/cache-off`]);
+    const cached = await open({ timeoutSeconds: 3, config: { rbd_cache: true } });
+    const plain = await open({ image: 'cache-off', timeoutSeconds: 3 });
+    try {
+      // Both objects exist, and both caches have seen a flush (write-around is write-through until then).
+      for (const b of [cached, plain]) {
+        await b.write(400, pattern(BLOCK, 5), { fua: false });
+        await b.flush();
+      }
+      cluster.signal('osd.0', 'SIGSTOP');
+      let acknowledged: unknown;
+      try {
+        const started = performance.now();
+        await cached.write(400, pattern(BLOCK, 6), { fua: false });
+        const cachedMs = performance.now() - started;
+        acknowledged = await plain.write(400, pattern(BLOCK, 6), { fua: false }).catch((e) => e);
+        console.log(
+          `OSD frozen: cached write acknowledged in ${cachedMs.toFixed(1)} ms; uncached write failed`,
+        );
+        expect(cachedMs).toBeLessThan(1000);
+      } finally {
+        cluster.signal('osd.0', 'SIGCONT');
+      }
+      expect(acknowledged).toBeInstanceOf(BackendIoError);
+      expect((acknowledged as BackendIoError).transient).toBe(true);
+      await cached.flush();
+      expect(await readBack(cached, 400, 1)).toEqual(pattern(BLOCK, 6));
+    } finally {
+      await cached.close();
+      await plain.close();
+    }
+  }, 60_000);
 });

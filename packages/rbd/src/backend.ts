@@ -98,6 +98,10 @@ function openParams(options: RbdOpenOptions): NativeOpenParams {
       // A discard that does not cover whole discard granules zeroes them instead of skipping
       // them, so discarded blocks always read back as zeros (LBPRZ, unmappedReadsZero).
       ['rbd_skip_partial_discard', 'false'],
+      // No librbd cache, as tcmu-runner's rbd handler (tcmu_rbd_image_open): the unit keeps the
+      // SCSI write-cache semantics (FUA, SYNCHRONIZE CACHE become flushes either way), and the
+      // cache layer costs every command (docs/benchmarks.md, RBD). `config` may turn it on.
+      ['rbd_cache', 'false'],
       ...(timeout === undefined
         ? []
         : [...timeouts, 'client_mount_timeout'].map((key) => [key, timeout] as const)),
@@ -201,7 +205,7 @@ export class RbdBackend implements BlockBackend {
     return this.#submit('read', lba, 'rbd_aio_readv', (id, at) => this.#native.readv(id, at, into));
   }
 
-  /** FUA: LIBRADOS_OP_FLAG_FADVISE_FUA, which librbd's write-around cache writes through. */
+  /** FUA: LIBRADOS_OP_FLAG_FADVISE_FUA, which librbd's write-around cache (if `config` turns it on) writes through. */
   write(lba: number, data: Uint8Array, options: WriteOptions): Promise<void> {
     return this.#submit('write', lba, 'rbd_aio_write2', (id, at) =>
       this.#native.write(id, at, data, options.fua),
