@@ -232,9 +232,7 @@ function failure(
 ): CommandResult {
   const direction = entry.direction;
   if (isAborted(request)) return aborted(request, direction);
-  if (isTransientBackendFailure(error)) {
-    return { status: ScsiStatus.BUSY, residual: residualOf(request, direction), direction };
-  }
+  if (isTransientBackendFailure(error)) return statusOnly(ScsiStatus.BUSY, request, direction);
   if (ScsiCheckCondition.isInstance(error)) {
     // Data-In sent before the CHECK CONDITION (SBC-4 5.19: a defect list in another format).
     const sent = error.details.dataIn;
@@ -300,11 +298,15 @@ function checkCondition(
 
 const isAborted = (request: CommandRequest): boolean => request.aborted ?? request.signal?.aborted ?? false;
 
-const aborted = (request: CommandRequest, direction: DataDirection): CommandResult => ({
-  status: ScsiStatus.TASK_ABORTED,
+/** A status without sense or data (TASK ABORTED, BUSY). */
+const statusOnly = (status: number, request: CommandRequest, direction: DataDirection): CommandResult => ({
+  status,
   residual: residualOf(request, direction),
   direction,
 });
+
+const aborted = (request: CommandRequest, direction: DataDirection): CommandResult =>
+  statusOnly(ScsiStatus.TASK_ABORTED, request, direction);
 
 /** A failed command produced no Data-In: the whole Data-In buffer is residual (none for a Data-Out command). */
 const residualOf = (request: CommandRequest, direction: DataDirection): number =>
