@@ -135,7 +135,9 @@ export class RingCommand {
   /** Whether the command was aborted, without building `signal`. */
   get aborted(): boolean {
     const abort = this.#abort;
-    return abort instanceof AbortController ? abort.signal.aborted : abort !== undefined;
+    // undefined first: `instanceof` on it still looks up AbortController[Symbol.hasInstance]
+    if (abort === undefined) return false;
+    return abort instanceof AbortController ? abort.signal.aborted : true;
   }
 
   /** @internal */

@@ -38,6 +38,13 @@ export interface NativeRingEngine {
   readonly laneState: ArrayBuffer;
   /** Float64 LANE_STATS counters and latency histogram of the lane. */
   readonly laneStats: ArrayBuffer;
+  /**
+   * Uint32 completion queue (see QueuedCompletion): JS appends, the engine writes them into the
+   * ring at its next walk or publish().
+   */
+  readonly completions: ArrayBuffer;
+  /** The queued completions' sense bytes: SENSE_SIZE per queue position. */
+  readonly completionSense: ArrayBuffer;
   /** Commands handed to JS and not completed. */
   readonly inFlight: number;
   /** An out-of-order completion went into a slot of another command still in flight. */
@@ -45,9 +52,7 @@ export interface NativeRingEngine {
   start(cmdrOffset: number, cmdrSize: number, tail: number, mailboxFlags: number, maxInFlight: number): void;
   /** Walks now; returns the records written. Throws (code CORRUPT_RING, records) on a corrupt entry. */
   fetch(): number;
-  /** 0 completed, 1 not in flight, 2 closed. */
-  complete(id: number, status: number, readLen: number, uflags: number, sense?: Uint8Array): number;
-  /** The lane's pending completions, then one cmd_tail store and one kick if it moved. */
+  /** The queued completions (JS's and the lane's), then one cmd_tail store and one kick if it moved. */
   publish(): boolean;
   configureLane(
     fd: number,
@@ -62,6 +67,11 @@ export interface NativeRingEngine {
   unmap(): void;
 }
 
+/**
+ * Layout of NativeRingEngine.completions (ring_engine.cc): word 0 is the number queued, then
+ * `words` u32 per completion: id, status | uflags << 8 | sense length << 16, read_len, unused.
+ */
+export const QueuedCompletion = { words: 4, senseSize: 96 } as const;
 /** Record layout of NativeRingEngine.records (ring_engine.cc). */
 export const RingRecord = { words: 8, command: 1, tmr: 2 } as const;
 /** NativeRingEngine.laneState[0] bits. */

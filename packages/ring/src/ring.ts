@@ -12,7 +12,14 @@ import {
   RingUsageError,
 } from './errors.js';
 import { NativeLane } from './lane.js';
-import { callNative, LANE_STATS, loadAddon, type NativeRingEngine, RingRecord } from './native.js';
+import {
+  callNative,
+  LANE_STATS,
+  loadAddon,
+  type NativeRingEngine,
+  QueuedCompletion,
+  RingRecord,
+} from './native.js';
 
 /** Capabilities the kernel announced in mailbox->flags (TCMU_MAILBOX_FLAG_CAP_*). */
 export interface RingFlags {
@@ -127,6 +134,9 @@ export class TcmuRing extends EventEmitter<TcmuRingEvents> implements CommandSou
   readonly #view: DataView;
   readonly #records: Uint32Array;
   readonly #recordCapacity: number;
+  /** The engine's completion queue and its sense bytes (no native call per completion). */
+  readonly #queue: Uint32Array;
+  readonly #queueSense: Uint8Array;
   readonly #mailboxFlags: number;
   readonly #ownedFd: number | undefined;
   readonly #commands: (RingCommand | undefined)[] = new Array(IDS);
@@ -208,6 +218,8 @@ export class TcmuRing extends EventEmitter<TcmuRingEvents> implements CommandSou
       this.#view = new DataView(this.buffer);
       this.#bytes = new Uint8Array(this.buffer);
       this.#records = new Uint32Array(this.#engine.records);
+      this.#queue = new Uint32Array(this.#engine.completions);
+      this.#queueSense = new Uint8Array(this.#engine.completionSense);
       const mb = ABI.mailbox;
       const version = this.#view.getUint16(mb.version, true);
       if (version !== ABI.mailboxVersion) {
@@ -272,9 +284,9 @@ export class TcmuRing extends EventEmitter<TcmuRingEvents> implements CommandSou
   }
 
   /**
-   * Completes a command: the response goes straight into the ring entry and is
-   * published with the next batch (one release-store of cmd_tail and one kick
-   * for all completions made in the same tick). Data-In must be in place
+   * Completes a command: the response is queued for the engine (no native call)
+   * and written into the ring entry and published with the next batch (one
+   * release-store of cmd_tail and one kick for all completions made in the same tick). Data-In must be in place
    * already (`writeDataIn`, or the `dataInBuffer` views).
    *
    * `readLen`: Data-In bytes produced. Default: the high-water mark of
@@ -309,11 +321,7 @@ export class TcmuRing extends EventEmitter<TcmuRingEvents> implements CommandSou
         command.zeroDataIn(produced, capacity);
       }
     }
-    const result =
-      sense !== undefined && sense.length > 0
-        ? this.#engine.complete(id, status, reported, uflags, sense)
-        : this.#engine.complete(id, status, reported, uflags);
-    if (result !== 0) throw new RingUsageError(`the engine refused completing command ${id} (${result})`);
+    this.#enqueue(id, status, reported, uflags, sense);
     command.state = 'completed';
     this.#commands[id] = undefined;
     this.#inFlight--;
@@ -342,9 +350,7 @@ export class TcmuRing extends EventEmitter<TcmuRingEvents> implements CommandSou
       command.state = 'aborted';
       return true;
     }
-    const result = this.#engine.complete(command.id, SAM_STATUS_TASK_ABORTED, 0, ABI.uflags.keepBuf);
-    if (result !== 0)
-      throw new RingUsageError(`the engine refused completing command ${command.id} (${result})`);
+    this.#enqueue(command.id, SAM_STATUS_TASK_ABORTED, 0, ABI.uflags.keepBuf, undefined);
     command.state = 'kept';
     this.#commands[command.id] = undefined;
     this.#inFlight--;
@@ -579,6 +585,30 @@ export class TcmuRing extends EventEmitter<TcmuRingEvents> implements CommandSou
         new RingUsageError(`could not give back the kept buffer of command ${id}: ${String(error)}`),
       );
     }
+  }
+
+  /** Queues a completion for the engine, which writes it into the ring at its next walk or publish. */
+  #enqueue(id: number, status: number, readLen: number, uflags: number, sense: Uint8Array | undefined): void {
+    const queue = this.#queue;
+    let n = queue[0]!;
+    // Cannot fill (one per command in flight, and it holds recordCapacity > maxInFlight); if it did, write them now.
+    if ((n + 2) * QueuedCompletion.words > queue.length) {
+      this.#tryPublish();
+      n = queue[0]!;
+    }
+    const at = (n + 1) * QueuedCompletion.words;
+    let senseLength = 0;
+    if (sense !== undefined && sense.length > 0) {
+      senseLength = Math.min(sense.length, QueuedCompletion.senseSize);
+      this.#queueSense.set(
+        senseLength === sense.length ? sense : sense.subarray(0, senseLength),
+        n * QueuedCompletion.senseSize,
+      );
+    }
+    queue[at] = id;
+    queue[at + 1] = status | (uflags << 8) | (senseLength << 16);
+    queue[at + 2] = readLen;
+    queue[0] = n + 1;
   }
 
   #schedulePublish(): void {

@@ -14,7 +14,9 @@
 //
 // JS reads each record's CDB and iovecs from the ring itself, so no completion
 // may overwrite a slot JS has not read yet: the lane's completions wait in
-// laneDone_ until publish(), which JS calls after reading every record.
+// laneDone_ until publish(), which JS calls after reading every record. JS's
+// own completions cost no call each: JS queues them in shared memory
+// (completions_) and the engine writes them at its next walk or publish.
 // The lane's transfers run at the end of their walk: on two threads (this one and one
 // joined before the walk returns) when they add up to kSplitBytes, the second core at
 // qd16; no transfer outlives its walk.
@@ -40,6 +42,9 @@ namespace {
 constexpr uint32_t kRecordCommand = 1;  // id, entry offset, entry length, cdb offset, cdb length, iov_cnt, iov_bidi_cnt
 constexpr uint32_t kRecordTmr = 2;      // tmr type, id count, offset of the ids
 constexpr uint32_t kRecordWords = 8;
+// completions_: word 0 = queued count, then per completion: id, status | uflags << 8 |
+// sense length << 16, read_len, unused. Its sense bytes are at index * kSenseSize in completionSense_.
+constexpr uint32_t kCompletionWords = 4;
 constexpr int32_t kGateReads = 1;  // laneState[0] bits set by JS: the lane must leave these to JS
 constexpr int32_t kGateWrites = 2;
 constexpr int kLaneOpcodes = 8;
@@ -55,7 +60,6 @@ constexpr int kScattered = kBuckets + kBucketCount;  // commands whose data came
 constexpr int kRingFull = kScattered + 1;            // walks that left entries: maxInFlight with JS
 constexpr int kStatsLength = kRingFull + 1;
 
-enum CompleteResult { kCompleted = 0, kNotInFlight = 1, kClosed = 2 };
 enum InFlight : uint8_t { kIdle = 0, kWithJs = 1, kWithLane = 2 };
 
 // include/uapi/linux/target_core_user.h, LP64 (the header itself is C, not C++): the same
@@ -138,11 +142,12 @@ class RingEngine : public Napi::ObjectWrap<RingEngine> {
                            InstanceAccessor<&RingEngine::Records>("records"),
                            InstanceAccessor<&RingEngine::LaneState>("laneState"),
                            InstanceAccessor<&RingEngine::LaneStats>("laneStats"),
+                           InstanceAccessor<&RingEngine::Completions>("completions"),
+                           InstanceAccessor<&RingEngine::CompletionSense>("completionSense"),
                            InstanceAccessor<&RingEngine::InFlightJs>("inFlight"),
                            InstanceAccessor<&RingEngine::Overtaken>("overtaken"),
                            InstanceMethod<&RingEngine::Start>("start"),
                            InstanceMethod<&RingEngine::Fetch>("fetch"),
-                           InstanceMethod<&RingEngine::Complete>("complete"),
                            InstanceMethod<&RingEngine::Publish>("publish"),
                            InstanceMethod<&RingEngine::ConfigureLane>("configureLane"),
                            InstanceMethod<&RingEngine::Stop>("stop"),
@@ -175,6 +180,15 @@ class RingEngine : public Napi::ObjectWrap<RingEngine> {
     std::fill(stats_, stats_ + kStatsLength, 0.0);
     stats_[kLatencyMinUs] = INFINITY;
     statsRef_ = Napi::Persistent(stats);
+    // One queued completion per command with JS at most: recordCapacity_ exceeds maxInFlight.
+    Napi::ArrayBuffer completions =
+        Napi::ArrayBuffer::New(env, (size_t{recordCapacity_} + 1) * kCompletionWords * 4);
+    completions_ = static_cast<uint32_t*>(completions.Data());
+    completions_[0] = 0;
+    completionsRef_ = Napi::Persistent(completions);
+    Napi::ArrayBuffer completionSense = Napi::ArrayBuffer::New(env, size_t{recordCapacity_} * kSenseSize);
+    completionSense_ = static_cast<uint8_t*>(completionSense.Data());
+    completionSenseRef_ = Napi::Persistent(completionSense);
     inFlight_.assign(kIds, kIdle);
   }
 
@@ -187,7 +201,12 @@ class RingEngine : public Napi::ObjectWrap<RingEngine> {
   Napi::Value Records(const Napi::CallbackInfo&) { return recordsRef_.Value(); }
   Napi::Value LaneState(const Napi::CallbackInfo&) { return gateRef_.Value(); }
   Napi::Value LaneStats(const Napi::CallbackInfo&) { return statsRef_.Value(); }
-  Napi::Value InFlightJs(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), jsInFlight_); }
+  Napi::Value Completions(const Napi::CallbackInfo&) { return completionsRef_.Value(); }
+  Napi::Value CompletionSense(const Napi::CallbackInfo&) { return completionSenseRef_.Value(); }
+  Napi::Value InFlightJs(const Napi::CallbackInfo& info) {
+    FlushCompletions();
+    return Napi::Number::New(info.Env(), jsInFlight_);
+  }
   Napi::Value Overtaken(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), overtaken_); }
 
   // start(cmdrOffset, cmdrSize, tail, mailboxFlags, maxInFlight): JS checked the mailbox.
@@ -217,6 +236,7 @@ class RingEngine : public Napi::ObjectWrap<RingEngine> {
     if (closed_ || cmdrSize_ == 0) throw Napi::Error::New(env, "the engine is not running");
     cursor_ = tail_ = published_ = static_cast<uint32_t>(SizeArg(info, 0, "tail"));
     failed_ = reported_ = overtaken_ = false;
+    completions_[0] = 0;  // the reset completed those commands already
     jsInFlight_ = 0;
     inFlight_.assign(kIds, kIdle);
     laneDone_.clear();
@@ -254,30 +274,8 @@ class RingEngine : public Napi::ObjectWrap<RingEngine> {
     return Napi::Number::New(env, records);
   }
 
-  // complete(id, status, readLen, uflags[, sense]) -> 0 done, 1 not in flight, 2 closed
-  Napi::Value Complete(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    uint32_t id = static_cast<uint32_t>(IntArg(info, 0, "id"));
-    uint8_t status = static_cast<uint8_t>(IntArg(info, 1, "status"));
-    uint32_t readLen = static_cast<uint32_t>(SizeArg(info, 2, "readLen"));
-    uint8_t uflags = static_cast<uint8_t>(IntArg(info, 3, "uflags"));
-    const uint8_t* sense = nullptr;
-    size_t senseLength = 0;
-    if (info.Length() > 4 && info[4].IsTypedArray()) {
-      Napi::Uint8Array bytes = info[4].As<Napi::Uint8Array>();
-      sense = bytes.Data();
-      senseLength = std::min<size_t>(bytes.ByteLength(), kSenseSize);
-    }
-    if (closed_) return Napi::Number::New(env, kClosed);
-    if (id == 0 || id >= kIds || inFlight_[id] != kWithJs) return Napi::Number::New(env, kNotInFlight);
-    jsInFlight_--;
-    return Napi::Number::New(env, WriteCompletion(static_cast<uint16_t>(id), status, readLen, uflags, sense, senseLength)
-                                      ? kCompleted
-                                      : kNotInFlight);
-  }
-
-  // Writes the lane's pending completions, then one release-store of cmd_tail and one kick
-  // when the tail moved. Returns true if it kicked; throws on a failed kick.
+  // Writes the queued completions (JS's and the lane's), then one release-store of cmd_tail
+  // and one kick when the tail moved. Returns true if it kicked; throws on a failed kick.
   Napi::Value Publish(const Napi::CallbackInfo& info) {
     int result = PublishNow();
     if (result < 0) throw ErrnoError(info.Env(), -result, "write");
@@ -316,9 +314,10 @@ class RingEngine : public Napi::ObjectWrap<RingEngine> {
     return info.Env().Undefined();
   }
 
-  // Unmaps (JS views read as length 0); later completions answer kClosed.
+  // Unmaps (JS views read as length 0); completions queued later are dropped.
   Napi::Value Unmap(const Napi::CallbackInfo& info) {
     closed_ = true;
+    completions_[0] = 0;
     laneDone_.clear();
     DropJobs();
     DetachAndUnmap(buffer_, state_);
@@ -407,6 +406,7 @@ class RingEngine : public Napi::ObjectWrap<RingEngine> {
   }
 
   uint32_t Walk() {
+    FlushCompletions();  // they may free room below maxInFlight
     if (!handle_ || closed_ || failed_) return 0;
     uint32_t head = __atomic_load_n(reinterpret_cast<uint32_t*>(state_->address + kCmdHeadOffset), __ATOMIC_ACQUIRE);
     if (head >= cmdrSize_ || head % kOpAlign != 0) {
@@ -699,8 +699,27 @@ class RingEngine : public Napi::ObjectWrap<RingEngine> {
     }
   }
 
+  // JS's queued completions, into the ring. JS checked each command is its own and in flight
+  // (TcmuRing.complete); an id the engine did not hand to JS is still never written.
+  void FlushCompletions() {
+    uint32_t count = std::min(completions_[0], recordCapacity_);
+    if (count == 0) return;
+    completions_[0] = 0;
+    if (closed_ || !state_) return;
+    for (uint32_t i = 0; i < count; i++) {
+      const uint32_t* c = completions_ + (size_t{i} + 1) * kCompletionWords;
+      uint32_t id = c[0];
+      if (id == 0 || id >= kIds || inFlight_[id] != kWithJs) continue;
+      jsInFlight_--;
+      uint32_t senseLength = std::min<uint32_t>(c[1] >> 16, kSenseSize);
+      WriteCompletion(static_cast<uint16_t>(id), static_cast<uint8_t>(c[1]), c[2], static_cast<uint8_t>(c[1] >> 8),
+                      completionSense_ + size_t{i} * kSenseSize, senseLength);
+    }
+  }
+
   // Returns 1 kicked, 0 nothing to publish (or the kick was already pending), -errno.
   int PublishNow() {
+    FlushCompletions();
     if (closed_ || !state_) return 0;
     for (const LaneDone& done : laneDone_) {
       WriteCompletion(done.id, 0, done.readLen, done.readLenValid ? kUflagReadLen : 0, nullptr, 0);
@@ -726,9 +745,11 @@ class RingEngine : public Napi::ObjectWrap<RingEngine> {
   };
 
   std::shared_ptr<MapState> state_;
-  Napi::Reference<Napi::ArrayBuffer> buffer_, recordsRef_, gateRef_, statsRef_;
+  Napi::Reference<Napi::ArrayBuffer> buffer_, recordsRef_, gateRef_, statsRef_, completionsRef_, completionSenseRef_;
   Napi::FunctionReference callback_;
   uint32_t* records_ = nullptr;
+  uint32_t* completions_ = nullptr;
+  uint8_t* completionSense_ = nullptr;
   int32_t* gate_ = nullptr;
   double* stats_ = nullptr;
   uint32_t recordCapacity_ = 0;

@@ -209,6 +209,8 @@ export class LogicalUnit implements LogicalUnitState {
 
   readonly #preventingNexuses = new Set<string>();
   readonly #attention = new Map<string, AttentionQueue>();
+  #lastNexus = '';
+  #lastQueue: AttentionQueue | undefined;
   readonly #powerOnAttention: boolean;
   readonly #middleware: UnitMiddleware[] = [];
   #chain: ((request: CommandRequest) => Promise<CommandResult>) | undefined;
@@ -356,12 +358,16 @@ export class LogicalUnit implements LogicalUnitState {
   }
 
   #queueOf(nexus: string): AttentionQueue {
+    // Commands come in runs from one nexus: skip the map lookup (queues are never replaced).
+    if (nexus === this.#lastNexus && this.#lastQueue !== undefined) return this.#lastQueue;
     let queue = this.#attention.get(nexus);
     if (!queue) {
       queue = this.#powerOnAttention ? [SenseReasons.POWER_ON_RESET_OR_BUS_DEVICE_RESET_OCCURRED] : [];
       this.#attention.set(nexus, queue);
       this.#changed();
     }
+    this.#lastNexus = nexus;
+    this.#lastQueue = queue;
     return queue;
   }
 
