@@ -384,6 +384,36 @@ describe('data buffers', () => {
     expect(result.dataIn.length).toBe(0);
   });
 
+  it('completions made in one tick keep each its own status, sense and Data-In', async () => {
+    const { sim, ring } = setup();
+    const held = hold(ring);
+    const results = Array.from({ length: 24 }, (_, i) =>
+      sim.submit({ cdb: read10(i, 1), dataInLength: 512 }),
+    );
+    await until(() => expect(held).toHaveLength(24));
+    // Out of arrival order, odd ones CHECK CONDITION with a sense naming the command.
+    for (const command of [...held].reverse()) {
+      const lba = command.cdb[5]!;
+      if (lba % 2 === 1) {
+        ring.complete(command, 0x02, Uint8Array.of(0x70, 0, 0x03, 0, 0, 0, 0, 10, 0, 0, 0, 0, lba, 0), 0);
+      } else {
+        command.writeDataIn(filled(512, lba));
+        ring.complete(command, 0x00);
+      }
+    }
+    for (const [lba, pending] of results.entries()) {
+      const result = await pending;
+      if (lba % 2 === 1) {
+        expect(result.status).toBe(0x02);
+        expect(result.sense[12]).toBe(lba);
+        expect(result.sense.subarray(14)).toEqual(new Uint8Array(96 - 14));
+      } else {
+        expect(result.status).toBe(0x00);
+        expectBytes(result.dataIn, filled(512, lba));
+      }
+    }
+  });
+
   it('BIDI: Data-Out from the main iovecs, Data-In into the BIDI iovecs', async () => {
     const { sim, ring } = setup();
     ring.on('command', (command) => {
