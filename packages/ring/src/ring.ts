@@ -3,6 +3,7 @@ import { closeSync, readFileSync } from 'node:fs';
 import { ABI } from './abi.js';
 import { type CommandSource, RingCommand } from './command.js';
 import {
+  AddonLoadError,
   CommandAbortedError,
   CorruptRingError,
   MailboxError,
@@ -218,6 +219,12 @@ export class TcmuRing extends EventEmitter<TcmuRingEvents> implements CommandSou
       this.#view = new DataView(this.buffer);
       this.#bytes = new Uint8Array(this.buffer);
       this.#records = new Uint32Array(this.#engine.records);
+      // An addon built before the completion queue has none: refuse it rather than lose completions.
+      if (!(this.#engine.completions instanceof ArrayBuffer)) {
+        throw new AddonLoadError(
+          'the @tcmu/ring native addon is stale: it has no completion queue; rebuild it',
+        );
+      }
       this.#queue = new Uint32Array(this.#engine.completions);
       this.#queueSense = new Uint8Array(this.#engine.completionSense);
       const mb = ABI.mailbox;
