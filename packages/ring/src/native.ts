@@ -43,7 +43,7 @@ export interface NativeRingEngine {
    * ring at its next walk or publish().
    */
   readonly completions: ArrayBuffer;
-  /** The queued completions' sense bytes: SENSE_SIZE per queue position. */
+  /** The queued completions' sense bytes: ABI.senseBufferSize per queue position. */
   readonly completionSense: ArrayBuffer;
   /** Commands handed to JS and not completed. */
   readonly inFlight: number;
@@ -71,7 +71,7 @@ export interface NativeRingEngine {
  * Layout of NativeRingEngine.completions (ring_engine.cc): word 0 is the number queued, then
  * `words` u32 per completion: id, status | uflags << 8 | sense length << 16, read_len, unused.
  */
-export const QueuedCompletion = { words: 4, senseSize: 96 } as const;
+export const QueuedCompletion = { words: 4 } as const;
 /** Record layout of NativeRingEngine.records (ring_engine.cc). */
 export const RingRecord = { words: 8, command: 1, tmr: 2 } as const;
 /** NativeRingEngine.laneState[0] bits. */

@@ -291,10 +291,10 @@ export class TcmuRing extends EventEmitter<TcmuRingEvents> implements CommandSou
   }
 
   /**
-   * Completes a command: the response is queued for the engine (no native call)
-   * and written into the ring entry and published with the next batch (one
-   * release-store of cmd_tail and one kick for all completions made in the same tick). Data-In must be in place
-   * already (`writeDataIn`, or the `dataInBuffer` views).
+   * Completes a command: the response is queued for the engine (no native call),
+   * which writes it into the ring entry and publishes it with the next batch (one
+   * release-store of cmd_tail and one kick for all completions made in the same
+   * tick). Data-In must be in place already (`writeDataIn`, or the `dataInBuffer` views).
    *
    * `readLen`: Data-In bytes produced. Default: the high-water mark of
    * writeDataIn, or the whole buffer once `dataInBuffer` was handed out. A
@@ -606,10 +606,10 @@ export class TcmuRing extends EventEmitter<TcmuRingEvents> implements CommandSou
     const at = (n + 1) * QueuedCompletion.words;
     let senseLength = 0;
     if (sense !== undefined && sense.length > 0) {
-      senseLength = Math.min(sense.length, QueuedCompletion.senseSize);
+      senseLength = Math.min(sense.length, ABI.senseBufferSize);
       this.#queueSense.set(
         senseLength === sense.length ? sense : sense.subarray(0, senseLength),
-        n * QueuedCompletion.senseSize,
+        n * ABI.senseBufferSize,
       );
     }
     queue[at] = id;
