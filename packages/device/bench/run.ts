@@ -6,6 +6,7 @@
  *   C memory         packages/ring/bench/c-consumer.c: copies Data-In from a static buffer
  *   C file           the same, serving an image with preadv/pwritev straight on the iovecs
  *   device, memory   openDevice over a MemoryBackend: the TypeScript path
+ *   device, memory, JS lane   the same with jsLane: READ/WRITE served by the ring on the JS thread
  *   device, file TS  openDevice over FileBackend (io 'sync') on the image: the TypeScript path
  *   device, lane     the same with nativeLane: READ/WRITE served in the ring addon
  *
@@ -83,8 +84,21 @@ function ringOnlyPlatform(ring: { memoryFd: number; eventFd: number; mapSize: nu
   };
 }
 
-type Consumer = 'C memory' | 'C file' | 'device, memory' | 'device, file TS' | 'device, lane';
-const consumers: Consumer[] = ['C memory', 'C file', 'device, memory', 'device, file TS', 'device, lane'];
+type Consumer =
+  | 'C memory'
+  | 'C file'
+  | 'device, memory'
+  | 'device, memory, JS lane'
+  | 'device, file TS'
+  | 'device, lane';
+const consumers: Consumer[] = [
+  'C memory',
+  'C file',
+  'device, memory',
+  'device, memory, JS lane',
+  'device, file TS',
+  'device, lane',
+];
 
 interface Sample {
   perSecond: number;
@@ -98,9 +112,12 @@ interface Sample {
 
 async function openBenchDevice(consumer: Consumer, ring: Record<string, number>) {
   const platform = ringOnlyPlatform(ring as { memoryFd: number; eventFd: number; mapSize: number });
-  if (consumer === 'device, memory') {
+  if (consumer.startsWith('device, memory')) {
     const backend = new MemoryBackend({ blockSize: 512, blockCount: BLOCKS });
-    return { device: await openDevice({ name: 'bench', backend, fabric: { type: 'none' }, platform }) };
+    const jsLane = consumer === 'device, memory, JS lane';
+    return {
+      device: await openDevice({ name: 'bench', backend, fabric: { type: 'none' }, platform, jsLane }),
+    };
   }
   const file = await openFileBackend(image, { blockSize: 512, io: 'sync' });
   const device = await openDevice({

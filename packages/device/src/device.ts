@@ -334,8 +334,12 @@ export class Device extends EventEmitter<DeviceEvents> {
 
   /** What the ring's native lane answered (undefined without the lane: `nativeLane` option). */
   get nativeLane(): LaneCounters | undefined {
-    const lane = this.#completions?.lane;
-    return lane?.configured || (lane !== undefined && this.#options.nativeLane) ? lane.counters() : undefined;
+    return this.#options.nativeLane ? this.#completions?.lane.counters() : undefined;
+  }
+
+  /** What the ring's lane on the JS thread answered (undefined without it: `jsLane` option). */
+  get jsLane(): LaneCounters | undefined {
+    return this.#options.jsLane ? this.#completions?.lane.counters() : undefined;
   }
 
   /** The live collector (e.g. for its latency histogram buckets). */
@@ -402,7 +406,7 @@ export class Device extends EventEmitter<DeviceEvents> {
       this.#completions = ring;
       ring.on('error', (error) => this.#onRingError(error));
       ring.on('command', this.#onCommand);
-      if (options.nativeLane) this.#startLane(ring);
+      if (options.nativeLane || options.jsLane) this.#startLane(ring);
       const adopted = this.#adopted;
       if (adopted) {
         // The ring is mapped and served: let the kernel queue commands again.
@@ -829,11 +833,12 @@ export class Device extends EventEmitter<DeviceEvents> {
     if (this.#drainWaiters.length > 0 && (this.#ring?.inFlight ?? 0) === 0) this.#wakeDrainWaiters();
   }
 
-  // --------------------------------------------------------- the native lane
+  // ---------------------------------------------------------------- the lane
 
   /**
-   * Plain READ/WRITE served inside the ring addon, on the backend's file,
-   * whenever the unit would answer them GOOD anyway (see plainIoProfile): the
+   * Plain READ/WRITE served by the ring itself whenever the unit would answer them
+   * GOOD anyway (see plainIoProfile): inside the addon on the backend's file
+   * (nativeLane), or on the JS thread through a synchronous backend (jsLane). The
    * gate follows the unit's state and closes while someone watches commands.
    */
   #startLane(ring: TcmuRing): void {
@@ -860,7 +865,7 @@ export class Device extends EventEmitter<DeviceEvents> {
     this.#laneProfile = profile;
     this.#laneEntries = LANE_OPCODES.map((opcode) => unit.table.get(opcode));
     ring.lane.configure({
-      fd: unit.backend.directFile!.fd,
+      ...(this.#options.nativeLane ? { fd: unit.backend.directFile!.fd } : { io: unit.backend }),
       blockSize: profile.blockSize,
       blockCount: profile.blockCount,
       maxTransferBlocks: profile.maxTransferBlocks,

@@ -36,7 +36,7 @@ afterEach(async () => {
 async function fileDevice(
   name: string,
   content: Uint8Array,
-  lane: boolean,
+  lane: boolean | 'js',
   { readOnly = false, fresh = false }: { readOnly?: boolean; fresh?: boolean } = {},
 ) {
   const path = join(dir, `${name}.img`);
@@ -46,7 +46,8 @@ async function fileDevice(
     name,
     backend: readOnly ? new ReadOnlyBackend(file) : file,
     platform: harness.platform,
-    nativeLane: lane,
+    nativeLane: lane === true,
+    jsLane: lane === 'js',
   });
   closers.push(async () => {
     await device.close();
@@ -58,7 +59,7 @@ async function fileDevice(
 
 /** READ and WRITE commands the native lane answered. */
 const laneServed = (device: Device) => {
-  const counters = device.nativeLane;
+  const counters = device.nativeLane ?? device.jsLane;
   return counters === undefined ? 0 : counters.reads + counters.writes;
 };
 
@@ -224,11 +225,14 @@ async function run(device: Device, s: Step) {
   }
 }
 
-describe('native lane: the same answers as the TypeScript path', () => {
+describe.each([
+  ['native lane', true],
+  ['lane on the JS thread', 'js'],
+] as const)('%s: the same answers as the TypeScript path', (_name, kind) => {
   it('randomized command streams: status, sense, data and the image byte for byte (property)', async () => {
     const content = randomBytes(BLOCKS * BLOCK);
     // Fresh: the streams' first commands also exercise a nexus the unit has not seen.
-    const withLane = await fileDevice('lane', content, true, { fresh: true });
+    const withLane = await fileDevice('lane', content, kind, { fresh: true });
     const withoutLane = await fileDevice('ts', content, false, { fresh: true });
     let compared = 0;
     let goodTransfers = 0; // READ/WRITE answered GOOD: what the lane may serve
@@ -262,7 +266,7 @@ describe('native lane: the same answers as the TypeScript path', () => {
     // Not vacuous: the lane served most good transfers (80-87% measured; its gate leaves
     // the rest, e.g. FUA, to TypeScript). Counted against transfers, not all commands:
     // the share of transfers among commands varies too much per random stream.
-    expect(withoutLane.device.nativeLane).toBeUndefined();
+    expect(withoutLane.device.nativeLane ?? withoutLane.device.jsLane).toBeUndefined();
     expect(goodTransfers).toBeGreaterThan(100);
     expect(laneServed(withLane.device)).toBeGreaterThan(goodTransfers / 2);
     expect(withLane.device.stats().commands).toBe(withoutLane.device.stats().commands);
@@ -450,6 +454,26 @@ describe('native lane: the gate', () => {
       await expect(
         openDevice({ ...base, backend: sync, middleware: [(cmd, next) => next(cmd)] }),
       ).rejects.toThrow(/bypass the handler and middleware/);
+    } finally {
+      await sync.close();
+      await threadpool.close();
+    }
+  });
+
+  it('jsLane is refused with an asynchronous backend, middleware or the native lane', async () => {
+    const path = join(dir, 'y.img');
+    await writeFile(path, new Uint8Array(BLOCK * 8));
+    const sync = await openFileBackend(path, { blockSize: BLOCK, io: 'sync' });
+    const threadpool = await openFileBackend(path, { blockSize: BLOCK, lock: false });
+    try {
+      const base = { name: 'y', platform: harness.platform, jsLane: true };
+      await expect(openDevice({ ...base, backend: threadpool })).rejects.toThrow(/synchronous backend/);
+      await expect(
+        openDevice({ ...base, backend: sync, middleware: [(cmd, next) => next(cmd)] }),
+      ).rejects.toThrow(InvalidDeviceOptionError);
+      await expect(openDevice({ ...base, backend: sync, nativeLane: true })).rejects.toThrow(
+        InvalidDeviceOptionError,
+      );
     } finally {
       await sync.close();
       await threadpool.close();

@@ -106,6 +106,15 @@ export interface OpenDeviceOptions {
    */
   readonly nativeLane?: boolean;
   /**
+   * Serve plain READ/WRITE of a `synchronous` backend (MemoryBackend, FileBackend
+   * with io 'sync') in the ring's lane on the JS thread: the backend is called on
+   * views of the ring's memory before any command object is made, whenever the
+   * emulation would answer GOOD (everything else still goes to it, with the same
+   * answers). Needs a synchronous backend and no handler, middleware or native
+   * lane. Default false.
+   */
+  readonly jsLane?: boolean;
+  /**
    * Adopt this name's disk when a process of ours left it behind (crashed, or
    * `detach()`ed for a restart) and it serves the same data: same size, block size,
    * serial and `source`. Commands the old process left in the ring are failed back
@@ -149,6 +158,7 @@ export interface ResolvedOptions {
   /** I_T nexus id handed to the emulation (unit attentions are per nexus). */
   readonly nexus: string;
   readonly nativeLane: boolean;
+  readonly jsLane: boolean;
   readonly reattach: boolean;
   readonly source: string | undefined;
   readonly commandTimeoutS: number;
@@ -349,6 +359,22 @@ export function resolveOptions(options: OpenDeviceOptions, shared?: { attached: 
       );
     }
   }
+  const jsLaneOption = options.jsLane;
+  if (jsLaneOption !== undefined && typeof jsLaneOption !== 'boolean') {
+    throw new InvalidDeviceOptionError('jsLane', 'must be a boolean');
+  }
+  const jsLanePossible =
+    !nativeLane &&
+    options.handler === undefined &&
+    middleware.length === 0 &&
+    options.backend?.synchronous === true;
+  if (jsLaneOption === true && !jsLanePossible) {
+    throw new InvalidDeviceOptionError(
+      'jsLane',
+      'needs a synchronous backend (MemoryBackend, FileBackend with io: sync), no handler or middleware, and no native lane',
+    );
+  }
+  const jsLane = jsLaneOption ?? false;
   const reattach = options.reattach ?? !shared?.attached;
   if (typeof reattach !== 'boolean') throw new InvalidDeviceOptionError('reattach', 'must be a boolean');
   if (options.source !== undefined && (typeof options.source !== 'string' || options.source.length > 4096)) {
@@ -392,6 +418,7 @@ export function resolveOptions(options: OpenDeviceOptions, shared?: { attached: 
     maxDataAreaMb: options.maxDataAreaMb,
     nexus: 'tcmu',
     nativeLane,
+    jsLane,
     reattach,
     source: options.source,
     commandTimeoutS,

@@ -262,13 +262,15 @@ export class RingCommand {
   }
 }
 
-function sumLengths(iov: number[]): number {
+/** @internal total length of [base, length] pairs */
+export function sumLengths(iov: readonly number[]): number {
   let total = 0;
   for (let i = 1; i < iov.length; i += 2) total += iov[i]!;
   return total;
 }
 
-function views(buffer: ArrayBuffer, iov: number[]): Uint8Array[] {
+/** @internal views of [base, length] pairs of `buffer` */
+export function views(buffer: ArrayBufferLike, iov: readonly number[]): Uint8Array[] {
   const out: Uint8Array[] = [];
   for (let i = 0; i < iov.length; i += 2) out.push(new Uint8Array(buffer, iov[i]!, iov[i + 1]!));
   return out;

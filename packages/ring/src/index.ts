@@ -2,7 +2,7 @@ export { ABI, commandEntryBaseSize, commandEntrySize, scsiCommandSize, tmrEntryS
 export { RingCommand } from './command.js';
 export type { CommandSource } from './command.js';
 export { NativeLane } from './lane.js';
-export type { LaneConfig, LaneCounters } from './lane.js';
+export type { LaneBlockIo, LaneConfig, LaneCounters } from './lane.js';
 export {
   AddonLoadError,
   CommandAbortedError,

@@ -223,3 +223,84 @@ describe('native lane', () => {
     });
   }
 });
+
+describe('lane on the JS thread (io)', () => {
+  /** A block I/O over memory: block b holds (b + 1) & 0xff; `mode` makes calls throw or wait. */
+  function memoryIo() {
+    const data = new Uint8Array(BLOCKS * BLOCK);
+    for (let b = 0; b < BLOCKS; b++) data.fill((b + 1) & 0xff, b * BLOCK, (b + 1) * BLOCK);
+    const state = { mode: 'sync' as 'sync' | 'throw' | 'wait', calls: 0 };
+    const finish = (work: () => void): void | Promise<void> => {
+      state.calls++;
+      if (state.mode === 'throw') throw new Error('EIO');
+      if (state.mode === 'wait') return new Promise<void>((resolve) => setTimeout(resolve, 200)).then(work);
+      work();
+    };
+    const io = {
+      read: (lba: number, into: Uint8Array) =>
+        finish(() => into.set(data.subarray(lba * BLOCK, lba * BLOCK + into.length))),
+      write: (lba: number, from: Uint8Array) => finish(() => data.set(from, lba * BLOCK)),
+    };
+    return { data, state, io };
+  }
+
+  function setupJs() {
+    const memory = memoryIo();
+    const { sim, ring, toJs } = setup({ lane: { fd: undefined, io: memory.io } });
+    ring.lane.setGate(true, true);
+    return { sim, ring, toJs, ...memory };
+  }
+
+  it('serves READ and WRITE through io without a command, and counts them', async () => {
+    const { sim, ring, toJs, data } = setupJs();
+    const read = await sim.submit({ cdb: read10(3, 2), dataInLength: 2 * BLOCK });
+    expect(read.status).toBe(0);
+    expect(read.dataIn).toEqual(data.subarray(3 * BLOCK, 5 * BLOCK));
+    const payload = new Uint8Array(4 * BLOCK).fill(0xab);
+    expect((await sim.submit({ cdb: write10(10, 4), dataOut: payload })).status).toBe(0);
+    expect(data.subarray(10 * BLOCK, 14 * BLOCK)).toEqual(payload);
+    expect(toJs).toHaveLength(0);
+    expect(ring.lane.counters()).toMatchObject({
+      reads: 1,
+      writes: 1,
+      bytesRead: 2 * BLOCK,
+      bytesWritten: 4 * BLOCK,
+    });
+    expect(ring.lane.stats[LANE_STATS.latencyCount]).toBe(2);
+    expect(ring.inFlight).toBe(0);
+  });
+
+  it('leaves to JS what the emulation must answer, and a transfer that throws', async () => {
+    const { sim, ring, toJs, state } = setupJs();
+    ring.lane.setGate(true, false);
+    for (const request of [
+      { cdb: read10(0, 1, 0x08), dataInLength: BLOCK }, // FUA
+      { cdb: read10(BLOCKS - 1, 2), dataInLength: 2 * BLOCK }, // past the end
+      { cdb: read10(0, 65), dataInLength: 65 * BLOCK }, // above maxTransferBlocks
+      { cdb: read10(0, 2), dataInLength: BLOCK }, // buffer not the transfer
+      { cdb: write10(0, 1), dataOut: new Uint8Array(BLOCK) }, // writes are gated off
+    ]) {
+      expect((await sim.submit(request)).status).toBe(0x02);
+    }
+    expect(state.calls).toBe(0);
+    state.mode = 'throw';
+    expect((await sim.submit({ cdb: read10(0, 1), dataInLength: BLOCK })).status).toBe(0x02);
+    expect(state.calls).toBe(1);
+    expect(toJs).toHaveLength(6);
+    expect(ring.lane.counters().reads).toBe(0);
+  });
+
+  it('waits for a transfer that returns a promise, with the command tracked meanwhile', async () => {
+    const { sim, ring, toJs, state, data } = setupJs();
+    state.mode = 'wait';
+    const pending = sim.submit({ cdb: read10(7, 1), dataInLength: BLOCK });
+    await vi.waitFor(() => expect(ring.inFlight).toBe(1));
+    expect(ring.commandsInFlight()[0]!.memoryExposed).toBe(true);
+    const read = await pending;
+    expect(read.status).toBe(0);
+    expect(read.dataIn).toEqual(data.subarray(7 * BLOCK, 8 * BLOCK));
+    expect(toJs).toHaveLength(0);
+    expect(ring.inFlight).toBe(0);
+    expect(ring.lane.counters().reads).toBe(1);
+  });
+});

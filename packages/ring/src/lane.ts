@@ -1,9 +1,29 @@
+import { sumLengths, views } from './command.js';
 import { RingUsageError } from './errors.js';
 import { LANE_GATE, LANE_MASK_STRIDE, LANE_OPCODES, LANE_STATS, type NativeRingEngine } from './native.js';
 
-/** What the native lane serves: one file, read and written at byte lba * blockSize. */
+/**
+ * Block I/O that finishes before it returns, for the lane on the JS thread (a
+ * synchronous BlockBackend of @tcmu/scsi is one). A throw leaves the command to
+ * JS, which retries it and answers the precise sense; a returned promise is
+ * waited for (the command is then tracked like any other).
+ */
+export interface LaneBlockIo {
+  read(lba: number, into: Uint8Array): void | Promise<void>;
+  /** Absent: commands whose data came in several iovecs go to JS. */
+  readv?(lba: number, into: readonly Uint8Array[]): void | Promise<void>;
+  write(lba: number, data: Uint8Array, options: { readonly fua: boolean }): void | Promise<void>;
+  writev?(lba: number, data: readonly Uint8Array[], options: { readonly fua: boolean }): void | Promise<void>;
+}
+
+/**
+ * What the lane serves, read and written at block lba: a file (`fd`: natively,
+ * preadv/pwritev on the ring's iovecs in the addon) or a synchronous block I/O
+ * (`io`: on the JS thread, before a RingCommand is made). Exactly one of them.
+ */
 export interface LaneConfig {
-  readonly fd: number;
+  readonly fd?: number;
+  readonly io?: LaneBlockIo;
   readonly blockSize: number;
   readonly blockCount: number;
   /** Longer transfers go to JS (0: no limit). */
@@ -27,8 +47,9 @@ export interface LaneCounters {
 }
 
 /**
- * The ring's native lane: plain READ/WRITE answered inside the addon with
- * preadv/pwritev straight on the ring's iovecs, without a JS call. It only
+ * The ring's lane: plain READ/WRITE answered inside the addon with
+ * preadv/pwritev straight on the ring's iovecs, without a JS call (`fd`), or on
+ * the JS thread without a command object (`io`). It only
  * ever answers GOOD, exactly as the emulation would; everything else (other
  * opcodes, flagged CDBs, out-of-range or oversized transfers, I/O errors) goes
  * to JS. The gate is how the owner keeps commands away while the emulation has
@@ -41,6 +62,8 @@ export class NativeLane {
   readonly #engine: NativeRingEngine;
   readonly #gate: Int32Array;
   #configured = false;
+  /** @internal the lane on the JS thread, when configured with `io` (TcmuRing calls it) */
+  js: JsLane | undefined;
 
   /** @internal */
   constructor(engine: NativeRingEngine) {
@@ -53,20 +76,28 @@ export class NativeLane {
     return this.#configured;
   }
 
-  /** Serve `config`'s file (undefined: stop). */
+  /** Serve `config`'s file or block I/O (undefined: stop). */
   configure(config: LaneConfig | undefined): void {
+    const off = new Uint8Array(LANE_OPCODES.length * LANE_MASK_STRIDE);
     if (config === undefined) {
-      this.#engine.configureLane(-1, 0, 0, 0, new Uint8Array(LANE_OPCODES.length * LANE_MASK_STRIDE));
+      this.#engine.configureLane(-1, 0, 0, 0, off);
+      this.js = undefined;
       this.#configured = false;
       return;
     }
-    const { fd, blockSize, blockCount, maxTransferBlocks } = config;
-    for (const [name, value] of Object.entries({ fd, blockSize, blockCount, maxTransferBlocks })) {
+    const { fd, io, blockSize, blockCount, maxTransferBlocks } = config;
+    if ((fd === undefined) === (io === undefined)) {
+      throw new RingUsageError('the lane serves either a file (fd) or a block I/O (io): give exactly one');
+    }
+    for (const [name, value] of Object.entries({ fd: fd ?? 0, blockSize, blockCount, maxTransferBlocks })) {
       if (!Number.isSafeInteger(value) || value < 0) {
         throw new RingUsageError(`lane ${name} must be a non-negative integer, got ${value}`);
       }
     }
     if (blockSize === 0) throw new RingUsageError('lane blockSize must be positive');
+    if (io !== undefined && (typeof io.read !== 'function' || typeof io.write !== 'function')) {
+      throw new RingUsageError('lane io must have read() and write()');
+    }
     const masks = new Uint8Array(LANE_OPCODES.length * LANE_MASK_STRIDE);
     LANE_OPCODES.forEach((opcode, index) => {
       const mask = config.opcodes.get(opcode);
@@ -76,7 +107,13 @@ export class NativeLane {
       masks.set(mask, index * LANE_MASK_STRIDE);
       masks[index * LANE_MASK_STRIDE] = 1; // byte 0 (the opcode) marks the row as served
     });
-    this.#engine.configureLane(fd, blockSize, blockCount, maxTransferBlocks, masks);
+    if (io === undefined) {
+      this.js = undefined;
+      this.#engine.configureLane(fd!, blockSize, blockCount, maxTransferBlocks, masks);
+    } else {
+      this.#engine.configureLane(-1, 0, 0, 0, off);
+      this.js = new JsLane(io, blockSize, blockCount, maxTransferBlocks, masks, this.#gate, this.stats);
+    }
     this.#configured = true;
   }
 
@@ -102,3 +139,165 @@ export class NativeLane {
     };
   }
 }
+
+const NO_FUA = Object.freeze({ fua: false });
+/** JsLane.serve: the command is not the lane's (it goes to JS as a RingCommand) */
+export const NOT_SERVED = -1;
+
+/**
+ * The lane on the JS thread: the same checks as the addon's ServeInLane
+ * (ring_engine.cc), in the same order, then one call of the block I/O on views
+ * of the ring's iovecs. Reads the CDB where the kernel put it: nothing is copied
+ * and nothing is allocated but the data view.
+ * @internal
+ */
+export class JsLane {
+  readonly #io: LaneBlockIo;
+  readonly #blockSize: number;
+  readonly #blockCount: number;
+  readonly #maxBlocks: number;
+  readonly #masks: Uint8Array;
+  readonly #gate: Int32Array;
+  readonly #stats: Float64Array;
+
+  constructor(
+    io: LaneBlockIo,
+    blockSize: number,
+    blockCount: number,
+    maxBlocks: number,
+    masks: Uint8Array,
+    gate: Int32Array,
+    stats: Float64Array,
+  ) {
+    this.#io = io;
+    this.#blockSize = blockSize;
+    this.#blockCount = blockCount;
+    this.#maxBlocks = maxBlocks;
+    this.#masks = masks;
+    this.#gate = gate;
+    this.#stats = stats;
+  }
+
+  /**
+   * Serves the command whose CDB is at `cdb` in `bytes` (the map) and whose data is
+   * the main iovec (`base`, `length`) or the `iov` pairs. Returns NOT_SERVED, the
+   * bytes of Data-In produced (0 for a write), or the backend's promise.
+   */
+  serve(
+    bytes: Uint8Array,
+    cdb: number,
+    base: number,
+    length: number,
+    iov: number[] | undefined,
+  ): number | Promise<void> {
+    const opcode = bytes[cdb]!;
+    const index = laneIndex(opcode);
+    if (index < 0) return NOT_SERVED;
+    const row = index * LANE_MASK_STRIDE;
+    const masks = this.#masks;
+    const write = (opcode & 0x02) !== 0;
+    if (masks[row] === 0 || (this.#gate[0]! & (write ? LANE_GATE.writes : LANE_GATE.reads)) !== 0) {
+      return NOT_SERVED;
+    }
+    // the lane's opcodes are of groups 0 (6 bytes), 1 (10), 4 (16) and 5 (12)
+    const cdbLength = opcode < 0x20 ? 6 : opcode < 0x80 ? 10 : opcode < 0xa0 ? 16 : 12;
+    for (let i = 1; i < cdbLength; i++) if ((bytes[cdb + i]! & masks[row + i]!) !== 0) return NOT_SERVED;
+    let lba: number;
+    let blocks: number;
+    if (cdbLength === 6) {
+      // SBC-4 5.10: 21-bit LBA, TRANSFER LENGTH 0 means 256 blocks
+      lba = ((bytes[cdb + 1]! & 0x1f) << 16) | (bytes[cdb + 2]! << 8) | bytes[cdb + 3]!;
+      blocks = bytes[cdb + 4]! === 0 ? 256 : bytes[cdb + 4]!;
+    } else if (cdbLength === 10) {
+      lba = be32(bytes, cdb + 2);
+      blocks = (bytes[cdb + 7]! << 8) | bytes[cdb + 8]!;
+    } else if (cdbLength === 12) {
+      lba = be32(bytes, cdb + 2);
+      blocks = be32(bytes, cdb + 6);
+    } else {
+      // above 2^53 it rounds, but stays above any blockCount
+      lba = be32(bytes, cdb + 2) * 0x1_0000_0000 + be32(bytes, cdb + 6);
+      blocks = be32(bytes, cdb + 10);
+    }
+    const maxBlocks = this.#maxBlocks;
+    if (blocks === 0 || (maxBlocks > 0 && blocks > maxBlocks)) return NOT_SERVED;
+    if (lba > this.#blockCount || blocks > this.#blockCount - lba) return NOT_SERVED;
+    const total = iov === undefined ? length : sumLengths(iov);
+    if (total !== blocks * this.#blockSize) return NOT_SERVED;
+    const io = this.#io;
+    let pending: void | Promise<void>;
+    try {
+      if (iov === undefined) {
+        const view = new Uint8Array(bytes.buffer, base, length);
+        pending = write ? io.write(lba, view, NO_FUA) : io.read(lba, view);
+      } else {
+        if ((write ? io.writev : io.readv) === undefined) return NOT_SERVED;
+        const segments = views(bytes.buffer, iov);
+        pending = write ? io.writev!(lba, segments, NO_FUA) : io.readv!(lba, segments);
+      }
+    } catch {
+      return NOT_SERVED; // JS retries it and answers the precise sense
+    }
+    const scattered = iov !== undefined;
+    if (pending !== undefined) return pending.then(() => this.#count(write, total, scattered));
+    this.#count(write, total, scattered);
+    return write ? 0 : total;
+  }
+
+  #count(write: boolean, bytes: number, scattered: boolean): void {
+    const stats = this.#stats;
+    add(stats, write ? LANE_STATS.writes : LANE_STATS.reads, 1);
+    add(stats, write ? LANE_STATS.bytesWritten : LANE_STATS.bytesRead, bytes);
+    if (scattered) add(stats, LANE_STATS.scattered, 1);
+  }
+
+  /** One latency per batch for the lane's commands, as the addon records one per walk (RecordLatency). */
+  recordLatency(us: number, count: number): void {
+    const stats = this.#stats;
+    add(stats, LANE_STATS.latencyCount, count);
+    add(stats, LANE_STATS.latencySumUs, us * count);
+    if (us < stats[LANE_STATS.latencyMinUs]!) stats[LANE_STATS.latencyMinUs] = us;
+    if (us > stats[LANE_STATS.latencyMaxUs]!) stats[LANE_STATS.latencyMaxUs] = us;
+    add(stats, LANE_STATS.buckets + bucketOf(us), count);
+  }
+}
+
+/** The row of an opcode in the masks (LANE_OPCODES order), -1 for other opcodes. */
+function laneIndex(opcode: number): number {
+  switch (opcode) {
+    case 0x08:
+      return 0;
+    case 0x0a:
+      return 1;
+    case 0x28:
+      return 2;
+    case 0x2a:
+      return 3;
+    case 0xa8:
+      return 4;
+    case 0xaa:
+      return 5;
+    case 0x88:
+      return 6;
+    case 0x8a:
+      return 7;
+    default:
+      return -1;
+  }
+}
+
+const BUCKETS = LANE_STATS.scattered - LANE_STATS.buckets;
+/** The addon's BucketOf (LatencyHistogram's layout: 4 buckets an octave from 1 us). */
+function bucketOf(us: number): number {
+  if (!(us >= 1)) return 0;
+  let index = Math.ceil(Math.log2(us) * 4 + 1e-9);
+  if (index < BUCKETS - 1 && 2 ** (index / 4) <= us) index++;
+  return Math.min(index, BUCKETS - 1);
+}
+
+const add = (stats: Float64Array, index: number, value: number): void => {
+  stats[index] = stats[index]! + value;
+};
+
+const be32 = (bytes: Uint8Array, at: number): number =>
+  ((bytes[at]! << 24) | (bytes[at + 1]! << 16) | (bytes[at + 2]! << 8) | bytes[at + 3]!) >>> 0;

@@ -12,7 +12,7 @@ import {
   RingResetError,
   RingUsageError,
 } from './errors.js';
-import { NativeLane } from './lane.js';
+import { NativeLane, NOT_SERVED } from './lane.js';
 import {
   callNative,
   LANE_STATS,
@@ -100,6 +100,7 @@ export interface TcmuRingEvents {
 const DEFAULT_MAX_IN_FLIGHT = 128;
 /** Records beyond maxInFlight: room for TMR entries in the same walk. */
 const EXTRA_RECORDS = 64;
+const SAM_STATUS_GOOD = 0x00;
 const SAM_STATUS_CHECK_CONDITION = 0x02;
 const SAM_STATUS_TASK_ABORTED = 0x40;
 const IDS = ABI.maxCmdId + 1;
@@ -150,6 +151,8 @@ export class TcmuRing extends EventEmitter<TcmuRingEvents> implements CommandSou
   #state: 'new' | 'open' | 'closing' | 'failed' | 'closed' = 'new';
   #publishScheduled = false;
   readonly #publishTask = () => this.#publish();
+  /** The one plain 'command' listener, called without emit(); null: emit; undefined: look again. */
+  #commandListener: ((command: RingCommand) => void) | null | undefined;
   #drainWaiters: Array<() => void> = [];
   /**
    * Commands whose ring memory a backend may still use although their entry is
@@ -269,7 +272,12 @@ export class TcmuRing extends EventEmitter<TcmuRingEvents> implements CommandSou
       throw error;
     }
     (this as EventEmitter).on('newListener', (event: string | symbol) => {
-      if (event === 'command' && this.#state === 'new') setImmediate(() => this.#start());
+      if (event !== 'command') return;
+      this.#commandListener = undefined;
+      if (this.#state === 'new') setImmediate(() => this.#start());
+    });
+    (this as EventEmitter).on('removeListener', (event: string | symbol) => {
+      if (event === 'command') this.#commandListener = undefined;
     });
   }
 
@@ -489,6 +497,8 @@ export class TcmuRing extends EventEmitter<TcmuRingEvents> implements CommandSou
     const records = this.#records;
     const view = this.#view;
     const now = performance.now();
+    const lane = this.#state === 'open' ? this.lane.js : undefined;
+    let laneServed = 0;
     for (let i = 0; i < count; i++) {
       const r = i * RingRecord.words;
       if (records[r] === RingRecord.command) {
@@ -496,18 +506,36 @@ export class TcmuRing extends EventEmitter<TcmuRingEvents> implements CommandSou
         const entry = records[r + 2]!;
         const iovCount = records[r + 6]!;
         const bidiCount = records[r + 7]!;
-        const cdb = this.#copyCdb(id, records[r + 4]!, records[r + 5]!);
         const first = entry + ABI.req.iov;
         const base = iovCount > 0 ? readU64(view, first + ABI.iovec.base) : 0;
         const length = iovCount > 0 ? readU64(view, first + ABI.iovec.len) : 0;
         const iov = iovCount > 1 ? readIovecs(view, first, iovCount) : undefined;
+        let served: number | Promise<void> = NOT_SERVED;
+        if (lane !== undefined && bidiCount === 0 && iovCount > 0) {
+          served = lane.serve(this.#bytes, records[r + 4]!, base, length, iov);
+          if (typeof served === 'number' && served !== NOT_SERVED) {
+            // what complete() reports for GOOD with the whole buffer produced (a write: nothing)
+            const readLen = served > 0 && this.flags.readLen;
+            this.#enqueue(
+              id,
+              SAM_STATUS_GOOD,
+              readLen ? served : 0,
+              readLen ? ABI.uflags.readLen : 0,
+              undefined,
+            );
+            laneServed++;
+            continue;
+          }
+        }
         const bidi =
           bidiCount > 0 ? readIovecs(view, first + iovCount * ABI.iovec.size, bidiCount) : undefined;
+        const cdb = this.#copyCdb(id, records[r + 4]!, records[r + 5]!);
         const command = new RingCommand(this, id, cdb, base, length, iov, bidi);
         this.receivedAt[id] = now;
         this.#commands[id] = command;
         this.#inFlight++;
-        if (this.#state === 'open') this.emit('command', command);
+        if (typeof served !== 'number') this.#awaitLane(command, served);
+        else if (this.#state === 'open') this.#deliver(command);
       } else {
         const type = records[r + 1]!;
         const ids = records[r + 3]!;
@@ -520,6 +548,50 @@ export class TcmuRing extends EventEmitter<TcmuRingEvents> implements CommandSou
         this.emit('tmr', { type, commandIds });
       }
     }
+    // the callers publish (#onRecords schedules it, #pull does it)
+    if (laneServed > 0) lane!.recordLatency((performance.now() - now) * 1000, laneServed);
+  }
+
+  #deliver(command: RingCommand): void {
+    const listener = this.#commandListener ?? this.#soleCommandListener();
+    if (listener !== null) listener.call(this, command);
+    else this.emit('command', command);
+  }
+
+  /**
+   * A lane transfer that returned a promise: the command is tracked like any other (its
+   * memory is with the backend) and ends when the transfer does, TASK ABORTED if aborted
+   * meanwhile, as the emulation answers; a failed one goes to JS, which retries it.
+   */
+  #awaitLane(command: RingCommand, transfer: Promise<void>): void {
+    const write = (command.opcode & 0x02) !== 0;
+    if (write) void (command.dataOutSegments ?? command.dataOut);
+    else void command.dataInBuffer;
+    const end = (good: boolean) => {
+      if (command.state === 'completed') return;
+      if (good) this.complete(command, SAM_STATUS_GOOD, undefined, write ? undefined : command.dataInLength);
+      else this.complete(command, SAM_STATUS_TASK_ABORTED, undefined, 0);
+    };
+    transfer.then(
+      () => end(command.state === 'active' && !command.aborted),
+      () => {
+        if (command.state === 'active' && this.#state === 'open') this.#deliver(command);
+        else end(false);
+      },
+    );
+  }
+
+  /** emit() costs a rest array and a Reflect.apply per command; one plain listener needs neither. */
+  #soleCommandListener(): ((command: RingCommand) => void) | null {
+    const listeners = this.rawListeners('command');
+    const only = listeners.length === 1 ? (listeners[0] as { listener?: unknown }) : undefined;
+    // a once() wrapper carries `listener`: emit() must remove it
+    const listener =
+      only !== undefined && only.listener === undefined
+        ? (only as unknown as (command: RingCommand) => void)
+        : null;
+    this.#commandListener = listener;
+    return listener;
   }
 
   /** The CDB of a new command, in its id's slot (the engine checked it lies inside the entry). */

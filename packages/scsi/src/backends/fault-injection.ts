@@ -75,6 +75,11 @@ export class FaultInjectionBackend extends BackendWrapper {
     return undefined;
   }
 
+  /** Every call is asynchronous here (and faults must be seen). */
+  override get synchronous(): undefined {
+    return undefined;
+  }
+
   /** The latency honours the signal. */
   override get ignoresSignal(): boolean | undefined {
     return this.#latencyMs > 0 ? false : this.inner.ignoresSignal;

@@ -41,6 +41,7 @@ export class MemoryBackend implements BlockBackend {
   readonly readOnly: boolean;
   readonly unmappedReadsZero = true;
   readonly ignoresSignal = true;
+  readonly synchronous = true;
   /** Blocks per allocation chunk (also the mapping granularity). */
   readonly chunkBlocks: number;
   readonly discard?: (lba: number, blocks: number) => void;

@@ -23,6 +23,7 @@ function everything(): BlockBackend & { calls: string[] } {
     unmappedReadsZero: true,
     ignoresSignal: true,
     directFile,
+    synchronous: true,
     read: record('read'),
     write: record('write'),
     flush: record('flush'),
@@ -96,11 +97,11 @@ describe('the wrappers keep what they do not change', () => {
     },
     FaultInjectionBackend: {
       make: (inner) => new FaultInjectionBackend(inner),
-      changes: ['directFile'],
+      changes: ['directFile', 'synchronous'],
     },
     'FaultInjectionBackend with latency': {
       make: (inner) => new FaultInjectionBackend(inner, { latencyMs: 1 }),
-      changes: ['directFile', 'ignoresSignal'],
+      changes: ['directFile', 'synchronous', 'ignoresSignal'],
     },
   };
   for (const [name, { make, changes }] of Object.entries(keptBy)) {

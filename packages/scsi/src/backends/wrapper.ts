@@ -31,6 +31,7 @@ export const BACKEND_MEMBERS = {
     'unmappedReadsZero',
     'ignoresSignal',
     'directFile',
+    'synchronous',
   ],
   methods: ['read', 'write', 'flush'],
   capabilities: [
@@ -113,6 +114,9 @@ export class BackendWrapper implements BlockBackend {
   }
   get directFile(): DirectFile | undefined {
     return this.inner.directFile;
+  }
+  get synchronous(): boolean | undefined {
+    return this.inner.synchronous;
   }
 
   read(lba: number, into: Uint8Array, signal?: AbortSignal): void | Promise<void> {

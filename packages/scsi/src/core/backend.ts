@@ -42,6 +42,13 @@ export interface BlockBackend {
    * writes do must not forward it.
    */
   readonly directFile?: DirectFile;
+  /**
+   * `read`, `readv`, and `write` and `writev` without `fua`, finish before they
+   * return (never a promise): a transport may call them for plain READ/WRITE itself, without a
+   * command object (the TCMU ring's lane on the JS thread). Wrappers that change
+   * what reads or writes do must not forward it.
+   */
+  readonly synchronous?: boolean;
 
   /** Fill `into` (blocks * blockSize bytes) from `lba`. */
   read(lba: number, into: Uint8Array, signal?: AbortSignal): void | Promise<void>;

@@ -83,6 +83,7 @@ export class FileBackend implements BlockBackend {
   readonly ignoresSignal = true;
   /** In 'sync' mode the file is read and written on the calling thread: a transport may do the same. */
   readonly directFile: DirectFile | undefined;
+  readonly synchronous: boolean;
   readonly path: string;
   readonly #handle: FileHandle;
   readonly #punchHole: PunchHole | undefined;
@@ -100,6 +101,7 @@ export class FileBackend implements BlockBackend {
     this.#punchHole = options.punchHole;
     this.#sync = options.io === 'sync';
     this.directFile = this.#sync ? { fd: handle.fd } : undefined;
+    this.synchronous = this.#sync;
   }
 
   get blockCount(): number {
