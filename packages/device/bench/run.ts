@@ -84,21 +84,15 @@ function ringOnlyPlatform(ring: { memoryFd: number; eventFd: number; mapSize: nu
   };
 }
 
-type Consumer =
-  | 'C memory'
-  | 'C file'
-  | 'device, memory'
-  | 'device, memory, JS lane'
-  | 'device, file TS'
-  | 'device, lane';
-const consumers: Consumer[] = [
+const consumers = [
   'C memory',
   'C file',
   'device, memory',
   'device, memory, JS lane',
   'device, file TS',
   'device, lane',
-];
+] as const;
+type Consumer = (typeof consumers)[number];
 
 interface Sample {
   perSecond: number;

@@ -191,7 +191,7 @@ export class JsLane {
     iov: number[] | undefined,
   ): number | Promise<void> {
     const opcode = bytes[cdb]!;
-    const index = laneIndex(opcode);
+    const index = LANE_ROWS[opcode]!;
     if (index < 0) return NOT_SERVED;
     const row = index * LANE_MASK_STRIDE;
     const masks = this.#masks;
@@ -262,29 +262,11 @@ export class JsLane {
   }
 }
 
-/** The row of an opcode in the masks (LANE_OPCODES order), -1 for other opcodes. */
-function laneIndex(opcode: number): number {
-  switch (opcode) {
-    case 0x08:
-      return 0;
-    case 0x0a:
-      return 1;
-    case 0x28:
-      return 2;
-    case 0x2a:
-      return 3;
-    case 0xa8:
-      return 4;
-    case 0xaa:
-      return 5;
-    case 0x88:
-      return 6;
-    case 0x8a:
-      return 7;
-    default:
-      return -1;
-  }
-}
+/** The row of each opcode in the masks (LANE_OPCODES order), -1 for other opcodes. */
+const LANE_ROWS = new Int8Array(256).fill(-1);
+LANE_OPCODES.forEach((opcode, index) => {
+  LANE_ROWS[opcode] = index;
+});
 
 const BUCKETS = LANE_STATS.scattered - LANE_STATS.buckets;
 /** The addon's BucketOf (LatencyHistogram's layout: 4 buckets an octave from 1 us). */
