@@ -3,11 +3,15 @@
  * The simulated kernel runs in a worker thread and keeps DEPTH READ(10)s or WRITE(10)s
  * queued; each consumer serves them:
  *
- *   C memory         packages/ring/bench/c-consumer.c: copies Data-In from a static buffer
+ *   C memory         packages/ring/bench/c-consumer.c: copies Data-In from a static 1 MiB
+ *                    buffer and Data-Out into one (the ring bench's consumer: no disk behind it)
+ *   C memory image   the same serving a 64 MiB image in memory at LBA * 512 (what a
+ *                    MemoryBackend does: the same data, the same cache misses)
  *   C file           the same, serving an image with preadv/pwritev straight on the iovecs
- *   device, memory   openDevice over a MemoryBackend: the TypeScript path
- *   device, memory, JS lane   the same with jsLane: READ/WRITE served by the ring on the JS thread
- *   device, file TS  openDevice over FileBackend (io 'sync') on the image: the TypeScript path
+ *   device, memory   openDevice over a MemoryBackend, the defaults: READ/WRITE served by
+ *                    the ring's lane on the JS thread (jsLane), the rest by the TypeScript path
+ *   device, memory TS  the same with jsLane: false: every command through the TypeScript path
+ *   device, file TS  openDevice over FileBackend (io 'sync') on the image, jsLane: false
  *   device, lane     the same with nativeLane: READ/WRITE served in the ring addon
  *
  * Reported per row: commands/s, the consumer's CPU time per command (its thread's
@@ -86,9 +90,10 @@ function ringOnlyPlatform(ring: { memoryFd: number; eventFd: number; mapSize: nu
 
 const consumers = [
   'C memory',
+  'C memory image',
   'C file',
   'device, memory',
-  'device, memory, JS lane',
+  'device, memory TS',
   'device, file TS',
   'device, lane',
 ] as const;
@@ -108,7 +113,7 @@ async function openBenchDevice(consumer: Consumer, ring: Record<string, number>)
   const platform = ringOnlyPlatform(ring as { memoryFd: number; eventFd: number; mapSize: number });
   if (consumer.startsWith('device, memory')) {
     const backend = new MemoryBackend({ blockSize: 512, blockCount: BLOCKS });
-    const jsLane = consumer === 'device, memory, JS lane';
+    const jsLane = consumer === 'device, memory TS' ? false : undefined;
     return {
       device: await openDevice({ name: 'bench', backend, fabric: { type: 'none' }, platform, jsLane }),
     };
@@ -120,6 +125,7 @@ async function openBenchDevice(consumer: Consumer, ring: Record<string, number>)
     fabric: { type: 'none' },
     platform,
     nativeLane: consumer === 'device, lane',
+    jsLane: false,
   });
   return { device, file };
 }
@@ -157,7 +163,8 @@ async function measure(consumer: Consumer, size: number, write: boolean, withHea
   let result: Record<string, number>;
   let heap: { bytes: number; objects: number } | undefined;
   if (consumer.startsWith('C')) {
-    const args = [String(ring.mapSize), ...(consumer === 'C file' ? [image] : [])];
+    const store = { 'C memory': [], 'C memory image': [`memory:${IMAGE_BYTES}`], 'C file': [image] };
+    const args = [String(ring.mapSize), ...store[consumer as keyof typeof store]];
     const child = spawn(consumerBinary, args, {
       stdio: ['ignore', 'inherit', 'inherit', ring.memoryFd!, ring.eventFd!],
     });
@@ -172,6 +179,10 @@ async function measure(consumer: Consumer, size: number, write: boolean, withHea
     worker.postMessage({ type: 'run', ...work, durationMs: SECONDS * 1000 });
     result = await next('result');
     busySeconds = cpuSeconds(mainThreadStat) - startedCpu;
+    const lane = device.jsLane;
+    if ((consumer === 'device, memory') !== (lane !== undefined && lane.reads + lane.writes > 0)) {
+      throw new Error(`${consumer}: the JS lane served ${lane ? lane.reads + lane.writes : 'no'} commands`);
+    }
     if (withHeap) {
       heap = await allocations(device, async () => {
         worker.postMessage({ type: 'run', ...work, durationMs: 500 });
@@ -213,6 +224,7 @@ try {
         median(samples.get(consumer)!.map((s) => s[key]));
       const cFile = med('C file', 'cpuUsPerCommand');
       const cMemory = med('C memory', 'cpuUsPerCommand');
+      const cImage = med('C memory image', 'cpuUsPerCommand');
       for (const consumer of consumers) {
         const cpu = med(consumer, 'cpuUsPerCommand');
         const first = (samples.get(consumer) as Sample[])[0] as Sample;
@@ -224,6 +236,7 @@ try {
             cpu.toFixed(2),
             `${(cpu / cFile).toFixed(2)}x`,
             `${(cpu / cMemory).toFixed(2)}x`,
+            `${(cpu / cImage).toFixed(2)}x`,
             med(consumer, 'kicksPerCommand').toFixed(2),
             first.heapBytesPerCommand === undefined ? '' : Math.round(first.heapBytesPerCommand).toString(),
             first.objectsPerCommand === undefined ? '' : first.objectsPerCommand.toFixed(1),
@@ -240,7 +253,7 @@ console.log(
   `@tcmu/device per command, queue depth ${DEPTH}, simulated kernel in a worker thread, median of ${ROUNDS} rounds of ${SECONDS} s (${new Date().toISOString().slice(0, 10)}, node ${process.version})`,
 );
 console.log(
-  '| command | consumer | cmd/s | CPU µs/cmd | vs C file | vs C memory | kicks/cmd | heap B/cmd | objects/cmd |',
+  '| command | consumer | cmd/s | CPU µs/cmd | vs C file | vs C memory | vs C memory image | kicks/cmd | heap B/cmd | objects/cmd |',
 );
-console.log('| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+console.log('| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
 for (const row of rows) console.log(`| ${row} |`);

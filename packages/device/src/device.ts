@@ -856,7 +856,7 @@ export class Device extends EventEmitter<DeviceEvents> {
       }
       this.#updateLaneGate();
     });
-    this.#metrics.includeLane(ring.lane.stats);
+    this.#metrics.includeLane(ring.lane.stats, () => ring.lane.awaiting);
     this.#updateLaneGate();
   }
 

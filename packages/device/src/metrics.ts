@@ -297,6 +297,7 @@ export class MetricsCollector {
   #rateEpoch: number;
   /** Counters kept outside JS (the ring's native lane, LANE_STATS layout) and what was seen of them. */
   #lane: Float64Array | undefined;
+  #laneAwaiting: (() => number) | undefined;
   readonly #laneSeen = new Float64Array(4);
   #laneSeenAt = 0;
 
@@ -386,10 +387,12 @@ export class MetricsCollector {
    * NativeLane.stats (LANE_STATS layout: reads, writes, bytes read, bytes
    * written, then the latency histogram). Commands the lane answered count
    * as GOOD reads and writes; its rates are spread over the time since they
-   * were last looked at.
+   * were last looked at. `awaiting` counts the lane's commands still running
+   * (in flight, though this recorder never saw them start).
    */
-  includeLane(lane: Float64Array): void {
+  includeLane(lane: Float64Array, awaiting?: () => number): void {
     this.#lane = lane;
+    this.#laneAwaiting = awaiting;
     this.#laneSeenAt = this.#now();
     this.#laneSeen.set(lane.subarray(0, 4));
     this.latency.include(lane.subarray(4));
@@ -463,7 +466,7 @@ export class MetricsCollector {
   }
 
   get inFlight(): number {
-    return this.#inFlight;
+    return this.#inFlight + (this.#laneAwaiting?.() ?? 0);
   }
 
   /** A CHECK CONDITION answered with this sense key (UNIT ATTENTION 6, MEDIUM ERROR 3...). */
@@ -502,8 +505,8 @@ export class MetricsCollector {
       aborted: this.#aborted,
       bytesRead: this.#bytesRead + (lane?.[2] ?? 0),
       bytesWritten: this.#bytesWritten + (lane?.[3] ?? 0),
-      inFlight: this.#inFlight,
-      maxInFlight: this.#maxInFlight,
+      inFlight: this.inFlight,
+      maxInFlight: Math.max(this.#maxInFlight, this.inFlight),
       ...this.#rates(),
       latency: this.latency.summary(),
       uptimeMs: this.#now() - this.#startedAt,

@@ -460,6 +460,45 @@ describe('native lane: the gate', () => {
     }
   });
 
+  it('jsLane is on by default wherever it can be, and off (no error) where it cannot', async () => {
+    const path = join(dir, 'd.img');
+    await writeFile(path, new Uint8Array(BLOCK * 8).fill(0x3c));
+    const sync = await openFileBackend(path, { blockSize: BLOCK, io: 'sync' });
+    const threadpool = await openFileBackend(path, { blockSize: BLOCK, lock: false });
+    const opened: Device[] = [];
+    try {
+      const open = async (options: Partial<Parameters<typeof openDevice>[0]>) => {
+        const device = await openDevice({
+          name: `d${opened.length}`,
+          platform: harness.platform,
+          ...options,
+        });
+        opened.push(device);
+        expect((await submit(device, new Uint8Array(6))).status).toBe(GOOD);
+        const read = await submit(device, rw10(0x28, 2, 1), { dataInLength: BLOCK });
+        expect(read.status).toBe(GOOD);
+        expect(read.dataIn).toEqual(new Uint8Array(BLOCK).fill(0x3c));
+        return device;
+      };
+      const onSync = await open({ backend: sync });
+      expect(onSync.jsLane?.reads).toBe(1);
+      const offByOption = await open({ backend: sync, jsLane: false });
+      expect(offByOption.jsLane).toBeUndefined();
+      for (const device of [
+        await open({ backend: threadpool }),
+        await open({ backend: sync, middleware: [(cmd, next) => next(cmd)] }),
+        await open({ backend: sync, nativeLane: true }),
+      ]) {
+        expect(device.jsLane).toBeUndefined();
+      }
+      expect(onSync.stats().reads).toBe(1);
+    } finally {
+      for (const device of opened) await device.close();
+      await sync.close();
+      await threadpool.close();
+    }
+  });
+
   it('jsLane is refused with an asynchronous backend, middleware or the native lane', async () => {
     const path = join(dir, 'y.img');
     await writeFile(path, new Uint8Array(BLOCK * 8));

@@ -111,7 +111,7 @@ export interface OpenDeviceOptions {
    * views of the ring's memory before any command object is made, whenever the
    * emulation would answer GOOD (everything else still goes to it, with the same
    * answers). Needs a synchronous backend and no handler, middleware or native
-   * lane. Default false.
+   * lane. Default: on when those hold; `true` where they do not is an error.
    */
   readonly jsLane?: boolean;
   /**
@@ -374,7 +374,7 @@ export function resolveOptions(options: OpenDeviceOptions, shared?: { attached: 
       'needs a synchronous backend (MemoryBackend, FileBackend with io: sync), no handler or middleware, and no native lane',
     );
   }
-  const jsLane = jsLaneOption ?? false;
+  const jsLane = jsLaneOption ?? jsLanePossible;
   const reattach = options.reattach ?? !shared?.attached;
   if (typeof reattach !== 'boolean') throw new InvalidDeviceOptionError('reattach', 'must be a boolean');
   if (options.source !== undefined && (typeof options.source !== 'string' || options.source.length > 4096)) {

@@ -4,8 +4,10 @@
  * cmd_tail, one kick per batch), in plain C, single thread.
  *   fd 3 = the map (memfd), fd 4 = the event channel; argv[1] = map size.
  *   argv[2] (optional) = an image file: READ(10)/WRITE(10) are then served with
- *   preadv/pwritev straight on the iovecs at LBA * 512; without it Data-In is
- *   copied from a static buffer and Data-Out into one.
+ *   preadv/pwritev straight on the iovecs at LBA * 512; or "memory:BYTES": an
+ *   image of BYTES in memory (calloc'd: zero pages until written, as a sparse
+ *   MemoryBackend) copied to and from at LBA * 512; without it Data-In is copied
+ *   from a static 1 MiB buffer and Data-Out into one (the ring's cost alone).
  * Exits when the event channel reaches end of file.
  */
 #define _GNU_SOURCE
@@ -32,7 +34,12 @@ int main(int argc, char **argv) {
   if (argc < 2) return 2;
   size_t map_size = strtoull(argv[1], NULL, 0);
   int image = -1;
-  if (argc > 2 && (image = open(argv[2], O_RDWR)) < 0) { perror("open"); return 1; }
+  uint8_t *memory = NULL;
+  size_t memory_size = 0;
+  if (argc > 2 && strncmp(argv[2], "memory:", 7) == 0) {
+    memory_size = strtoull(argv[2] + 7, NULL, 0);
+    if ((memory = calloc(1, memory_size)) == NULL) { perror("calloc"); return 1; }
+  } else if (argc > 2 && (image = open(argv[2], O_RDWR)) < 0) { perror("open"); return 1; }
   uint8_t *map = mmap(NULL, map_size, PROT_READ | PROT_WRITE, MAP_SHARED, 3, 0);
   if (map == MAP_FAILED) { perror("mmap"); return 1; }
   memset(source, 0x5a, sizeof source);
@@ -66,6 +73,14 @@ int main(int argc, char **argv) {
         if (image >= 0) {
           ssize_t done = write ? pwritev(image, iov, (int)count, offset) : preadv(image, iov, (int)count, offset);
           if (done != (ssize_t)total) { perror("preadv/pwritev"); return 1; }
+        } else if (memory != NULL) {
+          if ((size_t)offset + total > memory_size) { fputs("transfer past the image\n", stderr); return 1; }
+          size_t at = (size_t)offset;
+          for (uint32_t i = 0; i < count; i++) {
+            if (write) memcpy(memory + at, iov[i].iov_base, iov[i].iov_len);
+            else memcpy(iov[i].iov_base, memory + at, iov[i].iov_len);
+            at += iov[i].iov_len;
+          }
         } else {
           size_t at = 0;
           for (uint32_t i = 0; i < count; i++) {

@@ -296,11 +296,13 @@ describe('lane on the JS thread (io)', () => {
     const pending = sim.submit({ cdb: read10(7, 1), dataInLength: BLOCK });
     await vi.waitFor(() => expect(ring.inFlight).toBe(1));
     expect(ring.commandsInFlight()[0]!.memoryExposed).toBe(true);
+    expect(ring.lane.awaiting).toBe(1);
     const read = await pending;
     expect(read.status).toBe(0);
     expect(read.dataIn).toEqual(data.subarray(7 * BLOCK, 8 * BLOCK));
     expect(toJs).toHaveLength(0);
     expect(ring.inFlight).toBe(0);
+    expect(ring.lane.awaiting).toBe(0);
     expect(ring.lane.counters().reads).toBe(1);
   });
 });

@@ -62,6 +62,7 @@ export class NativeLane {
   readonly #engine: NativeRingEngine;
   readonly #gate: Int32Array;
   #configured = false;
+  #awaiting = 0;
   /** @internal the lane on the JS thread, when configured with `io` (TcmuRing calls it) */
   js: JsLane | undefined;
 
@@ -115,6 +116,19 @@ export class NativeLane {
       this.js = new JsLane(io, blockSize, blockCount, maxTransferBlocks, masks, this.#gate, this.stats);
     }
     this.#configured = true;
+  }
+
+  /**
+   * Transfers of the lane on the JS thread still running: the block I/O returned
+   * a promise (their commands are in the ring's commandsInFlight(), not the owner's).
+   */
+  get awaiting(): number {
+    return this.#awaiting;
+  }
+
+  /** @internal TcmuRing counts the transfers it waits for */
+  countAwaiting(delta: 1 | -1): void {
+    this.#awaiting += delta;
   }
 
   /** Which commands the lane must leave to JS right now. */
@@ -179,12 +193,14 @@ export class JsLane {
   }
 
   /**
-   * Serves the command whose CDB is at `cdb` in `bytes` (the map) and whose data is
+   * Serves the command whose CDB is at `cdb` in `bytes` (the map, whose `buffer` is
+   * passed too: the getter is a runtime call) and whose data is
    * the main iovec (`base`, `length`) or the `iov` pairs. Returns NOT_SERVED, the
    * bytes of Data-In produced (0 for a write), or the backend's promise.
    */
   serve(
     bytes: Uint8Array,
+    buffer: ArrayBuffer,
     cdb: number,
     base: number,
     length: number,
@@ -228,11 +244,11 @@ export class JsLane {
     let pending: void | Promise<void>;
     try {
       if (iov === undefined) {
-        const view = new Uint8Array(bytes.buffer, base, length);
+        const view = new Uint8Array(buffer, base, length);
         pending = write ? io.write(lba, view, NO_FUA) : io.read(lba, view);
       } else {
         if ((write ? io.writev : io.readv) === undefined) return NOT_SERVED;
-        const segments = views(bytes.buffer, iov);
+        const segments = views(buffer, iov);
         pending = write ? io.writev!(lba, segments, NO_FUA) : io.readv!(lba, segments);
       }
     } catch {

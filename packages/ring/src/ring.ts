@@ -498,6 +498,10 @@ export class TcmuRing extends EventEmitter<TcmuRingEvents> implements CommandSou
     const view = this.#view;
     const now = performance.now();
     const lane = this.#state === 'open' ? this.lane.js : undefined;
+    const bytes = this.#bytes;
+    const buffer = this.buffer;
+    // what complete() reports for GOOD with the whole buffer produced (a write: nothing)
+    const readLen = this.flags.readLen;
     let laneServed = 0;
     for (let i = 0; i < count; i++) {
       const r = i * RingRecord.words;
@@ -512,17 +516,11 @@ export class TcmuRing extends EventEmitter<TcmuRingEvents> implements CommandSou
         const iov = iovCount > 1 ? readIovecs(view, first, iovCount) : undefined;
         let served: number | Promise<void> = NOT_SERVED;
         if (lane !== undefined && bidiCount === 0 && iovCount > 0) {
-          served = lane.serve(this.#bytes, records[r + 4]!, base, length, iov);
+          served = lane.serve(bytes, buffer, records[r + 4]!, base, length, iov);
           if (typeof served === 'number' && served !== NOT_SERVED) {
-            // what complete() reports for GOOD with the whole buffer produced (a write: nothing)
-            const readLen = served > 0 && this.flags.readLen;
-            this.#enqueue(
-              id,
-              SAM_STATUS_GOOD,
-              readLen ? served : 0,
-              readLen ? ABI.uflags.readLen : 0,
-              undefined,
-            );
+            if (readLen && served > 0)
+              this.#enqueue(id, SAM_STATUS_GOOD, served, ABI.uflags.readLen, undefined);
+            else this.#enqueue(id, SAM_STATUS_GOOD, 0, 0, undefined);
             laneServed++;
             continue;
           }
@@ -567,14 +565,19 @@ export class TcmuRing extends EventEmitter<TcmuRingEvents> implements CommandSou
     const write = (command.opcode & 0x02) !== 0;
     if (write) void (command.dataOutSegments ?? command.dataOut);
     else void command.dataInBuffer;
+    this.lane.countAwaiting(1);
     const end = (good: boolean) => {
       if (command.state === 'completed') return;
       if (good) this.complete(command, SAM_STATUS_GOOD, undefined, write ? undefined : command.dataInLength);
       else this.complete(command, SAM_STATUS_TASK_ABORTED, undefined, 0);
     };
     transfer.then(
-      () => end(command.state === 'active' && !command.aborted),
       () => {
+        this.lane.countAwaiting(-1);
+        end(command.state === 'active' && !command.aborted);
+      },
+      () => {
+        this.lane.countAwaiting(-1);
         if (command.state === 'active' && this.#state === 'open') this.#deliver(command);
         else end(false);
       },
